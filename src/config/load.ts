@@ -1,0 +1,117 @@
+/**
+ * Builds the one immutable Config from a YAML file, the environment (Vault's own variables) and
+ * command-line flags, in that order of precedence: flags > environment > file. This is the only
+ * module that looks at environment values, and it receives them as an argument.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ErrorCodes, SidecarError } from '../errors.js';
+import { type Config, configSchema } from './schema.js';
+import { validateConfig } from './validate.js';
+
+/** Flags that override the file (see cli/run.ts). */
+export interface ConfigFlags {
+  vaultAddr?: string;
+  logLevel?: string;
+  adminListen?: string;
+}
+
+export type Environment = Readonly<Record<string, string | undefined>>;
+
+export function readConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? String(err);
+    throw new SidecarError(
+      ErrorCodes.CONFIG_FILE_UNREADABLE,
+      `config: cannot read ${path} (${reason}); check the --config path`,
+      { cause: err },
+    );
+  }
+  try {
+    return parseYaml(text) ?? {};
+  } catch (err) {
+    const where = (err as { linePos?: [{ line: number; col: number }] }).linePos?.[0];
+    const at = where ? ` at line ${where.line}, column ${where.col}` : '';
+    throw new SidecarError(ErrorCodes.CONFIG_INVALID, `config: ${path} is not valid YAML${at}; fix the syntax`, {
+      cause: err,
+    });
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Applies environment and flags onto the raw file content, before schema validation. */
+function overlay(raw: unknown, env: Environment, flags: ConfigFlags): unknown {
+  if (!isRecord(raw)) return raw;
+  const merged: Record<string, unknown> = { ...raw };
+  const identity = isRecord(merged.identity) ? merged.identity : undefined;
+  const vaultInFile = isRecord(merged.vault) ? { ...merged.vault } : undefined;
+  const usesVault = (identity?.source ?? 'vault') === 'vault';
+  if (vaultInFile || usesVault) {
+    const vault: Record<string, unknown> = vaultInFile ?? {};
+    const address = flags.vaultAddr ?? env.VAULT_ADDR;
+    if (address) vault.address = address;
+    if (env.VAULT_NAMESPACE) vault.namespace = env.VAULT_NAMESPACE;
+    if (env.VAULT_CACERT) vault.caCert = env.VAULT_CACERT;
+    if (env.VAULT_SKIP_VERIFY) vault.skipVerify = /^(1|true|yes)$/i.test(env.VAULT_SKIP_VERIFY);
+    merged.vault = vault;
+  }
+  if (flags.logLevel) merged.log = { ...(isRecord(merged.log) ? merged.log : {}), level: flags.logLevel };
+  if (flags.adminListen) merged.admin = { ...(isRecord(merged.admin) ? merged.admin : {}), listen: flags.adminListen };
+  return merged;
+}
+
+function fieldPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), '');
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const at = fieldPath(issue.path);
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => `"${k}"`).join(', ');
+    return `config: ${at ? `${at}: ` : ''}unknown field ${keys}; check the spelling against the README's configuration reference`;
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return `config: ${at}: is required`;
+  }
+  return `config: ${at || '(top level)'}: ${issue.message}`;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export function buildConfig(raw: unknown, env: Environment, flags: ConfigFlags = {}): Config {
+  const result = configSchema.safeParse(overlay(raw, env, flags));
+  if (!result.success) {
+    const first = result.error.issues[0];
+    const message = first ? describeIssue(first) : 'config: invalid';
+    throw new SidecarError(ErrorCodes.CONFIG_INVALID, message, { cause: result.error });
+  }
+  const parsed = result.data;
+  const config: Config = {
+    ...parsed,
+    vault: parsed.vault
+      ? { ...parsed.vault, address: parsed.vault.address ?? '', token: env.VAULT_TOKEN || undefined }
+      : undefined,
+  };
+  validateConfig(config);
+  return deepFreeze(config);
+}
+
+export function loadConfig(path: string | undefined, env: Environment, flags: ConfigFlags = {}): Config {
+  if (!path) {
+    throw new SidecarError(ErrorCodes.CONFIG_INVALID, 'config: no configuration file; pass --config <file.yaml>');
+  }
+  return buildConfig(readConfigFile(path), env, flags);
+}

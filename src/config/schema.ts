@@ -1,0 +1,148 @@
+/**
+ * The shape of the configuration file, with its defaults. zod gives us field paths in errors and
+ * the typed, parsed result; `.strict()` everywhere so a misspelt field is an error, not a no-op.
+ */
+import { z } from 'zod';
+import { type HostPort, parseDurationSeconds, parseHostPort } from './parse.js';
+
+const duration = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx): number => {
+    const seconds = parseDurationSeconds(value);
+    if (seconds === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; use e.g. 90s, 15m or 1h` });
+      return z.NEVER;
+    }
+    return seconds;
+  });
+
+const hostPort = z.string().transform((value, ctx): HostPort => {
+  const parsed = parseHostPort(value);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not host:port; use e.g. 127.0.0.1:8080 or [::1]:8443` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const listenerName = z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lowercase letters, digits, - and _');
+
+const tokenAuth = z
+  .object({
+    method: z.literal('token'),
+    /** A file holding the token; otherwise VAULT_TOKEN. */
+    tokenFile: z.string().optional(),
+  })
+  .strict();
+
+const approleAuth = z
+  .object({
+    method: z.literal('approle'),
+    mount: z.string().default('approle'),
+    roleId: z.string().optional(),
+    roleIdFile: z.string().optional(),
+    secretIdFile: z.string().optional(),
+  })
+  .strict();
+
+const vaultSection = z
+  .object({
+    /** Vault's address; VAULT_ADDR when unset. */
+    address: z.string().url().optional(),
+    namespace: z.string().optional(),
+    /** PEM file of the CA that signed Vault's own TLS certificate; VAULT_CACERT when unset. */
+    caCert: z.string().optional(),
+    skipVerify: z.boolean().default(false),
+    requestTimeout: duration.default(10),
+    auth: z.discriminatedUnion('method', [tokenAuth, approleAuth]).default({ method: 'token' }),
+    pki: z
+      .object({
+        mount: z.string().default('pki'),
+        role: z.string().min(1),
+      })
+      .strict(),
+  })
+  .strict();
+
+const identitySection = z
+  .object({
+    source: z.enum(['vault', 'dev']).default('vault'),
+    commonName: z.string().min(1),
+    dnsNames: z.array(z.string().min(1)).default([]),
+    ipSans: z.array(z.string().min(1)).default([]),
+    uriSans: z.array(z.string().url()).default([]),
+    ttl: duration.default(3600),
+    renewal: z
+      .object({
+        /** Renew at this fraction of the certificate's lifetime (with jitter around it). */
+        fraction: z.number().gt(0).lt(1).default(2 / 3),
+        /** Spread of the renewal point, as a fraction of the lifetime, so a fleet does not renew in step. */
+        jitter: z.number().min(0).lt(0.5).default(0.1),
+        /** First retry delay after a failed renewal; doubles up to maxBackoff. */
+        minBackoff: duration.default(1),
+        maxBackoff: duration.default(60),
+      })
+      .strict()
+      .default({ fraction: 2 / 3, jitter: 0.1, minBackoff: 1, maxBackoff: 60 }),
+  })
+  .strict();
+
+const inboundListener = z
+  .object({
+    name: listenerName,
+    listen: hostPort,
+    /** The app, in plaintext; loopback in a pod. */
+    target: hostPort,
+    mode: z.literal('http').default('http'),
+  })
+  .strict();
+
+const outboundListener = z
+  .object({
+    name: listenerName,
+    /** Where the app connects in plaintext; loopback by default for safety. */
+    listen: hostPort,
+    /** The remote service, dialled with mTLS. */
+    target: hostPort,
+    /** The name the server's certificate must carry (and the SNI sent); the target host when unset. */
+    serverName: z.string().optional(),
+    mode: z.literal('http').default('http'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    vault: vaultSection.optional(),
+    identity: identitySection,
+    inbound: z.array(inboundListener).default([]),
+    outbound: z.array(outboundListener).default([]),
+    admin: z
+      .object({ listen: hostPort.default({ host: '127.0.0.1', port: 15000 }) })
+      .strict()
+      .default({ listen: { host: '127.0.0.1', port: 15000 } }),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+    /** How long to wait for the first certificate before giving up at start-up. */
+    startupTimeout: duration.default(60),
+    /** How long SIGTERM waits for in-flight requests before closing connections. */
+    drainTimeout: duration.default(20),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;
+type Parsed = z.output<typeof configSchema>;
+export type InboundListenerConfig = Parsed['inbound'][number];
+export type OutboundListenerConfig = Parsed['outbound'][number];
+export type IdentityConfig = Parsed['identity'];
+export type VaultAuthConfig = NonNullable<Parsed['vault']>['auth'];
+
+/** Vault settings after env defaults are applied: address is known and the token (if any) resolved. */
+export type VaultConfig = Omit<NonNullable<Parsed['vault']>, 'address'> & {
+  address: string;
+  /** From VAULT_TOKEN; never logged. */
+  token?: string;
+};
+
+export type Config = Omit<Parsed, 'vault'> & { vault?: VaultConfig };

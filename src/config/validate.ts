@@ -1,0 +1,56 @@
+/**
+ * Cross-field checks the schema cannot express. Each is a small function whose message names the
+ * field and says what to do (ghostunnel's validate*() style); the first failure is thrown.
+ */
+import { ErrorCodes, SidecarError } from '../errors.js';
+import { formatHostPort } from './parse.js';
+import type { Config } from './schema.js';
+
+function fail(message: string): never {
+  throw new SidecarError(ErrorCodes.CONFIG_INVALID, `config: ${message}`);
+}
+
+function validateVault(config: Config): void {
+  if (config.identity.source !== 'vault') return;
+  const vault = config.vault;
+  if (!vault) return fail('vault: is required when identity.source is vault');
+  if (!vault.address) {
+    fail('vault.address: no Vault address; set vault.address, the VAULT_ADDR environment variable or --vault-addr');
+  }
+  const auth = vault.auth;
+  if (auth.method === 'token' && !auth.tokenFile && !vault.token) {
+    fail('vault.auth: token auth needs a token; set VAULT_TOKEN or vault.auth.tokenFile');
+  }
+  if (auth.method === 'approle') {
+    if (!auth.roleId && !auth.roleIdFile) fail('vault.auth.roleIdFile: approle auth needs roleId or roleIdFile');
+    if (!auth.secretIdFile) fail('vault.auth.secretIdFile: approle auth needs secretIdFile');
+  }
+}
+
+function validateListeners(config: Config): void {
+  const names = new Set<string>();
+  const addresses = new Set<string>([formatHostPort(config.admin.listen)]);
+  const all = [
+    ...config.inbound.map((l, i) => ({ l, field: `inbound[${i}]` })),
+    ...config.outbound.map((l, i) => ({ l, field: `outbound[${i}]` })),
+  ];
+  for (const { l, field } of all) {
+    if (names.has(l.name)) fail(`${field}.name: "${l.name}" is used by another listener; names must be unique`);
+    names.add(l.name);
+    const address = formatHostPort(l.listen);
+    if (addresses.has(address)) fail(`${field}.listen: ${address} is already used by another listener or admin.listen`);
+    addresses.add(address);
+  }
+}
+
+function validateRenewal(config: Config): void {
+  const { minBackoff, maxBackoff } = config.identity.renewal;
+  if (minBackoff > maxBackoff) fail('identity.renewal.minBackoff: must not exceed identity.renewal.maxBackoff');
+  if (config.identity.ttl < 10) fail('identity.ttl: must be at least 10s so renewal has time to happen');
+}
+
+export function validateConfig(config: Config): void {
+  validateVault(config);
+  validateListeners(config);
+  validateRenewal(config);
+}

@@ -1,0 +1,41 @@
+/**
+ * Every error a user can see carries a stable `code` (documented in README.md) and a message that
+ * says what is wrong and what to do. Users and tests match on `code`, never on message text.
+ */
+export const ErrorCodes = {
+  CONFIG_INVALID: 'SIDECAR_CONFIG_INVALID',
+  CONFIG_FILE_UNREADABLE: 'SIDECAR_CONFIG_FILE_UNREADABLE',
+  VAULT_UNREACHABLE: 'SIDECAR_VAULT_UNREACHABLE',
+  VAULT_AUTH_FAILED: 'SIDECAR_VAULT_AUTH_FAILED',
+  VAULT_PERMISSION_DENIED: 'SIDECAR_VAULT_PERMISSION_DENIED',
+  VAULT_REQUEST_FAILED: 'SIDECAR_VAULT_REQUEST_FAILED',
+  PKI_ISSUE_REJECTED: 'SIDECAR_PKI_ISSUE_REJECTED',
+  CERT_REFUSED: 'SIDECAR_CERT_REFUSED',
+  NO_CERTIFICATE: 'SIDECAR_NO_CERTIFICATE',
+  LISTEN_FAILED: 'SIDECAR_LISTEN_FAILED',
+  UPSTREAM_UNREACHABLE: 'SIDECAR_UPSTREAM_UNREACHABLE',
+  UPSTREAM_HANDSHAKE_FAILED: 'SIDECAR_UPSTREAM_HANDSHAKE_FAILED',
+  APP_UNREACHABLE: 'SIDECAR_APP_UNREACHABLE',
+  STARTUP_TIMEOUT: 'SIDECAR_STARTUP_TIMEOUT',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class SidecarError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SidecarError';
+    this.code = code;
+  }
+}
+
+export function isSidecarError(err: unknown): err is SidecarError {
+  return err instanceof SidecarError;
+}
+
+/** One line for humans: the message, then the code users can look up. */
+export function formatError(err: SidecarError): string {
+  return `${err.message} [${err.code}]`;
+}

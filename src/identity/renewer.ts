@@ -1,0 +1,137 @@
+/**
+ * Keeps a certificate published: issue, verify and publish, then sleep until the renewal point
+ * (linkerd's `loop { certify; sleep(refresh_in) }`). A failure is logged and retried with capped
+ * exponential backoff; the current certificate keeps serving meanwhile.
+ */
+import type { Logger } from 'pino';
+import { ErrorCodes, SidecarError, isSidecarError } from '../errors.js';
+import { backoffDelaySeconds, type RenewalPolicy, renewAt } from './schedule.js';
+import type { CertificateSource, RequestedIdentity } from './source.js';
+import type { IdentityStore, PublishedCertificate } from './store.js';
+
+export interface RenewerOptions {
+  readonly source: CertificateSource;
+  readonly store: IdentityStore;
+  readonly identity: RequestedIdentity;
+  readonly policy: RenewalPolicy;
+  readonly minBackoffSeconds: number;
+  readonly maxBackoffSeconds: number;
+  readonly logger: Logger;
+  readonly random?: () => number;
+}
+
+export class Renewer {
+  readonly #opts: RenewerOptions;
+  readonly #random: () => number;
+  #timer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #running = false;
+  #inFlight: Promise<void> | undefined;
+  #nextRenewal: Date | undefined;
+  #lastError: unknown;
+
+  constructor(opts: RenewerOptions) {
+    this.#opts = opts;
+    this.#random = opts.random ?? Math.random;
+  }
+
+  get nextRenewal(): Date | undefined {
+    return this.#nextRenewal;
+  }
+
+  get lastError(): unknown {
+    return this.#lastError;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#schedule(0);
+  }
+
+  /** Renew at once (SIGHUP, admin). A renewal already in flight is not doubled. */
+  renewNow(): void {
+    if (this.#running && !this.#inFlight) this.#schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    clearTimeout(this.#timer);
+    await this.#inFlight;
+  }
+
+  /** Resolves with the first published certificate, or rejects after `timeoutMs` naming the last error. */
+  waitForFirstCertificate(timeoutMs: number): Promise<PublishedCertificate> {
+    const existing = this.#opts.store.current();
+    if (existing) return Promise.resolve(existing);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        const last = this.#lastError;
+        const why = isSidecarError(last) ? `${last.message} [${last.code}]` : last ? String(last) : 'no answer yet';
+        reject(
+          new SidecarError(
+            ErrorCodes.STARTUP_TIMEOUT,
+            `no certificate after ${Math.round(timeoutMs / 1000)}s; last error: ${why}`,
+            { cause: last },
+          ),
+        );
+      }, timeoutMs);
+      const unsubscribe = this.#opts.store.onPublish((published) => {
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(published);
+      });
+    });
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#timer);
+    this.#nextRenewal = new Date(Date.now() + delayMs);
+    this.#timer = setTimeout(() => {
+      this.#inFlight = this.#renewOnce().finally(() => {
+        this.#inFlight = undefined;
+      });
+    }, delayMs);
+  }
+
+  async #renewOnce(): Promise<void> {
+    const { source, store, identity, policy, logger } = this.#opts;
+    try {
+      const bundle = await source.issue(identity);
+      const published = store.publish(bundle);
+      this.#failures = 0;
+      this.#lastError = undefined;
+      const next = renewAt(published.info.notBefore, published.info.notAfter, new Date(), this.#random(), policy);
+      logger.info(
+        {
+          serial: published.info.serial,
+          notAfter: published.info.notAfter.toISOString(),
+          nextRenewal: next.toISOString(),
+        },
+        'certificate published',
+      );
+      if (this.#running) this.#schedule(next.getTime() - Date.now());
+    } catch (err) {
+      this.#lastError = err;
+      const delay = backoffDelaySeconds(
+        this.#failures++,
+        this.#opts.minBackoffSeconds,
+        this.#opts.maxBackoffSeconds,
+        this.#random(),
+      );
+      const current = store.current()?.info;
+      logger.error(
+        {
+          code: isSidecarError(err) ? err.code : undefined,
+          err: isSidecarError(err) ? undefined : err,
+          attempt: this.#failures,
+          retryInSeconds: Math.round(delay * 10) / 10,
+          currentExpires: current?.notAfter.toISOString(),
+        },
+        `certificate renewal failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      if (this.#running) this.#schedule(delay * 1000);
+    }
+  }
+}

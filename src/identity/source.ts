@@ -1,0 +1,22 @@
+/**
+ * Where certificates come from. A source knows nothing about listeners: it only issues a bundle
+ * for the identity it was configured with. The renewer decides when to ask.
+ */
+import type { CertificateBundle } from './bundle.js';
+
+/** The names a certificate must carry; verify-before-publish checks an issued one against them. */
+export interface RequestedIdentity {
+  readonly commonName: string;
+  readonly dnsNames: readonly string[];
+  readonly ipSans: readonly string[];
+  readonly uriSans: readonly string[];
+  /** Requested lifetime in seconds. */
+  readonly ttl: number;
+}
+
+export interface CertificateSource {
+  /** Short name for logs and metrics: "vault", "dev". */
+  readonly kind: string;
+  issue(identity: RequestedIdentity): Promise<CertificateBundle>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,91 @@
+/**
+ * Inbound mTLS in http mode: terminates TLS with the pod's certificate, requires and verifies a
+ * client certificate, tells the app who called, and forwards plaintext HTTP to the app.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import httpProxy from 'http-proxy';
+import type { Logger } from 'pino';
+import { formatHostPort } from '../config/parse.js';
+import type { InboundListenerConfig } from '../config/schema.js';
+import { ErrorCodes } from '../errors.js';
+import type { TlsContexts } from '../tls/contexts.js';
+import { formatXfcc, peerIdentity } from '../tls/peer.js';
+import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
+import { sendJsonError } from './json-error.js';
+import type { Listener } from './listener.js';
+import { drainServer, listenOn } from './server-lifecycle.js';
+
+/** Headers that carry caller identity; a client must never be able to set them itself. */
+const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'];
+
+export function createInboundHttpListener(
+  config: InboundListenerConfig,
+  contexts: TlsContexts,
+  logger: Logger,
+  index: number,
+): Listener {
+  const log = logger.child({ listener: config.name, direction: 'inbound' });
+  const target = `http://${formatHostPort(config.target)}`;
+  const appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
+  const proxy = httpProxy.createProxyServer({ target, agent: appAgent, xfwd: true, ws: false });
+
+  proxy.on('proxyReq', (proxyReq, req) => {
+    for (const name of hopByHopNames(req.headers)) proxyReq.removeHeader(name);
+  });
+  proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
+  proxy.on('error', (err, _req, res) => {
+    const code = (err as NodeJS.ErrnoException).code ?? 'ERROR';
+    log.warn({ event: 'app_unreachable', target: formatHostPort(config.target), reason: code }, 'app request failed');
+    if (res instanceof http.ServerResponse) {
+      sendJsonError(res, 502, ErrorCodes.APP_UNREACHABLE, `the app at ${formatHostPort(config.target)} did not answer (${code})`);
+    } else {
+      res.destroy();
+    }
+  });
+
+  const server = https.createServer(
+    {
+      ...contexts.serverOptions(),
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (req, res) => {
+      for (const name of IDENTITY_HEADERS) delete req.headers[name];
+      const peer = peerIdentity(req.socket as TLSSocket);
+      if (peer) req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
+      proxy.web(req, res);
+    },
+  );
+  // Rotation: new handshakes use the new certificate; established connections keep theirs.
+  contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
+
+  server.on('tlsClientError', (err, socket) => {
+    log.warn(
+      {
+        event: 'tls_handshake_rejected',
+        remoteAddress: socket.remoteAddress,
+        reason: (err as NodeJS.ErrnoException).code ?? err.message,
+      },
+      'rejected a TLS handshake',
+    );
+  });
+
+  let bound: AddressInfo | undefined;
+  return {
+    name: config.name,
+    direction: 'inbound',
+    async listen() {
+      bound = await listenOn(server, config.listen, `inbound[${index}].listen`);
+      log.info({ address: formatHostPort({ host: bound.address, port: bound.port }), target }, 'inbound listener ready');
+      return bound;
+    },
+    address: () => bound,
+    async drain(graceMs) {
+      await drainServer(server, graceMs);
+      appAgent.destroy();
+    },
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * An https.Agent whose connections present the *current* certificate: the secure context is read
+ * from TlsContexts at dial time, so after a rotation the next new connection uses the new
+ * certificate while pooled ones carry on. The server must present `expectedName`.
+ */
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import type { TlsContexts } from '../tls/contexts.js';
+
+export interface UpstreamIdentity {
+  readonly expectedName: string;
+  readonly servername: string | undefined;
+}
+
+export class MtlsAgent extends https.Agent {
+  constructor(
+    private readonly contexts: TlsContexts,
+    private readonly upstream: UpstreamIdentity,
+  ) {
+    super({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, maxCachedSessions: 100 });
+  }
+
+  override createConnection(options: tls.ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
+    const { expectedName, servername } = this.upstream;
+    const dialOptions: tls.ConnectionOptions = {
+      ...options,
+      secureContext: this.contexts.clientContext(),
+      rejectUnauthorized: true,
+      servername,
+      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(expectedName, cert),
+    };
+    // https.Agent's own createConnection adds TLS session resumption; reuse it.
+    return (https.Agent.prototype as unknown as { createConnection: (o: tls.ConnectionOptions, cb?: unknown) => Duplex }).createConnection.call(
+      this,
+      dialOptions,
+      callback,
+    );
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Outbound in http mode: the app speaks plaintext HTTP to a localhost port; we forward over a
+ * keep-alive pool of mTLS connections to the target, presenting the pod's certificate and checking
+ * that the server carries the expected name.
+ */
+import http from 'node:http';
+import { isIP } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import httpProxy from 'http-proxy';
+import type { Logger } from 'pino';
+import { formatHostPort } from '../config/parse.js';
+import type { OutboundListenerConfig } from '../config/schema.js';
+import { ErrorCodes } from '../errors.js';
+import type { TlsContexts } from '../tls/contexts.js';
+import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
+import { sendJsonError } from './json-error.js';
+import type { Listener } from './listener.js';
+import { MtlsAgent } from './mtls-agent.js';
+import { drainServer, listenOn } from './server-lifecycle.js';
+
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+
+export function createOutboundHttpListener(
+  config: OutboundListenerConfig,
+  contexts: TlsContexts,
+  logger: Logger,
+  index: number,
+): Listener {
+  const log = logger.child({ listener: config.name, direction: 'outbound' });
+  const targetText = formatHostPort(config.target);
+  const expectedName = config.serverName ?? config.target.host;
+  const agent = new MtlsAgent(contexts, {
+    expectedName,
+    // SNI carries host names only, never IP addresses (RFC 6066 §3).
+    servername: isIP(expectedName) ? undefined : expectedName,
+  });
+  const proxy = httpProxy.createProxyServer({
+    target: `https://${targetText}`,
+    agent,
+    secure: true,
+    // The upstream sees its own name in Host, as if the app had called it directly.
+    changeOrigin: true,
+  });
+
+  proxy.on('proxyReq', (proxyReq, req) => {
+    for (const name of hopByHopNames(req.headers)) proxyReq.removeHeader(name);
+  });
+  proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
+  proxy.on('error', (err, _req, res) => {
+    const reason = (err as NodeJS.ErrnoException).code ?? err.message;
+    const unreachable = NETWORK_ERRORS.has(reason);
+    const code = unreachable ? ErrorCodes.UPSTREAM_UNREACHABLE : ErrorCodes.UPSTREAM_HANDSHAKE_FAILED;
+    log.warn({ event: unreachable ? 'upstream_unreachable' : 'upstream_failed', target: targetText, reason }, 'upstream request failed');
+    const message = unreachable
+      ? `cannot reach ${targetText} (${reason})`
+      : `mTLS to ${targetText} failed (${reason}); the server must present a certificate for "${expectedName}" from the trusted CA`;
+    if (res instanceof http.ServerResponse) sendJsonError(res, 502, code, message);
+    else res.destroy();
+  });
+
+  const server = http.createServer((req, res) => proxy.web(req, res));
+
+  let bound: AddressInfo | undefined;
+  return {
+    name: config.name,
+    direction: 'outbound',
+    async listen() {
+      bound = await listenOn(server, config.listen, `outbound[${index}].listen`);
+      log.info({ address: formatHostPort({ host: bound.address, port: bound.port }), target: targetText, expectedName }, 'outbound listener ready');
+      return bound;
+    },
+    address: () => bound,
+    async drain(graceMs) {
+      await drainServer(server, graceMs);
+      agent.destroy();
+    },
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * A Vault session: logs in with the configured method, keeps the token alive with renew-self,
+ * and logs in again when the token cannot be renewed or Vault answers 403. The token lives only
+ * in memory (and on the node-vault client); it is never logged.
+ */
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
+import type { VaultAuthConfig } from '../config/schema.js';
+import { ErrorCodes, SidecarError } from '../errors.js';
+import type { VaultClient } from './client.js';
+import { toVaultError, vaultStatus } from './errors.js';
+
+interface TokenState {
+  /** Seconds the token had left when we learned it; 0 means it never expires (a root token). */
+  readonly ttl: number;
+  readonly renewable: boolean;
+}
+
+interface AuthResponse {
+  auth?: { client_token?: string; lease_duration?: number; renewable?: boolean };
+  data?: { ttl?: number; renewable?: boolean };
+}
+
+function readSecretFile(path: string, field: string): string {
+  try {
+    const value = readFileSync(path, 'utf8').trim();
+    if (!value) throw new Error('empty');
+    return value;
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new SidecarError(ErrorCodes.VAULT_AUTH_FAILED, `vault: cannot read ${field} from ${path} (${reason})`, {
+      cause: err,
+    });
+  }
+}
+
+export class VaultSession {
+  #loggedIn = false;
+  #login: Promise<void> | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(
+    readonly client: VaultClient,
+    private readonly auth: VaultAuthConfig,
+    private readonly address: string,
+    private readonly logger: Logger,
+    /** From VAULT_TOKEN, for token auth without a file. */
+    private readonly envToken?: string,
+  ) {}
+
+  /** Runs a Vault call with a valid token; on 403 logs in again once and retries (revoked or expired token). */
+  async call<T>(operation: string, fn: (client: VaultClient) => Promise<T>): Promise<T> {
+    await this.#ensureLoggedIn();
+    try {
+      return await fn(this.client);
+    } catch (err) {
+      if (vaultStatus(err) !== 403 || this.auth.method === 'token' && !this.auth.tokenFile) {
+        throw toVaultError(err, operation, this.address);
+      }
+      this.logger.warn({ operation }, 'vault answered 403; logging in again');
+      this.#loggedIn = false;
+      await this.#ensureLoggedIn();
+      try {
+        return await fn(this.client);
+      } catch (retryErr) {
+        throw toVaultError(retryErr, operation, this.address);
+      }
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#renewTimer);
+  }
+
+  async #ensureLoggedIn(): Promise<void> {
+    if (this.#loggedIn) return;
+    // Concurrent callers share one login rather than each starting their own.
+    this.#login ??= this.#doLogin().finally(() => {
+      this.#login = undefined;
+    });
+    await this.#login;
+  }
+
+  async #doLogin(): Promise<void> {
+    const state = await this.#authenticate();
+    this.#loggedIn = true;
+    this.logger.info({ method: this.auth.method, ttlSeconds: state.ttl, renewable: state.renewable }, 'vault login succeeded');
+    this.#scheduleTokenRenewal(state);
+  }
+
+  async #authenticate(): Promise<TokenState> {
+    const auth = this.auth;
+    if (auth.method === 'approle') {
+      const roleId = auth.roleId ?? readSecretFile(auth.roleIdFile ?? '', 'vault.auth.roleIdFile');
+      const secretId = readSecretFile(auth.secretIdFile ?? '', 'vault.auth.secretIdFile');
+      let response: AuthResponse;
+      try {
+        this.client.token = '';
+        response = await this.client.write(`auth/${auth.mount}/login`, { role_id: roleId, secret_id: secretId });
+      } catch (err) {
+        throw this.#loginError(err, `login with approle at auth/${auth.mount}`);
+      }
+      const token = response.auth?.client_token;
+      if (!token) throw new SidecarError(ErrorCodes.VAULT_AUTH_FAILED, 'vault: approle login returned no token');
+      this.client.token = token;
+      return { ttl: response.auth?.lease_duration ?? 0, renewable: response.auth?.renewable ?? false };
+    }
+    this.client.token = auth.tokenFile ? readSecretFile(auth.tokenFile, 'vault.auth.tokenFile') : (this.envToken ?? '');
+    try {
+      const response: AuthResponse = await this.client.tokenLookupSelf();
+      return { ttl: response.data?.ttl ?? 0, renewable: response.data?.renewable ?? false };
+    } catch (err) {
+      throw this.#loginError(err, 'token lookup-self');
+    }
+  }
+
+  #loginError(err: unknown, operation: string): SidecarError {
+    const status = vaultStatus(err);
+    if (status === 400 || status === 403) {
+      const mapped = toVaultError(err, operation, this.address);
+      return new SidecarError(
+        ErrorCodes.VAULT_AUTH_FAILED,
+        `vault: ${operation} failed (${mapped.message.replace(/^vault: [^:]+: /, '')}); check the auth role and credentials`,
+        { cause: err },
+      );
+    }
+    return toVaultError(err, operation, this.address);
+  }
+
+  /** Renew at 2/3 of the TTL; when renewal fails, the next call logs in again. */
+  #scheduleTokenRenewal(state: TokenState): void {
+    clearTimeout(this.#renewTimer);
+    if (this.#closed || state.ttl <= 0) return;
+    const delayMs = Math.max(1, (state.ttl * 2) / 3) * 1000;
+    this.#renewTimer = setTimeout(() => void this.#renewToken(state), delayMs);
+    this.#renewTimer.unref();
+  }
+
+  async #renewToken(previous: TokenState): Promise<void> {
+    if (!previous.renewable) {
+      this.#loggedIn = false;
+      return;
+    }
+    try {
+      const response: AuthResponse = await this.client.tokenRenewSelf();
+      const ttl = response.auth?.lease_duration ?? 0;
+      this.logger.debug({ ttlSeconds: ttl }, 'vault token renewed');
+      // A token near its max TTL comes back with a shorter TTL than before; log in again then.
+      if (ttl < previous.ttl / 2) this.#loggedIn = false;
+      else this.#scheduleTokenRenewal({ ttl, renewable: response.auth?.renewable ?? false });
+    } catch (err) {
+      this.logger.warn({ code: toVaultError(err, 'token renew-self', this.address).code }, 'vault token renewal failed; will log in again');
+      this.#loggedIn = false;
+    }
+  }
+}

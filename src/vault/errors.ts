@@ -1,0 +1,61 @@
+/** Turns node-vault and network failures into SidecarErrors with a code and a next step. */
+import { ErrorCodes, SidecarError } from '../errors.js';
+
+interface VaultResponseError {
+  response: { statusCode: number; body?: { errors?: string[] } };
+  message: string;
+}
+
+function isResponseError(err: unknown): err is VaultResponseError {
+  return typeof err === 'object' && err !== null && 'response' in err && typeof (err as VaultResponseError).response?.statusCode === 'number';
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+export function vaultStatus(err: unknown): number | undefined {
+  return isResponseError(err) ? err.response.statusCode : undefined;
+}
+
+/**
+ * `operation` says what we were doing ("login with approle", "issue from pki/issue/web") and
+ * ends up in the message, so the user knows which Vault setting to check.
+ */
+export function toVaultError(err: unknown, operation: string, address: string): SidecarError {
+  if (err instanceof SidecarError) return err;
+  if (isResponseError(err)) {
+    const status = err.response.statusCode;
+    const detail = err.response.body?.errors?.filter(Boolean).join('; ') || err.message;
+    if (status === 403) {
+      return new SidecarError(
+        ErrorCodes.VAULT_PERMISSION_DENIED,
+        `vault: ${operation}: permission denied (${detail}); check the token's policies`,
+        { cause: err },
+      );
+    }
+    if (status === 400 && operation.startsWith('issue')) {
+      return new SidecarError(
+        ErrorCodes.PKI_ISSUE_REJECTED,
+        `vault: ${operation}: rejected (${detail}); check that the PKI role allows the requested names and TTL`,
+        { cause: err },
+      );
+    }
+    return new SidecarError(ErrorCodes.VAULT_REQUEST_FAILED, `vault: ${operation}: HTTP ${status} (${detail})`, { cause: err });
+  }
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code && NETWORK_CODES.has(code)) {
+    return new SidecarError(
+      ErrorCodes.VAULT_UNREACHABLE,
+      `vault: ${operation}: cannot reach ${address} (${code}); check VAULT_ADDR and the network`,
+      { cause: err },
+    );
+  }
+  if (code && /CERT|SELF_SIGNED|UNABLE_TO/.test(code)) {
+    return new SidecarError(
+      ErrorCodes.VAULT_UNREACHABLE,
+      `vault: ${operation}: TLS to ${address} failed (${code}); set VAULT_CACERT to the CA of Vault's certificate`,
+      { cause: err },
+    );
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new SidecarError(ErrorCodes.VAULT_REQUEST_FAILED, `vault: ${operation}: ${message}`, { cause: err });
+}

@@ -1,0 +1,55 @@
+/** PKI secrets engine calls: issue a certificate for a role and read the mount's CA chain. */
+import { X509Certificate } from 'node:crypto';
+import type { CertificateBundle } from '../identity/bundle.js';
+import { splitPemCertificates } from '../identity/bundle.js';
+import type { CertificateSource, RequestedIdentity } from '../identity/source.js';
+import type { VaultSession } from './auth.js';
+
+interface IssueResponse {
+  data: {
+    certificate: string;
+    private_key: string;
+    issuing_ca?: string;
+    ca_chain?: string[];
+    serial_number: string;
+  };
+}
+
+export class VaultPkiSource implements CertificateSource {
+  readonly kind = 'vault';
+
+  constructor(
+    private readonly session: VaultSession,
+    private readonly mount: string,
+    private readonly role: string,
+  ) {}
+
+  async issue(identity: RequestedIdentity): Promise<CertificateBundle> {
+    const path = `${this.mount}/issue/${this.role}`;
+    const response = await this.session.call<IssueResponse>(`issue from ${path}`, (client) =>
+      client.write(path, {
+        common_name: identity.commonName,
+        alt_names: identity.dnsNames.join(','),
+        ip_sans: identity.ipSans.join(','),
+        uri_sans: identity.uriSans.join(','),
+        ttl: `${Math.round(identity.ttl)}s`,
+        format: 'pem',
+        private_key_format: 'pkcs8',
+      }),
+    );
+    const data = response.data;
+    const caChain = (data.ca_chain ?? (data.issuing_ca ? [data.issuing_ca] : [])).flatMap(splitPemCertificates);
+    // Send intermediates after the leaf; self-signed roots are only trust anchors.
+    const intermediates = caChain.filter((pem) => !isSelfIssuedPem(pem));
+    return { certPem: data.certificate, keyPem: data.private_key, chainPem: intermediates, trustPem: caChain };
+  }
+
+  async close(): Promise<void> {
+    this.session.close();
+  }
+}
+
+function isSelfIssuedPem(pem: string): boolean {
+  const cert = new X509Certificate(pem);
+  return cert.subject === cert.issuer;
+}
