@@ -17,6 +17,7 @@ export const ErrorCodes = {
   UPSTREAM_HANDSHAKE_FAILED: 'SIDECAR_UPSTREAM_HANDSHAKE_FAILED',
   APP_UNREACHABLE: 'SIDECAR_APP_UNREACHABLE',
   STARTUP_TIMEOUT: 'SIDECAR_STARTUP_TIMEOUT',
+  USAGE: 'SIDECAR_USAGE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

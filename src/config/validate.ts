@@ -38,7 +38,8 @@ function validateListeners(config: Config): void {
     if (names.has(l.name)) fail(`${field}.name: "${l.name}" is used by another listener; names must be unique`);
     names.add(l.name);
     const address = formatHostPort(l.listen);
-    if (addresses.has(address)) fail(`${field}.listen: ${address} is already used by another listener or admin.listen`);
+    // Port 0 asks the OS for a free port, so two such listeners never collide.
+    if (l.listen.port !== 0 && addresses.has(address)) fail(`${field}.listen: ${address} is already used by another listener or admin.listen`);
     addresses.add(address);
   }
 }

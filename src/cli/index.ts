@@ -1,0 +1,39 @@
+/** The command line: yargs commands, each returning the process exit code to main.ts. */
+import yargs from 'yargs';
+import type { Environment } from '../config/load.js';
+import { ErrorCodes, SidecarError } from '../errors.js';
+import { demoCommand, demoOptions } from './demo.js';
+import { runCommand, runOptions } from './run.js';
+
+export async function runCli(argv: readonly string[], env: Environment): Promise<number> {
+  let exitCode = 0;
+  await yargs([...argv])
+    .scriptName('vault-mtls-sidecar')
+    .usage('$0 <command> [options]\n\nMutual TLS for any app, with short-lived certificates from Vault or OpenBao PKI.')
+    .command(
+      'run',
+      'run the sidecar (inbound and outbound mTLS listeners, certificate renewal, admin server)',
+      runOptions,
+      async (args) => {
+        exitCode = await runCommand(args, env);
+      },
+    )
+    .command(
+      'demo',
+      'try it with no Vault: a dev CA, an echo app behind inbound mTLS, and curl commands to run',
+      demoOptions,
+      async (args) => {
+        exitCode = await demoCommand(args);
+      },
+    )
+    .demandCommand(1, 'name a command: run or demo')
+    .strict()
+    .help()
+    .version()
+    .fail((message, err) => {
+      if (err) throw err;
+      throw new SidecarError(ErrorCodes.USAGE, `${message}; see vault-mtls-sidecar --help`);
+    })
+    .parseAsync();
+  return exitCode;
+}

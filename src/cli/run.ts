@@ -1,0 +1,43 @@
+/** `vault-mtls-sidecar run`: the sidecar itself, configured from a file, the environment and flags. */
+import type { Argv } from 'yargs';
+import { type Environment, loadConfig } from '../config/load.js';
+import { Sidecar } from '../sidecar.js';
+import { createLogger } from '../telemetry/logger.js';
+import { serveUntilSignal } from './signals.js';
+
+export interface RunArgs {
+  config?: string;
+  'vault-addr'?: string;
+  'log-level'?: string;
+  'admin-listen'?: string;
+}
+
+export function runOptions(yargs: Argv): Argv<RunArgs> {
+  return yargs
+    .option('config', { alias: 'c', type: 'string', describe: 'YAML configuration file' })
+    .option('vault-addr', { type: 'string', describe: "Vault's address (overrides VAULT_ADDR and vault.address)" })
+    .option('log-level', {
+      type: 'string',
+      choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
+      describe: 'log level (overrides log.level)',
+    })
+    .option('admin-listen', { type: 'string', describe: 'admin server host:port (overrides admin.listen)' });
+}
+
+export async function runCommand(args: RunArgs, env: Environment): Promise<number> {
+  const config = loadConfig(args.config, env, {
+    vaultAddr: args['vault-addr'],
+    logLevel: args['log-level'],
+    adminListen: args['admin-listen'],
+  });
+  const logger = createLogger(config.log.level);
+  const sidecar = await Sidecar.create(config, logger);
+  const serving = serveUntilSignal(sidecar, logger);
+  try {
+    await sidecar.start();
+  } catch (err) {
+    await sidecar.stop(0);
+    throw err;
+  }
+  return serving;
+}

@@ -1,0 +1,131 @@
+/**
+ * Composes the parts in the order data flows — config → identity → TLS contexts → listeners — and
+ * starts and stops them in that order. The admin server comes up first so probes get an honest
+ * "not ready" while the first certificate is on its way.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { AdminServer } from './admin/server.js';
+import type { Config } from './config/schema.js';
+import { DevCertificateAuthority, DevCertificateSource } from './identity/dev-ca.js';
+import { Renewer } from './identity/renewer.js';
+import type { CertificateSource, RequestedIdentity } from './identity/source.js';
+import { IdentityStore } from './identity/store.js';
+import { createInboundHttpListener } from './proxy/inbound-http.js';
+import type { Listener } from './proxy/listener.js';
+import { createOutboundHttpListener } from './proxy/outbound-http.js';
+import { TlsContexts } from './tls/contexts.js';
+import { VaultSession } from './vault/auth.js';
+import { createVaultClient } from './vault/client.js';
+import { VaultPkiSource } from './vault/pki.js';
+
+export interface SidecarOptions {
+  /** Overrides the source the config names (the demo shares one dev CA with its client). */
+  readonly source?: CertificateSource;
+}
+
+function requestedIdentity(config: Config): RequestedIdentity {
+  const { commonName, dnsNames, ipSans, uriSans, ttl } = config.identity;
+  return { commonName, dnsNames, ipSans, uriSans, ttl };
+}
+
+async function createSource(config: Config, logger: Logger): Promise<CertificateSource> {
+  if (config.identity.source === 'dev') {
+    logger.warn('identity.source is dev: certificates come from an in-memory CA that no other pod trusts');
+    return new DevCertificateSource(await DevCertificateAuthority.create());
+  }
+  const vault = config.vault;
+  if (!vault) throw new Error('unreachable: validateConfig requires vault for identity.source vault');
+  const client = createVaultClient(vault);
+  const session = new VaultSession(client, vault.auth, vault.address, logger.child({ module: 'vault' }), vault.token);
+  return new VaultPkiSource(session, vault.pki.mount, vault.pki.role);
+}
+
+export class Sidecar {
+  readonly store: IdentityStore;
+  readonly contexts: TlsContexts;
+  readonly renewer: Renewer;
+  readonly admin: AdminServer;
+  #listeners: Listener[] = [];
+  #state: 'new' | 'starting' | 'running' | 'draining' | 'stopped' = 'new';
+
+  private constructor(
+    readonly config: Config,
+    readonly source: CertificateSource,
+    private readonly logger: Logger,
+  ) {
+    this.store = new IdentityStore(requestedIdentity(config));
+    this.contexts = new TlsContexts(this.store);
+    const { renewal } = config.identity;
+    this.renewer = new Renewer({
+      source,
+      store: this.store,
+      identity: requestedIdentity(config),
+      policy: { fraction: renewal.fraction, jitter: renewal.jitter },
+      minBackoffSeconds: renewal.minBackoff,
+      maxBackoffSeconds: renewal.maxBackoff,
+      logger: logger.child({ module: 'renewer', source: source.kind }),
+    });
+    this.admin = new AdminServer(config.admin.listen, {
+      notReadyReasons: () => this.notReadyReasons(),
+      certificate: () => this.store.current()?.info,
+      nextRenewal: () => this.renewer.nextRenewal,
+    });
+  }
+
+  static async create(config: Config, logger: Logger, options: SidecarOptions = {}): Promise<Sidecar> {
+    const source = options.source ?? (await createSource(config, logger));
+    return new Sidecar(config, source, logger);
+  }
+
+  /** Why /readyz says no; empty when ready. */
+  notReadyReasons(): string[] {
+    if (this.#state === 'draining' || this.#state === 'stopped') return [this.#state];
+    const reasons: string[] = [];
+    if (!this.store.hasValidCertificate()) reasons.push('no valid certificate');
+    if (this.#state !== 'running') reasons.push('listeners not bound');
+    for (const listener of this.#listeners) {
+      if (!listener.address()) reasons.push(`listener ${listener.name} not bound`);
+    }
+    return reasons;
+  }
+
+  /** Resolves once a certificate is published and every listener is bound; rejects on any start-up failure. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new Error('Sidecar.start() called twice');
+    this.#state = 'starting';
+    await this.admin.listen();
+    this.renewer.start();
+    await this.renewer.waitForFirstCertificate(this.config.startupTimeout * 1000);
+    this.#listeners = [
+      ...this.config.inbound.map((l, i) => createInboundHttpListener(l, this.contexts, this.logger, i)),
+      ...this.config.outbound.map((l, i) => createOutboundHttpListener(l, this.contexts, this.logger, i)),
+    ];
+    for (const listener of this.#listeners) await listener.listen();
+    this.#state = 'running';
+    this.logger.info({ listeners: this.#listeners.length }, 'sidecar ready');
+  }
+
+  /** Bound address of a listener by name (port 0 in tests resolves here). */
+  listenerAddress(name: string): AddressInfo {
+    const address = this.#listeners.find((l) => l.name === name)?.address();
+    if (!address) throw new Error(`listener ${name} is not bound`);
+    return address;
+  }
+
+  /**
+   * Graceful stop: readiness turns false first, then listeners stop accepting and in-flight
+   * requests get up to `graceMs`; then renewal and Vault stop, and the admin server last.
+   */
+  async stop(graceMs: number = this.config.drainTimeout * 1000): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'draining') return;
+    this.#state = 'draining';
+    this.logger.info({ graceMs }, 'draining');
+    await Promise.all(this.#listeners.map((l) => l.drain(graceMs)));
+    await this.renewer.stop();
+    await this.source.close();
+    this.#state = 'stopped';
+    await this.admin.close();
+    this.logger.info('stopped');
+  }
+}
