@@ -8,7 +8,9 @@ try {
   process.exit(code);
 } catch (err) {
   // One line that says what is wrong and what to do, with a code to look up in the README.
-  const line = isSidecarError(err) ? formatError(err) : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+  const line = isSidecarError(err)
+    ? formatError(err)
+    : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
   process.stderr.write(`✖ ${line}\n`);
   process.exit(1);
 }

@@ -25,11 +25,9 @@ export function readConfigFile(path: string): unknown {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? String(err);
-    throw new SidecarError(
-      ErrorCodes.CONFIG_FILE_UNREADABLE,
-      `config: cannot read ${path} (${reason}); check the --config path`,
-      { cause: err },
-    );
+    throw new SidecarError(ErrorCodes.CONFIG_FILE_UNREADABLE, `config: cannot read ${path} (${reason}); check the --config path`, {
+      cause: err,
+    });
   }
   try {
     return parseYaml(text) ?? {};
@@ -101,9 +99,7 @@ export function buildConfig(raw: unknown, env: Environment, flags: ConfigFlags =
   const parsed = result.data;
   const config: Config = {
     ...parsed,
-    vault: parsed.vault
-      ? { ...parsed.vault, address: parsed.vault.address ?? '', token: env.VAULT_TOKEN || undefined }
-      : undefined,
+    vault: parsed.vault ? { ...parsed.vault, address: parsed.vault.address ?? '', token: env.VAULT_TOKEN || undefined } : undefined,
   };
   validateConfig(config);
   return deepFreeze(config);

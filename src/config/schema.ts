@@ -5,16 +5,14 @@
 import { z } from 'zod';
 import { type HostPort, parseDurationSeconds, parseHostPort } from './parse.js';
 
-const duration = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx): number => {
-    const seconds = parseDurationSeconds(value);
-    if (seconds === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; use e.g. 90s, 15m or 1h` });
-      return z.NEVER;
-    }
-    return seconds;
-  });
+const duration = z.union([z.string(), z.number()]).transform((value, ctx): number => {
+  const seconds = parseDurationSeconds(value);
+  if (seconds === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration; use e.g. 90s, 15m or 1h` });
+    return z.NEVER;
+  }
+  return seconds;
+});
 
 const hostPort = z.string().transform((value, ctx): HostPort => {
   const parsed = parseHostPort(value);
@@ -75,7 +73,11 @@ const identitySection = z
     renewal: z
       .object({
         /** Renew at this fraction of the certificate's lifetime (with jitter around it). */
-        fraction: z.number().gt(0).lt(1).default(2 / 3),
+        fraction: z
+          .number()
+          .gt(0)
+          .lt(1)
+          .default(2 / 3),
         /** Spread of the renewal point, as a fraction of the lifetime, so a fleet does not renew in step. */
         jitter: z.number().min(0).lt(0.5).default(0.1),
         /** First retry delay after a failed renewal; doubles up to maxBackoff. */

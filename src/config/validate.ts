@@ -13,7 +13,7 @@ function fail(message: string): never {
 function validateVault(config: Config): void {
   if (config.identity.source !== 'vault') return;
   const vault = config.vault;
-  if (!vault) return fail('vault: is required when identity.source is vault');
+  if (!vault) fail('vault: is required when identity.source is vault');
   if (!vault.address) {
     fail('vault.address: no Vault address; set vault.address, the VAULT_ADDR environment variable or --vault-addr');
   }
@@ -39,7 +39,8 @@ function validateListeners(config: Config): void {
     names.add(l.name);
     const address = formatHostPort(l.listen);
     // Port 0 asks the OS for a free port, so two such listeners never collide.
-    if (l.listen.port !== 0 && addresses.has(address)) fail(`${field}.listen: ${address} is already used by another listener or admin.listen`);
+    if (l.listen.port !== 0 && addresses.has(address))
+      fail(`${field}.listen: ${address} is already used by another listener or admin.listen`);
     addresses.add(address);
   }
 }

@@ -48,7 +48,14 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
         ttl: '1h',
       },
       inbound: [{ name: 'echo', listen: `127.0.0.1:${options.inboundPort}`, target: `127.0.0.1:${appAddress.port}` }],
-      outbound: [{ name: 'to-echo', listen: `127.0.0.1:${options.outboundPort}`, target: `127.0.0.1:${options.inboundPort}`, serverName: 'localhost' }],
+      outbound: [
+        {
+          name: 'to-echo',
+          listen: `127.0.0.1:${options.outboundPort}`,
+          target: `127.0.0.1:${options.inboundPort}`,
+          serverName: 'localhost',
+        },
+      ],
       admin: { listen: `127.0.0.1:${options.adminPort}` },
     },
     {},

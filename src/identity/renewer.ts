@@ -4,7 +4,7 @@
  * exponential backoff; the current certificate keeps serving meanwhile.
  */
 import type { Logger } from 'pino';
-import { ErrorCodes, SidecarError, isSidecarError } from '../errors.js';
+import { ErrorCodes, isSidecarError, SidecarError } from '../errors.js';
 import { backoffDelaySeconds, type RenewalPolicy, renewAt } from './schedule.js';
 import type { CertificateSource, RequestedIdentity } from './source.js';
 import type { IdentityStore, PublishedCertificate } from './store.js';
@@ -68,13 +68,11 @@ export class Renewer {
       const timer = setTimeout(() => {
         unsubscribe();
         const last = this.#lastError;
-        const why = isSidecarError(last) ? `${last.message} [${last.code}]` : last ? String(last) : 'no answer yet';
+        const why = isSidecarError(last) ? `${last.message} [${last.code}]` : last instanceof Error ? last.message : last ? String(last) : 'no answer yet';
         reject(
-          new SidecarError(
-            ErrorCodes.STARTUP_TIMEOUT,
-            `no certificate after ${Math.round(timeoutMs / 1000)}s; last error: ${why}`,
-            { cause: last },
-          ),
+          new SidecarError(ErrorCodes.STARTUP_TIMEOUT, `no certificate after ${Math.round(timeoutMs / 1000)}s; last error: ${why}`, {
+            cause: last,
+          }),
         );
       }, timeoutMs);
       const unsubscribe = this.#opts.store.onPublish((published) => {
@@ -114,12 +112,7 @@ export class Renewer {
       if (this.#running) this.#schedule(next.getTime() - Date.now());
     } catch (err) {
       this.#lastError = err;
-      const delay = backoffDelaySeconds(
-        this.#failures++,
-        this.#opts.minBackoffSeconds,
-        this.#opts.maxBackoffSeconds,
-        this.#random(),
-      );
+      const delay = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, this.#opts.maxBackoffSeconds, this.#random());
       const current = store.current()?.info;
       logger.error(
         {

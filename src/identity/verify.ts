@@ -3,7 +3,7 @@
  * chain to the trust bundle and carry every name that was asked for. Anything else is refused so
  * the old certificate keeps serving (linkerd's creds store, ghostunnel's "old state is kept").
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type CertificateBundle, parseSubjectAltName } from './bundle.js';
 import type { RequestedIdentity } from './source.js';

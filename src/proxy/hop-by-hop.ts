@@ -12,7 +12,12 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trail
 /** Names listed in a Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
 function namedInConnection(headers: IncomingHttpHeaders): string[] {
   const value = headers.connection;
-  return typeof value === 'string' ? value.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean) : [];
+  return typeof value === 'string'
+    ? value
+        .split(',')
+        .map((s) => s.trim().toLowerCase())
+        .filter(Boolean)
+    : [];
 }
 
 export function hopByHopNames(headers: IncomingHttpHeaders): string[] {

@@ -21,12 +21,7 @@ import { drainServer, listenOn } from './server-lifecycle.js';
 /** Headers that carry caller identity; a client must never be able to set them itself. */
 const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'];
 
-export function createInboundHttpListener(
-  config: InboundListenerConfig,
-  contexts: TlsContexts,
-  logger: Logger,
-  index: number,
-): Listener {
+export function createInboundHttpListener(config: InboundListenerConfig, contexts: TlsContexts, logger: Logger, index: number): Listener {
   const log = logger.child({ listener: config.name, direction: 'inbound' });
   const target = `http://${formatHostPort(config.target)}`;
   const appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });

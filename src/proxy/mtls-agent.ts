@@ -31,10 +31,8 @@ export class MtlsAgent extends https.Agent {
       checkServerIdentity: (_host, cert) => tls.checkServerIdentity(expectedName, cert),
     };
     // https.Agent's own createConnection adds TLS session resumption; reuse it.
-    return (https.Agent.prototype as unknown as { createConnection: (o: tls.ConnectionOptions, cb?: unknown) => Duplex }).createConnection.call(
-      this,
-      dialOptions,
-      callback,
-    );
+    return (
+      https.Agent.prototype as unknown as { createConnection: (o: tls.ConnectionOptions, cb?: unknown) => Duplex }
+    ).createConnection.call(this, dialOptions, callback);
   }
 }

@@ -4,8 +4,8 @@
  * that the server carries the expected name.
  */
 import http from 'node:http';
-import { isIP } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { formatHostPort } from '../config/parse.js';
@@ -20,12 +20,7 @@ import { drainServer, listenOn } from './server-lifecycle.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 
-export function createOutboundHttpListener(
-  config: OutboundListenerConfig,
-  contexts: TlsContexts,
-  logger: Logger,
-  index: number,
-): Listener {
+export function createOutboundHttpListener(config: OutboundListenerConfig, contexts: TlsContexts, logger: Logger, index: number): Listener {
   const log = logger.child({ listener: config.name, direction: 'outbound' });
   const targetText = formatHostPort(config.target);
   const expectedName = config.serverName ?? config.target.host;
@@ -66,7 +61,10 @@ export function createOutboundHttpListener(
     direction: 'outbound',
     async listen() {
       bound = await listenOn(server, config.listen, `outbound[${index}].listen`);
-      log.info({ address: formatHostPort({ host: bound.address, port: bound.port }), target: targetText, expectedName }, 'outbound listener ready');
+      log.info(
+        { address: formatHostPort({ host: bound.address, port: bound.port }), target: targetText, expectedName },
+        'outbound listener ready',
+      );
       return bound;
     },
     address: () => bound,

@@ -11,12 +11,15 @@ export async function listenOn(server: HttpServer, address: HostPort, field: str
     await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    const hint = code === 'EADDRINUSE' ? 'another process uses that port' : code === 'EACCES' ? 'ports below 1024 need privileges' : 'check the address';
-    throw new SidecarError(
-      ErrorCodes.LISTEN_FAILED,
-      `${field}: cannot listen on ${address.host}:${address.port} (${code}); ${hint}`,
-      { cause: err },
-    );
+    const hint =
+      code === 'EADDRINUSE'
+        ? 'another process uses that port'
+        : code === 'EACCES'
+          ? 'ports below 1024 need privileges'
+          : 'check the address';
+    throw new SidecarError(ErrorCodes.LISTEN_FAILED, `${field}: cannot listen on ${address.host}:${address.port} (${code}); ${hint}`, {
+      cause: err,
+    });
   }
   return server.address() as AddressInfo;
 }

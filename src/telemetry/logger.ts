@@ -2,7 +2,7 @@
  * One root pino logger; modules take `child({ module })`. Every path that can hold a secret is
  * redacted, whatever a caller passes in, so a token or key cannot reach the log by accident.
  */
-import { pino, type Logger, type DestinationStream } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 export const REDACT_PATHS = [
   'token',

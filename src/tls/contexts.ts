@@ -4,9 +4,9 @@
  * `tls.connect({cert, key, ca})` does) doubles the CPU cost of a handshake.
  */
 import tls from 'node:tls';
+import { ErrorCodes, SidecarError } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import type { IdentityStore, PublishedCertificate } from '../identity/store.js';
-import { ErrorCodes, SidecarError } from '../errors.js';
 
 /** TLS 1.2 is the floor; 1.3 is negotiated whenever the peer supports it. */
 export const MIN_TLS_VERSION = 'TLSv1.2' as const;

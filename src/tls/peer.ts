@@ -13,7 +13,7 @@ export interface PeerIdentity {
 
 export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   const cert = socket.getPeerCertificate();
-  if (!cert || !cert.raw) return undefined;
+  if (!cert?.raw) return undefined;
   const subject = Object.entries(cert.subject ?? {})
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`)
     .join(',');

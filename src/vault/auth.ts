@@ -55,7 +55,7 @@ export class VaultSession {
     try {
       return await fn(this.client);
     } catch (err) {
-      if (vaultStatus(err) !== 403 || this.auth.method === 'token' && !this.auth.tokenFile) {
+      if (vaultStatus(err) !== 403 || (this.auth.method === 'token' && !this.auth.tokenFile)) {
         throw toVaultError(err, operation, this.address);
       }
       this.logger.warn({ operation }, 'vault answered 403; logging in again');

@@ -7,10 +7,21 @@ interface VaultResponseError {
 }
 
 function isResponseError(err: unknown): err is VaultResponseError {
-  return typeof err === 'object' && err !== null && 'response' in err && typeof (err as VaultResponseError).response?.statusCode === 'number';
+  return (
+    typeof err === 'object' && err !== null && 'response' in err && typeof (err as VaultResponseError).response?.statusCode === 'number'
+  );
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 
 export function vaultStatus(err: unknown): number | undefined {
   return isResponseError(err) ? err.response.statusCode : undefined;

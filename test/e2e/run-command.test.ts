@@ -1,0 +1,122 @@
+/**
+ * `vault-mtls-sidecar run` as a user runs it: the built CLI, a YAML file, VAULT_TOKEN in the
+ * environment, a real Vault; and the one-line failures for bad configuration.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { type Spawned, spawnCli, waitFor } from '../support/cli.js';
+import { freePort } from '../support/ports.js';
+
+const vault = inject('vault');
+const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-run-'));
+const started: Spawned[] = [];
+
+afterEach(() => {
+  for (const s of started.splice(0)) s.child.kill('SIGKILL');
+});
+
+function writeConfig(name: string, yaml: string): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, yaml);
+  return file;
+}
+
+async function readyz(port: number): Promise<number> {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+  } catch {
+    return 0;
+  }
+}
+
+describe('run with a config file', () => {
+  it('gets a certificate from Vault, turns ready, and exits 0 on SIGTERM', async () => {
+    const [admin, inbound] = [await freePort(), await freePort()];
+    const file = writeConfig(
+      'service.yaml',
+      `
+vault:
+  pki: { mount: ${vault.pkiMount}, role: ${vault.role} }
+identity:
+  commonName: cli.test
+  dnsNames: [localhost]
+  uriSans: ["spiffe://test/ns/default/sa/cli"]
+  ttl: 10m
+inbound:
+  - name: app
+    listen: 127.0.0.1:${inbound}
+    target: 127.0.0.1:1
+admin:
+  listen: 127.0.0.1:${admin}
+`,
+    );
+    const run = spawnCli(['run', '--config', file], { VAULT_ADDR: vault.address, VAULT_TOKEN: vault.rootToken });
+    started.push(run);
+    await waitFor(async () => (await readyz(admin)) === 200, 15_000, `/readyz (stderr: ${run.stderr()})`);
+    const certs = (await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as { subject: string };
+    expect(certs.subject).toContain('CN=cli.test');
+    // Logs are JSON lines and never carry the token or the key.
+    const logs = run.stdout();
+    expect(logs).toContain('"msg":"sidecar ready"');
+    expect(logs).not.toContain(vault.rootToken === 'root' ? '"root"' : vault.rootToken);
+    expect(logs).not.toContain('PRIVATE KEY');
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+  });
+});
+
+describe('bad configuration', () => {
+  const cases = [
+    {
+      what: 'no Vault address',
+      yaml: 'vault:\n  pki: { role: web }\nidentity: { commonName: web.test }\n',
+      env: { VAULT_TOKEN: 't' },
+      field: 'vault.address',
+    },
+    {
+      what: 'an unknown field',
+      yaml: 'vault:\n  address: http://127.0.0.1:8200\n  pki: { role: web }\nidentity: { commonName: web.test, ttll: 1h }\n',
+      env: { VAULT_TOKEN: 't' },
+      field: 'identity: unknown field "ttll"',
+    },
+    {
+      what: 'a malformed listener address',
+      yaml: 'vault:\n  address: http://127.0.0.1:8200\n  pki: { role: web }\nidentity: { commonName: web.test }\ninbound:\n  - { name: app, listen: "8443", target: "127.0.0.1:8080" }\n',
+      env: { VAULT_TOKEN: 't' },
+      field: 'inbound[0].listen',
+    },
+  ];
+  for (const c of cases) {
+    it(`exits non-zero with one line naming the field: ${c.what}`, async () => {
+      const run = spawnCli(['run', '--config', writeConfig(`${c.what}.yaml`, c.yaml)], c.env);
+      expect(await run.exited).toBe(1);
+      const lines = run.stderr().trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(c.field);
+      expect(lines[0]).toMatch(/\[SIDECAR_CONFIG_INVALID\]$/);
+      expect(run.stdout()).toBe('');
+    });
+  }
+
+  it('names a missing config file', async () => {
+    const run = spawnCli(['run', '--config', path.join(dir, 'nope.yaml')]);
+    expect(await run.exited).toBe(1);
+    expect(run.stderr()).toMatch(/cannot read .*nope\.yaml \(ENOENT\).*\[SIDECAR_CONFIG_FILE_UNREADABLE\]/);
+  });
+
+  it('says what to check when Vault is unreachable at start-up', async () => {
+    const [admin, dead] = [await freePort(), await freePort()];
+    const file = writeConfig(
+      'unreachable.yaml',
+      `vault:\n  address: http://127.0.0.1:${dead}\n  pki: { role: web }\nidentity: { commonName: web.test }\nadmin: { listen: "127.0.0.1:${admin}" }\nstartupTimeout: 2s\n`,
+    );
+    const run = spawnCli(['run', '--config', file], { VAULT_TOKEN: 't' });
+    expect(await run.exited).toBe(1);
+    const last = run.stderr().trim().split('\n').pop() ?? '';
+    expect(last).toMatch(/no certificate after 2s/);
+    expect(last).toMatch(/SIDECAR_VAULT_UNREACHABLE/);
+    expect(last).toMatch(/\[SIDECAR_STARTUP_TIMEOUT\]$/);
+  });
+});

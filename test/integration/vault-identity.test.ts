@@ -1,0 +1,203 @@
+/**
+ * The sidecar against a real OpenBao/Vault dev server, with real sockets and real certificates:
+ * issue and readiness, inbound mTLS accept and refuse, two sidecars chained, AppRole login.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startEchoApp } from '../../src/demo/echo-app.js';
+import { DevCertificateAuthority } from '../../src/identity/dev-ca.js';
+import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
+import { vaultApi } from '../support/vault-api.js';
+
+const vault = inject('vault');
+const env = { VAULT_TOKEN: vault.rootToken };
+let app: http.Server;
+let appPort: number;
+
+beforeAll(async () => {
+  const started = await startEchoApp();
+  app = started.server;
+  appPort = started.address.port;
+});
+
+afterAll(async () => {
+  await stopAllSidecars();
+  app.closeAllConnections();
+  app.close();
+});
+
+function serviceIdentity(name: string, ttl = '10m') {
+  return {
+    commonName: `${name}.test`,
+    dnsNames: ['localhost', `${name}.test`],
+    ipSans: ['127.0.0.1'],
+    uriSans: [`spiffe://test/ns/default/sa/${name}`],
+    ttl,
+  };
+}
+
+describe('a sidecar started from configuration', () => {
+  it('obtains a certificate from Vault PKI and turns ready', async () => {
+    const sidecar = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: serviceIdentity('ready'),
+        inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` }],
+      },
+      env,
+    );
+    const admin = sidecar.admin.address()?.port ?? 0;
+    const ready = await httpGet(admin, '/readyz');
+    expect(ready.status).toBe(200);
+    const certs = JSON.parse((await httpGet(admin, '/certs')).body);
+    expect(certs.subject).toContain('CN=ready.test');
+    expect(certs.uris).toEqual(['spiffe://test/ns/default/sa/ready']);
+    expect(certs.issuer).toContain('vault-mtls-sidecar test root');
+    expect(JSON.stringify(certs)).not.toMatch(/PRIVATE KEY/);
+  });
+});
+
+describe('inbound mTLS', () => {
+  let port: number;
+
+  beforeAll(async () => {
+    const sidecar = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: serviceIdentity('inbound'),
+        inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` }],
+      },
+      env,
+    );
+    port = sidecar.listenerAddress('app').port;
+  });
+
+  it('lets a client with a Vault-issued certificate reach the app and names it', async () => {
+    const client = await issueFromVault(vault, 'caller.test', ['spiffe://test/ns/default/sa/caller']);
+    const res = await httpsRequest(port, { ...client, path: '/orders?id=7' });
+    expect(res.status).toBe(200);
+    const echo = JSON.parse(res.body);
+    expect(echo.path).toBe('/orders?id=7');
+    expect(echo.caller).toContain('URI=spiffe://test/ns/default/sa/caller');
+    expect(echo.caller).toContain('Subject="CN=caller.test"');
+  });
+
+  it('refuses a client without a certificate at the handshake', async () => {
+    await expect(httpsRequest(port, { ca: vault.caPem })).rejects.toThrow(/certificate required|alert|socket hang up|ECONNRESET/i);
+  });
+
+  it('refuses a client whose certificate comes from another CA', async () => {
+    const otherCa = await DevCertificateAuthority.create('some other CA');
+    const stranger = await otherCa.issue({ commonName: 'caller.test', ttlSeconds: 600 });
+    await expect(httpsRequest(port, { cert: stranger.certPem, key: stranger.keyPem, ca: vault.caPem })).rejects.toThrow(
+      /unknown ca|alert|socket hang up|ECONNRESET/i,
+    );
+  });
+
+  it('replaces an x-forwarded-client-cert header the client tried to send', async () => {
+    const client = await issueFromVault(vault, 'honest.test');
+    const res = await httpsRequest(port, {
+      ...client,
+      headers: { 'x-forwarded-client-cert': 'URI=spiffe://test/ns/default/sa/admin' },
+    });
+    const echo = JSON.parse(res.body);
+    expect(echo.caller).not.toContain('sa/admin');
+    expect(echo.caller).toContain('Subject="CN=honest.test"');
+  });
+});
+
+describe('two sidecars chained', () => {
+  it('carries a request app A → outbound of A → inbound of B → app B', async () => {
+    const b = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: serviceIdentity('orders'),
+        inbound: [{ name: 'orders', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` }],
+      },
+      env,
+    );
+    const a = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: serviceIdentity('checkout'),
+        outbound: [
+          {
+            name: 'orders',
+            listen: '127.0.0.1:0',
+            target: `127.0.0.1:${b.listenerAddress('orders').port}`,
+            serverName: 'orders.test',
+          },
+        ],
+      },
+      env,
+    );
+    const res = await fetch(`http://127.0.0.1:${a.listenerAddress('orders').port}/orders/42`, {
+      method: 'POST',
+      body: 'x'.repeat(100_000),
+    });
+    expect(res.status).toBe(200);
+    const echo = JSON.parse(await res.text());
+    expect(echo).toMatchObject({ method: 'POST', path: '/orders/42', bodyBytes: 100_000 });
+    // App B learns that the caller is A, from A's Vault-issued certificate.
+    expect(echo.caller).toContain('URI=spiffe://test/ns/default/sa/checkout');
+  });
+
+  it('answers 502 with a code when the upstream presents a certificate for another name', async () => {
+    const b = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: serviceIdentity('payments'),
+        inbound: [{ name: 'payments', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` }],
+      },
+      env,
+    );
+    const a = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: serviceIdentity('shop'),
+        outbound: [
+          {
+            name: 'payments',
+            listen: '127.0.0.1:0',
+            target: `127.0.0.1:${b.listenerAddress('payments').port}`,
+            serverName: 'billing.test',
+          },
+        ],
+      },
+      env,
+    );
+    const res = await fetch(`http://127.0.0.1:${a.listenerAddress('payments').port}/`);
+    expect(res.status).toBe(502);
+    const body = (await res.json()) as { code: string; message: string };
+    expect(body.code).toBe('SIDECAR_UPSTREAM_HANDSHAKE_FAILED');
+    expect(body.message).toContain('billing.test');
+  });
+});
+
+describe('AppRole auth', () => {
+  it('logs in with a role id and a secret id from files and gets a certificate', async () => {
+    const secret = await vaultApi<{ data: { secret_id: string } }>(vault, 'POST', `auth/${vault.approleMount}/role/sidecar/secret-id`);
+    const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-approle-'));
+    writeFileSync(path.join(dir, 'role-id'), `${vault.approleRoleId}\n`);
+    writeFileSync(path.join(dir, 'secret-id'), secret.data.secret_id, { mode: 0o600 });
+    const sidecar = await startSidecar(
+      {
+        vault: {
+          ...vaultSection(vault),
+          auth: {
+            method: 'approle',
+            mount: vault.approleMount,
+            roleIdFile: path.join(dir, 'role-id'),
+            secretIdFile: path.join(dir, 'secret-id'),
+          },
+        },
+        identity: serviceIdentity('approle'),
+      },
+      {},
+    );
+    expect(sidecar.store.current()?.info.subject).toContain('CN=approle.test');
+  });
+});

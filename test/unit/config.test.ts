@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { buildConfig } from '../../src/config/load.js';
+import { parseDurationSeconds, parseHostPort } from '../../src/config/parse.js';
+import { ErrorCodes, type SidecarError } from '../../src/errors.js';
+
+const minimal = {
+  vault: { address: 'https://vault.example:8200', pki: { role: 'web' } },
+  identity: { commonName: 'web.test' },
+};
+
+function errorOf(fn: () => unknown): SidecarError {
+  try {
+    fn();
+  } catch (err) {
+    return err as SidecarError;
+  }
+  throw new Error('expected an error');
+}
+
+describe('parseDurationSeconds', () => {
+  it.each([
+    ['90s', 90],
+    ['15m', 900],
+    ['1h30m', 5400],
+    ['250ms', 0.25],
+    ['42', 42],
+    [7, 7],
+  ])('%s → %s seconds', (input, seconds) => {
+    expect(parseDurationSeconds(input)).toBe(seconds);
+  });
+
+  it.each(['', 'soon', '1x', '5m later', '-3s'])('rejects %j', (input) => {
+    expect(parseDurationSeconds(input)).toBeUndefined();
+  });
+});
+
+describe('parseHostPort', () => {
+  it('reads IPv4, IPv6 and names', () => {
+    expect(parseHostPort('127.0.0.1:8080')).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(parseHostPort('[::1]:8443')).toEqual({ host: '::1', port: 8443 });
+    expect(parseHostPort('orders.default.svc:8443')).toEqual({ host: 'orders.default.svc', port: 8443 });
+    expect(parseHostPort('*:8443')).toEqual({ host: '0.0.0.0', port: 8443 });
+  });
+
+  it.each(['8443', 'host:', ':80', 'host:70000', 'a b:1'])('rejects %j', (input) => {
+    expect(parseHostPort(input)).toBeUndefined();
+  });
+});
+
+describe('buildConfig', () => {
+  it('applies defaults and returns an immutable config', () => {
+    const config = buildConfig(minimal, { VAULT_TOKEN: 's.token' });
+    expect(config.vault?.pki.mount).toBe('pki');
+    expect(config.vault?.auth).toEqual({ method: 'token' });
+    expect(config.vault?.token).toBe('s.token');
+    expect(config.identity.ttl).toBe(3600);
+    expect(config.admin.listen).toEqual({ host: '127.0.0.1', port: 15000 });
+    expect(Object.isFrozen(config.identity.dnsNames)).toBe(true);
+    expect(() => {
+      (config.identity as { commonName: string }).commonName = 'x';
+    }).toThrow();
+  });
+
+  it('takes flags over the environment over the file', () => {
+    const env = { VAULT_ADDR: 'https://from-env:8200', VAULT_TOKEN: 't', VAULT_NAMESPACE: 'team-a' };
+    expect(buildConfig(minimal, env).vault?.address).toBe('https://from-env:8200');
+    expect(buildConfig(minimal, env).vault?.namespace).toBe('team-a');
+    expect(buildConfig(minimal, env, { vaultAddr: 'https://from-flag:8200' }).vault?.address).toBe('https://from-flag:8200');
+    expect(buildConfig(minimal, env, { logLevel: 'debug' }).log.level).toBe('debug');
+  });
+
+  it('names the field when the Vault address is missing', () => {
+    const err = errorOf(() => buildConfig({ vault: { pki: { role: 'web' } }, identity: { commonName: 'a' } }, { VAULT_TOKEN: 't' }));
+    expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
+    expect(err.message).toMatch(/^config: vault\.address: .*VAULT_ADDR/);
+  });
+
+  it('names an unknown field and where it is', () => {
+    const err = errorOf(() =>
+      buildConfig({ ...minimal, inbound: [{ name: 'a', listen: '127.0.0.1:1', target: '127.0.0.1:2', tls: 1 }] }, { VAULT_TOKEN: 't' }),
+    );
+    expect(err.message).toBe(`config: inbound[0]: unknown field "tls"; check the spelling against the README's configuration reference`);
+  });
+
+  it('names a malformed listener address', () => {
+    const err = errorOf(() =>
+      buildConfig({ ...minimal, outbound: [{ name: 'a', listen: 'localhost', target: 'x:1' }] }, { VAULT_TOKEN: 't' }),
+    );
+    expect(err.message).toMatch(/^config: outbound\[0\]\.listen: "localhost" is not host:port/);
+  });
+
+  it('names a malformed duration', () => {
+    const err = errorOf(() => buildConfig({ ...minimal, identity: { commonName: 'a', ttl: 'an hour' } }, { VAULT_TOKEN: 't' }));
+    expect(err.message).toMatch(/^config: identity\.ttl: "an hour" is not a duration/);
+  });
+
+  it('requires a token for token auth', () => {
+    expect(errorOf(() => buildConfig(minimal, {})).message).toMatch(/VAULT_TOKEN/);
+  });
+
+  it('refuses two listeners on one address', () => {
+    const err = errorOf(() =>
+      buildConfig(
+        {
+          ...minimal,
+          inbound: [{ name: 'a', listen: '0.0.0.0:8443', target: '127.0.0.1:8080' }],
+          outbound: [{ name: 'b', listen: '0.0.0.0:8443', target: 'x:1' }],
+        },
+        { VAULT_TOKEN: 't' },
+      ),
+    );
+    expect(err.message).toMatch(/^config: outbound\[0\]\.listen: 0\.0\.0\.0:8443 is already used/);
+  });
+
+  it('needs no vault section for the dev source', () => {
+    const config = buildConfig({ identity: { source: 'dev', commonName: 'dev.local' } }, {});
+    expect(config.vault).toBeUndefined();
+  });
+});
