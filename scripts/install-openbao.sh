@@ -59,6 +59,27 @@ for mod in $(awk '$1 == "replace" && $4 ~ /^\.\// {print $2} $1 != "replace" && 
   go mod edit -dropreplace="$mod"
 done
 
+# Vault's own sdk/ is newer than its last published tag in a few signatures, so the module from the
+# proxy needs a pinned sdk and three small source adjustments. Each is checked, so a version bump
+# that no longer needs one fails loudly instead of building something else.
+patch_source() { # FILE OLD NEW
+  OLD="$2" NEW="$3" perl -0pi -e 's/\Q$ENV{OLD}\E/$ENV{NEW}/' "$1"
+  grep -qF -- "$3" "$1" || { log "could not adjust $1; this script knows Vault v1.21.4 only"; exit 1; }
+}
+if [ "$NAME" = vault ]; then
+  log "pinning github.com/hashicorp/vault/sdk@v0.21.0 and adjusting three call sites to it"
+  go mod edit -require=github.com/hashicorp/vault/sdk@v0.21.0
+  patch_source vault/identity_store.go \
+    'ActivationFunc: iStore.activateDeduplication,' \
+    'ActivationFunc: func(ctx context.Context, req *logical.Request, _ string) error { return iStore.activateDeduplication(ctx, req) },'
+  patch_source vault/logical_system_activation_flags.go \
+    'b.idStoreBackend.ActivationFunc(ctx, nil)' \
+    'b.idStoreBackend.ActivationFunc(ctx, nil, "")'
+  patch_source builtin/logical/transit/path_restore.go \
+    'restoredKeyName, err := b.lm.RestorePolicy(ctx, req.Storage, keyName, backupB64, force)' \
+    'restoredKeyName := keyName; err := b.lm.RestorePolicy(ctx, req.Storage, keyName, backupB64, force)'
+fi
+
 log "building $NAME (several minutes on the first run; cached afterwards)"
 mkdir -p "$(dirname "$OUT")"
 GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$WORK/server" .

@@ -20,6 +20,11 @@ export interface RenewerOptions {
   readonly random?: () => number;
 }
 
+function describeError(err: unknown): string {
+  if (isSidecarError(err)) return `${err.message} [${err.code}]`;
+  return err instanceof Error ? err.message : String(err);
+}
+
 export class Renewer {
   readonly #opts: RenewerOptions;
   readonly #random: () => number;
@@ -68,7 +73,7 @@ export class Renewer {
       const timer = setTimeout(() => {
         unsubscribe();
         const last = this.#lastError;
-        const why = isSidecarError(last) ? `${last.message} [${last.code}]` : last instanceof Error ? last.message : last ? String(last) : 'no answer yet';
+        const why = last === undefined ? 'no answer yet' : describeError(last);
         reject(
           new SidecarError(ErrorCodes.STARTUP_TIMEOUT, `no certificate after ${Math.round(timeoutMs / 1000)}s; last error: ${why}`, {
             cause: last,

@@ -171,9 +171,10 @@ describe('two sidecars chained', () => {
     );
     const res = await fetch(`http://127.0.0.1:${a.listenerAddress('payments').port}/`);
     expect(res.status).toBe(502);
-    const body = (await res.json()) as { code: string; message: string };
-    expect(body.code).toBe('SIDECAR_UPSTREAM_HANDSHAKE_FAILED');
-    expect(body.message).toContain('billing.test');
+    expect(res.headers.get('x-sidecar-error')).toBe('SIDECAR_UPSTREAM_HANDSHAKE_FAILED');
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('SIDECAR_UPSTREAM_HANDSHAKE_FAILED');
+    expect(body.error.message).toContain('billing.test');
   });
 });
 

@@ -59,6 +59,8 @@ export interface HttpsResult {
   readonly headers: Record<string, string | string[] | undefined>;
   /** The serial of the certificate the server presented, upper-case hex. */
   readonly serverSerial: string;
+  /** The client's local port: equal across requests that shared one keep-alive connection. */
+  readonly localPort: number;
 }
 
 export function httpsRequest(
@@ -90,11 +92,13 @@ export function httpsRequest(
         checkServerIdentity: () => undefined,
       },
       (res) => {
-        const serverSerial = (res.socket as TLSSocket).getPeerCertificate().serialNumber;
+        const socket = res.socket as TLSSocket;
+        const serverSerial = socket.getPeerCertificate().serialNumber;
+        const localPort = socket.localPort ?? 0;
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers, serverSerial }),
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), headers: res.headers, serverSerial, localPort }),
         );
         res.on('error', reject);
       },
