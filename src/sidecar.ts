@@ -12,8 +12,10 @@ import { Renewer } from './identity/renewer.js';
 import type { CertificateSource, RequestedIdentity } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
 import { createInboundHttpListener } from './proxy/inbound-http.js';
-import type { Listener } from './proxy/listener.js';
+import type { Listener, ListenerDeps } from './proxy/listener.js';
 import { createOutboundHttpListener } from './proxy/outbound-http.js';
+import { AuditLog } from './telemetry/audit.js';
+import { Metrics } from './telemetry/metrics.js';
 import { TlsContexts } from './tls/contexts.js';
 import { VaultSession } from './vault/auth.js';
 import { createVaultClient } from './vault/client.js';
@@ -22,6 +24,8 @@ import { VaultPkiSource } from './vault/pki.js';
 export interface SidecarOptions {
   /** Overrides the source the config names (the demo shares one dev CA with its client). */
   readonly source?: CertificateSource;
+  /** Audit events go here (tests count them); the main logger otherwise. */
+  readonly auditLogger?: Logger;
 }
 
 function requestedIdentity(config: Config): RequestedIdentity {
@@ -29,16 +33,29 @@ function requestedIdentity(config: Config): RequestedIdentity {
   return { commonName, dnsNames, ipSans, uriSans, ttl };
 }
 
-async function createSource(config: Config, logger: Logger): Promise<CertificateSource> {
+/** The parts that depend on where certificates come from. */
+interface SourceParts {
+  readonly source: CertificateSource;
+  readonly session?: VaultSession;
+  readonly startupHint: string;
+}
+
+async function createSource(config: Config, logger: Logger, metrics: Metrics): Promise<SourceParts> {
   if (config.identity.source === 'dev') {
     logger.warn('identity.source is dev: certificates come from an in-memory CA that no other pod trusts');
-    return new DevCertificateSource(await DevCertificateAuthority.create());
+    return { source: new DevCertificateSource(await DevCertificateAuthority.create()), startupHint: 'the dev CA failed to issue' };
   }
   const vault = config.vault;
   if (!vault) throw new Error('unreachable: validateConfig requires vault for identity.source vault');
   const client = createVaultClient(vault);
-  const session = new VaultSession(client, vault.auth, vault.address, logger.child({ module: 'vault' }), vault.token);
-  return new VaultPkiSource(session, vault.pki.mount, vault.pki.role);
+  const session = new VaultSession(client, vault.auth, vault.address, logger.child({ module: 'vault' }), vault.token, {
+    request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds),
+  });
+  return {
+    source: new VaultPkiSource(session, vault.pki.mount, vault.pki.role),
+    session,
+    startupHint: `check the Vault address (${vault.address}), the ${vault.auth.method} auth role and its policy, and the PKI role ${vault.pki.mount}/roles/${vault.pki.role}`,
+  };
 }
 
 export class Sidecar {
@@ -46,43 +63,66 @@ export class Sidecar {
   readonly contexts: TlsContexts;
   readonly renewer: Renewer;
   readonly admin: AdminServer;
+  readonly audit: AuditLog;
+  readonly source: CertificateSource;
   #listeners: Listener[] = [];
   #state: 'new' | 'starting' | 'running' | 'draining' | 'stopped' = 'new';
 
   private constructor(
     readonly config: Config,
-    readonly source: CertificateSource,
+    readonly metrics: Metrics,
+    parts: SourceParts,
     private readonly logger: Logger,
+    options: SidecarOptions,
   ) {
+    this.source = parts.source;
     this.store = new IdentityStore(requestedIdentity(config));
     this.contexts = new TlsContexts(this.store);
     const { renewal } = config.identity;
     this.renewer = new Renewer({
-      source,
+      source: parts.source,
       store: this.store,
       identity: requestedIdentity(config),
       policy: { fraction: renewal.fraction, jitter: renewal.jitter },
       minBackoffSeconds: renewal.minBackoff,
       maxBackoffSeconds: renewal.maxBackoff,
-      logger: logger.child({ module: 'renewer', source: source.kind }),
+      logger: logger.child({ module: 'renewer', source: parts.source.kind }),
+      recordResult: (result) => this.metrics.certRenewals.inc({ result }),
+      startupHint: parts.startupHint,
     });
+    metrics.watchIdentity({
+      certificateNotAfter: () => this.store.current()?.info.notAfter,
+      nextRenewal: () => this.renewer.nextRenewal,
+      vaultTokenExpiresAt: () => parts.session?.tokenExpiresAt,
+    });
+    this.audit = new AuditLog(options.auditLogger ?? logger.child({ module: 'audit' }));
     this.admin = new AdminServer(config.admin.listen, {
       notReadyReasons: () => this.notReadyReasons(),
       certificate: () => this.store.current()?.info,
       nextRenewal: () => this.renewer.nextRenewal,
+      metrics: async () => ({ contentType: this.metrics.contentType, text: await this.metrics.text() }),
+      rotate: () => this.#state === 'running' && this.renewer.renewNow(),
     });
   }
 
   static async create(config: Config, logger: Logger, options: SidecarOptions = {}): Promise<Sidecar> {
-    const source = options.source ?? (await createSource(config, logger));
-    return new Sidecar(config, source, logger);
+    const metrics = new Metrics();
+    const parts = options.source
+      ? { source: options.source, startupHint: `check the ${options.source.kind} certificate source` }
+      : await createSource(config, logger, metrics);
+    return new Sidecar(config, metrics, parts, logger, options);
   }
 
   /** Why /readyz says no; empty when ready. */
-  notReadyReasons(): string[] {
+  notReadyReasons(now: Date = new Date()): string[] {
     if (this.#state === 'draining' || this.#state === 'stopped') return [this.#state];
     const reasons: string[] = [];
-    if (!this.store.hasValidCertificate()) reasons.push('no valid certificate');
+    const current = this.store.current()?.info;
+    const minValidityMs = this.config.admin.readyMinValidity * 1000;
+    if (!current || !this.store.hasValidCertificate(now)) reasons.push('no valid certificate');
+    else if (current.notAfter.getTime() - now.getTime() < minValidityMs) {
+      reasons.push(`certificate expires within ${this.config.admin.readyMinValidity}s and has not been renewed`);
+    }
     if (this.#state !== 'running') reasons.push('listeners not bound');
     for (const listener of this.#listeners) {
       if (!listener.address()) reasons.push(`listener ${listener.name} not bound`);
@@ -97,9 +137,10 @@ export class Sidecar {
     await this.admin.listen();
     this.renewer.start();
     await this.renewer.waitForFirstCertificate(this.config.startupTimeout * 1000);
+    const deps: ListenerDeps = { contexts: this.contexts, logger: this.logger, metrics: this.metrics, audit: this.audit };
     this.#listeners = [
-      ...this.config.inbound.map((l, i) => createInboundHttpListener(l, this.contexts, this.logger, i)),
-      ...this.config.outbound.map((l, i) => createOutboundHttpListener(l, this.contexts, this.logger, i)),
+      ...this.config.inbound.map((l, i) => createInboundHttpListener(l, i, deps)),
+      ...this.config.outbound.map((l, i) => createOutboundHttpListener(l, i, deps)),
     ];
     for (const listener of this.#listeners) await listener.listen();
     this.#state = 'running';
@@ -124,6 +165,7 @@ export class Sidecar {
     await Promise.all(this.#listeners.map((l) => l.drain(graceMs)));
     await this.renewer.stop();
     await this.source.close();
+    this.audit.close();
     this.#state = 'stopped';
     await this.admin.close();
     this.logger.info('stopped');

@@ -1,7 +1,7 @@
 /**
  * The admin server, on localhost by default: /healthz (alive), /readyz (a valid certificate is
- * published and every listener is bound, and we are not draining), /certs (what we present, never
- * key material).
+ * published, every listener is bound, and we are not draining), /metrics (Prometheus), /certs
+ * (what we present, never key material) and POST /rotate (renew now).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,12 +14,46 @@ export interface AdminState {
   notReadyReasons(): string[];
   certificate(): CertificateInfo | undefined;
   nextRenewal(): Date | undefined;
+  metrics(): Promise<{ contentType: string; text: string }>;
+  /** Starts a renewal now; false when one is already in flight or the sidecar is not running. */
+  rotate(): boolean;
 }
+
+const ENDPOINTS = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /certs', 'POST /rotate'];
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(text);
+}
+
+async function route(state: AdminState, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  const method = req.method === 'HEAD' ? 'GET' : req.method;
+  if (path === '/rotate') {
+    if (method !== 'POST') return sendJson(res, 405, { error: 'use POST /rotate' });
+    return state.rotate()
+      ? sendJson(res, 202, { rotating: true, message: 'renewal started; watch /certs for the new serial' })
+      : sendJson(res, 409, { rotating: false, message: 'a renewal is already in progress, or the sidecar is not running' });
+  }
+  if (method !== 'GET') return sendJson(res, 405, { error: 'method not allowed', endpoints: ENDPOINTS });
+  if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+  if (path === '/readyz') {
+    const reasons = state.notReadyReasons();
+    return sendJson(res, reasons.length === 0 ? 200 : 503, { ready: reasons.length === 0, reasons });
+  }
+  if (path === '/metrics') {
+    const { contentType, text } = await state.metrics();
+    res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
+    res.end(text);
+    return;
+  }
+  if (path === '/certs') {
+    const cert = state.certificate();
+    if (!cert) return sendJson(res, 503, { error: 'no certificate published yet' });
+    return sendJson(res, 200, { ...cert, nextRenewal: state.nextRenewal() ?? null });
+  }
+  sendJson(res, 404, { error: 'not found', endpoints: ENDPOINTS });
 }
 
 export class AdminServer {
@@ -31,19 +65,10 @@ export class AdminServer {
     state: AdminState,
   ) {
     this.#server = http.createServer((req, res) => {
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'method not allowed' });
-      if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
-      if (path === '/readyz') {
-        const reasons = state.notReadyReasons();
-        return sendJson(res, reasons.length === 0 ? 200 : 503, { ready: reasons.length === 0, reasons });
-      }
-      if (path === '/certs') {
-        const cert = state.certificate();
-        if (!cert) return sendJson(res, 503, { error: 'no certificate published yet' });
-        return sendJson(res, 200, { ...cert, nextRenewal: state.nextRenewal() ?? null });
-      }
-      sendJson(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/certs'] });
+      route(state, req, res).catch((err: unknown) => {
+        if (!res.headersSent) sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) });
+        else res.destroy();
+      });
     });
   }
 

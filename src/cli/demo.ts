@@ -28,7 +28,7 @@ export function demoOptions(yargs: Argv): Argv<DemoArgs> {
 }
 
 export async function demoCommand(args: DemoArgs): Promise<number> {
-  const logger = createLogger(args['log-level'], pino.destination(2));
+  const logger = createLogger(args['log-level'], pino.destination(2), 'auto', process.stderr.isTTY === true);
   const demo = await startDemo({
     dir: path.resolve(args.dir),
     inboundPort: args['inbound-port'],

@@ -30,7 +30,7 @@ export async function runCommand(args: RunArgs, env: Environment): Promise<numbe
     logLevel: args['log-level'],
     adminListen: args['admin-listen'],
   });
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, undefined, config.log.format, process.stdout.isTTY === true);
   const sidecar = await Sidecar.create(config, logger);
   const serving = serveUntilSignal(sidecar, logger);
   try {

@@ -119,13 +119,24 @@ export const configSchema = z
     inbound: z.array(inboundListener).default([]),
     outbound: z.array(outboundListener).default([]),
     admin: z
-      .object({ listen: hostPort.default({ host: '127.0.0.1', port: 15000 }) })
+      .object({
+        listen: hostPort.default({ host: '127.0.0.1', port: 15000 }),
+        /**
+         * /readyz stays ready while Vault is down as long as the certificate has at least this much
+         * validity left; below it the pod leaves the Service before peers start failing handshakes.
+         */
+        readyMinValidity: duration.default(10),
+      })
       .strict()
-      .default({ listen: { host: '127.0.0.1', port: 15000 } }),
+      .default({ listen: { host: '127.0.0.1', port: 15000 }, readyMinValidity: 10 }),
     log: z
-      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+        /** auto: human-readable on a terminal, JSON lines otherwise. */
+        format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+      })
       .strict()
-      .default({ level: 'info' }),
+      .default({ level: 'info', format: 'auto' }),
     /** How long to wait for the first certificate before giving up at start-up. */
     startupTimeout: duration.default(60),
     /** How long SIGTERM waits for in-flight requests before closing connections. */

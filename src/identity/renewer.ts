@@ -18,7 +18,13 @@ export interface RenewerOptions {
   readonly maxBackoffSeconds: number;
   readonly logger: Logger;
   readonly random?: () => number;
+  /** Reports each attempt's result (metrics): success, failure, or refused by verification. */
+  readonly recordResult?: (result: RenewalResult) => void;
+  /** Appended to the start-up timeout message: what to check for this source. */
+  readonly startupHint?: string;
 }
+
+export type RenewalResult = 'success' | 'failure' | 'refused';
 
 function describeError(err: unknown): string {
   if (isSidecarError(err)) return `${err.message} [${err.code}]`;
@@ -55,8 +61,10 @@ export class Renewer {
   }
 
   /** Renew at once (SIGHUP, admin). A renewal already in flight is not doubled. */
-  renewNow(): void {
-    if (this.#running && !this.#inFlight) this.#schedule(0);
+  renewNow(): boolean {
+    if (!this.#running || this.#inFlight) return false;
+    this.#schedule(0);
+    return true;
   }
 
   async stop(): Promise<void> {
@@ -74,8 +82,9 @@ export class Renewer {
         unsubscribe();
         const last = this.#lastError;
         const why = last === undefined ? 'no answer yet' : describeError(last);
+        const hint = this.#opts.startupHint ? `; ${this.#opts.startupHint}` : '';
         reject(
-          new SidecarError(ErrorCodes.STARTUP_TIMEOUT, `no certificate after ${Math.round(timeoutMs / 1000)}s; last error: ${why}`, {
+          new SidecarError(ErrorCodes.STARTUP_TIMEOUT, `no certificate after ${Math.round(timeoutMs / 1000)}s; last error: ${why}${hint}`, {
             cause: last,
           }),
         );
@@ -105,6 +114,7 @@ export class Renewer {
       const published = store.publish(bundle);
       this.#failures = 0;
       this.#lastError = undefined;
+      this.#opts.recordResult?.('success');
       const next = renewAt(published.info.notBefore, published.info.notAfter, new Date(), this.#random(), policy);
       logger.info(
         {
@@ -117,6 +127,7 @@ export class Renewer {
       if (this.#running) this.#schedule(next.getTime() - Date.now());
     } catch (err) {
       this.#lastError = err;
+      this.#opts.recordResult?.(isSidecarError(err) && err.code === ErrorCodes.CERT_REFUSED ? 'refused' : 'failure');
       const delay = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, this.#opts.maxBackoffSeconds, this.#random());
       const current = store.current()?.info;
       logger.error(

@@ -7,22 +7,23 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import httpProxy from 'http-proxy';
-import type { Logger } from 'pino';
 import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
-import type { TlsContexts } from '../tls/contexts.js';
+import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { formatXfcc, peerIdentity } from '../tls/peer.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
-import type { Listener } from './listener.js';
+import type { Listener, ListenerDeps } from './listener.js';
 import { drainServer, listenOn } from './server-lifecycle.js';
+import { trackConnections, trackRequests } from './server-metrics.js';
 
 /** Headers that carry caller identity; a client must never be able to set them itself. */
 const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'];
 
-export function createInboundHttpListener(config: InboundListenerConfig, contexts: TlsContexts, logger: Logger, index: number): Listener {
-  const log = logger.child({ listener: config.name, direction: 'inbound' });
+export function createInboundHttpListener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
+  const { contexts, metrics, audit } = deps;
+  const log = deps.logger.child({ listener: config.name, direction: 'inbound' });
   const target = `http://${formatHostPort(config.target)}`;
   const appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
   const proxy = httpProxy.createProxyServer({ target, agent: appAgent, xfwd: true, ws: false });
@@ -57,12 +58,18 @@ export function createInboundHttpListener(config: InboundListenerConfig, context
   // Rotation: new handshakes use the new certificate; established connections keep theirs.
   contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
 
-  server.on('tlsClientError', (err, socket) => {
-    log.warn(
+  trackConnections(server, config.name, metrics);
+  trackRequests(server, config.name, metrics);
+  server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
+    const reason = handshakeFailureReason(err);
+    metrics.handshakeFailures.inc({ listener: config.name, reason });
+    audit.record(
       {
         event: 'tls_handshake_rejected',
+        listener: config.name,
         remoteAddress: socket.remoteAddress,
-        reason: (err as NodeJS.ErrnoException).code ?? err.message,
+        reason,
+        detail: err.code ?? err.message,
       },
       'rejected a TLS handshake',
     );

@@ -1,5 +1,9 @@
 /** What the sidecar composes: every inbound and outbound listener has this shape. */
 import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../telemetry/audit.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import type { TlsContexts } from '../tls/contexts.js';
 
 export interface Listener {
   readonly name: string;
@@ -9,4 +13,12 @@ export interface Listener {
   address(): AddressInfo | undefined;
   /** Stop accepting; finish in-flight requests for up to graceMs. */
   drain(graceMs: number): Promise<void>;
+}
+
+/** What every listener is built from: the current TLS material and the telemetry it reports to. */
+export interface ListenerDeps {
+  readonly contexts: TlsContexts;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
 }

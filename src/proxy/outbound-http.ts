@@ -7,21 +7,22 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import httpProxy from 'http-proxy';
-import type { Logger } from 'pino';
 import { formatHostPort } from '../config/parse.js';
 import type { OutboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
-import type { TlsContexts } from '../tls/contexts.js';
+import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
-import type { Listener } from './listener.js';
+import type { Listener, ListenerDeps } from './listener.js';
 import { MtlsAgent } from './mtls-agent.js';
 import { drainServer, listenOn } from './server-lifecycle.js';
+import { trackConnections, trackRequests } from './server-metrics.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 
-export function createOutboundHttpListener(config: OutboundListenerConfig, contexts: TlsContexts, logger: Logger, index: number): Listener {
-  const log = logger.child({ listener: config.name, direction: 'outbound' });
+export function createOutboundHttpListener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
+  const { contexts, metrics, audit } = deps;
+  const log = deps.logger.child({ listener: config.name, direction: 'outbound' });
   const targetText = formatHostPort(config.target);
   const expectedName = config.serverName ?? config.target.host;
   const agent = new MtlsAgent(contexts, {
@@ -45,7 +46,23 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, conte
     const reason = (err as NodeJS.ErrnoException).code ?? err.message;
     const unreachable = NETWORK_ERRORS.has(reason);
     const code = unreachable ? ErrorCodes.UPSTREAM_UNREACHABLE : ErrorCodes.UPSTREAM_HANDSHAKE_FAILED;
-    log.warn({ event: unreachable ? 'upstream_unreachable' : 'upstream_failed', target: targetText, reason }, 'upstream request failed');
+    if (unreachable) {
+      log.warn({ event: 'upstream_unreachable', target: targetText, reason }, 'upstream request failed');
+    } else {
+      const label = handshakeFailureReason(err as Error & { code?: string });
+      metrics.handshakeFailures.inc({ listener: config.name, reason: label });
+      audit.record(
+        {
+          event: 'upstream_handshake_failed',
+          listener: config.name,
+          remoteAddress: targetText,
+          peer: expectedName,
+          reason: label,
+          detail: reason,
+        },
+        'mTLS handshake with the upstream failed',
+      );
+    }
     const message = unreachable
       ? `cannot reach ${targetText} (${reason})`
       : `mTLS to ${targetText} failed (${reason}); the server must present a certificate for "${expectedName}" from the trusted CA`;
@@ -54,6 +71,8 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, conte
   });
 
   const server = http.createServer((req, res) => proxy.web(req, res));
+  trackConnections(server, config.name, metrics);
+  trackRequests(server, config.name, metrics);
 
   let bound: AddressInfo | undefined;
   return {

@@ -3,6 +3,7 @@
  * redacted, whatever a caller passes in, so a token or key cannot reach the log by accident.
  */
 import { type DestinationStream, type Logger, pino } from 'pino';
+import pretty from 'pino-pretty';
 
 export const REDACT_PATHS = [
   'token',
@@ -24,7 +25,17 @@ export const REDACT_PATHS = [
   'config.vault.token',
 ];
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+/**
+ * `pretty` (or `auto` on a terminal) prints human-readable lines through pino-pretty, synchronously
+ * so nothing is lost when the process exits; redaction applies before formatting either way.
+ */
+export function createLogger(level: string, destination?: DestinationStream, format: LogFormat = 'json', isTerminal = false): Logger {
+  const human = format === 'pretty' || (format === 'auto' && isTerminal);
+  const stream = human
+    ? pretty({ sync: true, destination: destination ?? 1, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' })
+    : destination;
   return pino(
     {
       level,
@@ -33,6 +44,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination,
+    stream,
   );
 }

@@ -34,8 +34,14 @@ function readSecretFile(path: string, field: string): string {
   }
 }
 
+/** Where the session reports its calls (metrics); optional so tools and tests can skip it. */
+export interface VaultObserver {
+  request(operation: string, status: string, seconds: number): void;
+}
+
 export class VaultSession {
   #loggedIn = false;
+  #tokenExpiresAt: Date | undefined;
   #login: Promise<void> | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -47,13 +53,37 @@ export class VaultSession {
     private readonly logger: Logger,
     /** From VAULT_TOKEN, for token auth without a file. */
     private readonly envToken?: string,
+    private readonly observer?: VaultObserver,
   ) {}
 
+  /** When the current token expires; undefined before login and for tokens that never expire. */
+  get tokenExpiresAt(): Date | undefined {
+    return this.#tokenExpiresAt;
+  }
+
+  /** Times one Vault API call for the metrics, labelled by a short operation name and the HTTP status. */
+  async #timed<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    let status = '200';
+    try {
+      return await fn();
+    } catch (err) {
+      status = String(vaultStatus(err) ?? 'error');
+      throw err;
+    } finally {
+      this.observer?.request(operation, status, (performance.now() - started) / 1000);
+    }
+  }
+
+  #learnTokenTtl(ttl: number): void {
+    this.#tokenExpiresAt = ttl > 0 ? new Date(Date.now() + ttl * 1000) : undefined;
+  }
+
   /** Runs a Vault call with a valid token; on 403 logs in again once and retries (revoked or expired token). */
-  async call<T>(operation: string, fn: (client: VaultClient) => Promise<T>): Promise<T> {
+  async call<T>(label: string, operation: string, fn: (client: VaultClient) => Promise<T>): Promise<T> {
     await this.#ensureLoggedIn();
     try {
-      return await fn(this.client);
+      return await this.#timed(label, () => fn(this.client));
     } catch (err) {
       if (vaultStatus(err) !== 403 || (this.auth.method === 'token' && !this.auth.tokenFile)) {
         throw toVaultError(err, operation, this.address);
@@ -62,7 +92,7 @@ export class VaultSession {
       this.#loggedIn = false;
       await this.#ensureLoggedIn();
       try {
-        return await fn(this.client);
+        return await this.#timed(label, () => fn(this.client));
       } catch (retryErr) {
         throw toVaultError(retryErr, operation, this.address);
       }
@@ -86,6 +116,7 @@ export class VaultSession {
   async #doLogin(): Promise<void> {
     const state = await this.#authenticate();
     this.#loggedIn = true;
+    this.#learnTokenTtl(state.ttl);
     this.logger.info({ method: this.auth.method, ttlSeconds: state.ttl, renewable: state.renewable }, 'vault login succeeded');
     this.#scheduleTokenRenewal(state);
   }
@@ -98,7 +129,9 @@ export class VaultSession {
       let response: AuthResponse;
       try {
         this.client.token = '';
-        response = await this.client.write(`auth/${auth.mount}/login`, { role_id: roleId, secret_id: secretId });
+        response = await this.#timed('login', () =>
+          this.client.write(`auth/${auth.mount}/login`, { role_id: roleId, secret_id: secretId }),
+        );
       } catch (err) {
         throw this.#loginError(err, `login with approle at auth/${auth.mount}`);
       }
@@ -109,7 +142,7 @@ export class VaultSession {
     }
     this.client.token = auth.tokenFile ? readSecretFile(auth.tokenFile, 'vault.auth.tokenFile') : (this.envToken ?? '');
     try {
-      const response: AuthResponse = await this.client.tokenLookupSelf();
+      const response: AuthResponse = await this.#timed('lookup-self', () => this.client.tokenLookupSelf());
       return { ttl: response.data?.ttl ?? 0, renewable: response.data?.renewable ?? false };
     } catch (err) {
       throw this.#loginError(err, 'token lookup-self');
@@ -144,9 +177,10 @@ export class VaultSession {
       return;
     }
     try {
-      const response: AuthResponse = await this.client.tokenRenewSelf();
+      const response: AuthResponse = await this.#timed('renew-self', () => this.client.tokenRenewSelf());
       const ttl = response.auth?.lease_duration ?? 0;
       this.logger.debug({ ttlSeconds: ttl }, 'vault token renewed');
+      this.#learnTokenTtl(ttl);
       // A token near its max TTL comes back with a shorter TTL than before; log in again then.
       if (ttl < previous.ttl / 2) this.#loggedIn = false;
       else this.#scheduleTokenRenewal({ ttl, renewable: response.auth?.renewable ?? false });

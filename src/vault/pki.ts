@@ -26,7 +26,7 @@ export class VaultPkiSource implements CertificateSource {
 
   async issue(identity: RequestedIdentity): Promise<CertificateBundle> {
     const path = `${this.mount}/issue/${this.role}`;
-    const response = await this.session.call<IssueResponse>(`issue from ${path}`, (client) =>
+    const response = await this.session.call<IssueResponse>('issue', `issue from ${path}`, (client) =>
       client.write(path, {
         common_name: identity.commonName,
         alt_names: identity.dnsNames.join(','),

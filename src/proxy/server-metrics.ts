@@ -1,0 +1,29 @@
+/** Connection, byte and request accounting shared by every listener. */
+import type http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Metrics } from '../telemetry/metrics.js';
+
+/** Counts open connections and, when each closes, the bytes it carried. */
+export function trackConnections(server: http.Server, listener: string, metrics: Metrics): void {
+  server.on('connection', (socket: Socket) => {
+    metrics.connectionsActive.inc({ listener });
+    socket.once('close', () => {
+      metrics.connectionsActive.dec({ listener });
+      metrics.bytes.inc({ listener, direction: 'received' }, socket.bytesRead);
+      metrics.bytes.inc({ listener, direction: 'sent' }, socket.bytesWritten);
+    });
+  });
+}
+
+/** Counts each answered request by status and times it to the end of the response. */
+export function trackRequests(server: http.Server, listener: string, metrics: Metrics): void {
+  server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    const end = metrics.requestDuration.startTimer({ listener });
+    res.once('close', () => {
+      end();
+      // A response the client abandoned before headers went out has no status worth counting as 200.
+      const status = res.headersSent ? String(res.statusCode) : 'aborted';
+      metrics.requests.inc({ listener, status });
+    });
+  });
+}

@@ -1,0 +1,87 @@
+/**
+ * Audit events: one log line per rejected handshake or denied request, with the listener, the
+ * remote address, the peer identity when known and the reason. A token bucket per event kind
+ * keeps a scanner from flooding the log; what is held back is counted and reported in the next
+ * line that gets through (and in a summary line), while the metrics still count every event.
+ */
+import type { Logger } from 'pino';
+
+export interface AuditEvent {
+  /** Stable event name, e.g. tls_handshake_rejected, upstream_handshake_failed. */
+  readonly event: string;
+  readonly listener: string;
+  readonly remoteAddress?: string | undefined;
+  readonly peer?: string | undefined;
+  readonly reason: string;
+  /** The underlying error code or message, for whoever investigates. */
+  readonly detail?: string | undefined;
+}
+
+export interface AuditLimits {
+  /** Events logged back to back before limiting starts. */
+  readonly burst: number;
+  /** Steady rate allowed after the burst. */
+  readonly perSecond: number;
+}
+
+interface Bucket {
+  tokens: number;
+  updatedAt: number;
+  suppressed: number;
+}
+
+export class AuditLog {
+  readonly #buckets = new Map<string, Bucket>();
+  readonly #summary: NodeJS.Timeout;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly limits: AuditLimits = { burst: 20, perSecond: 2 },
+    private readonly now: () => number = Date.now,
+  ) {
+    this.#summary = setInterval(() => this.flush(), 10_000);
+    this.#summary.unref();
+  }
+
+  record(event: AuditEvent, message: string): void {
+    const key = `${event.event}/${event.listener}`;
+    const bucket = this.#refill(key);
+    if (bucket.tokens < 1) {
+      bucket.suppressed++;
+      return;
+    }
+    bucket.tokens -= 1;
+    const suppressed = bucket.suppressed;
+    bucket.suppressed = 0;
+    this.logger.warn({ audit: true, ...event, ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}) }, message);
+  }
+
+  /** Logs one summary line per event kind that had events held back. */
+  flush(): void {
+    for (const [key, bucket] of this.#buckets) {
+      if (bucket.suppressed === 0) continue;
+      const [event, listener] = key.split('/');
+      this.logger.warn({ audit: true, event, listener, suppressed: bucket.suppressed }, 'audit events suppressed by rate limit');
+      bucket.suppressed = 0;
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#summary);
+    this.flush();
+  }
+
+  #refill(key: string): Bucket {
+    const now = this.now();
+    let bucket = this.#buckets.get(key);
+    if (!bucket) {
+      bucket = { tokens: this.limits.burst, updatedAt: now, suppressed: 0 };
+      this.#buckets.set(key, bucket);
+      return bucket;
+    }
+    const elapsed = (now - bucket.updatedAt) / 1000;
+    bucket.tokens = Math.min(this.limits.burst, bucket.tokens + elapsed * this.limits.perSecond);
+    bucket.updatedAt = now;
+    return bucket;
+  }
+}

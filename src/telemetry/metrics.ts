@@ -1,0 +1,136 @@
+/**
+ * The Prometheus registry and every series the sidecar exports, prefixed `sidecar_` and named with
+ * their units. Parts of the sidecar receive this object (or one of its narrow views) and record;
+ * values that are states rather than events (expiry, next renewal, token TTL) are read when
+ * scraped, so they are never stale.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Why a TLS handshake failed, as a bounded label set. */
+export type HandshakeFailureReason = 'no_certificate' | 'unknown_ca' | 'expired' | 'revoked' | 'identity_denied' | 'protocol';
+
+export interface MetricsSources {
+  certificateNotAfter(): Date | undefined;
+  nextRenewal(): Date | undefined;
+  /** When the Vault token expires; undefined without Vault or for a token that never expires. */
+  vaultTokenExpiresAt(): Date | undefined;
+}
+
+const seconds = (date: Date) => date.getTime() / 1000;
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly certRenewals = new Counter({
+    name: 'sidecar_cert_renewals_total',
+    help: 'Certificate issue attempts, by result (success, failure, refused by verification).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly vaultRequestDuration = new Histogram({
+    name: 'sidecar_vault_request_duration_seconds',
+    help: 'Vault API calls, by operation and HTTP status (or "error" when there was no answer).',
+    labelNames: ['operation', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly handshakeFailures = new Counter({
+    name: 'sidecar_tls_handshake_failures_total',
+    help: 'TLS handshakes that failed, by listener and reason.',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly authzDenials = new Counter({
+    name: 'sidecar_authz_denials_total',
+    help: 'Requests or connections refused by an authorization rule, by listener.',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+
+  readonly connectionsActive = new Gauge({
+    name: 'sidecar_connections_active',
+    help: 'Open client connections, by listener.',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requests = new Counter({
+    name: 'sidecar_requests_total',
+    help: 'HTTP requests answered, by listener and status code.',
+    labelNames: ['listener', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestDuration = new Histogram({
+    name: 'sidecar_request_duration_seconds',
+    help: 'Time from request to the end of the response, by listener.',
+    labelNames: ['listener'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly bytes = new Counter({
+    name: 'sidecar_bytes_total',
+    help: 'Bytes on client connections, by listener and direction (received from or sent to the client), counted when a connection closes.',
+    labelNames: ['listener', 'direction'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Registers the gauges that are read from the identity's state at scrape time. */
+  watchIdentity(sources: MetricsSources): void {
+    new Gauge({
+      name: 'sidecar_cert_expiry_timestamp_seconds',
+      help: 'notAfter of the certificate being served, as a Unix timestamp.',
+      registers: [this.registry],
+      collect() {
+        const notAfter = sources.certificateNotAfter();
+        if (notAfter) this.set(seconds(notAfter));
+      },
+    });
+    new Gauge({
+      name: 'sidecar_cert_next_renewal_timestamp_seconds',
+      help: 'When the next certificate renewal is scheduled, as a Unix timestamp.',
+      registers: [this.registry],
+      collect() {
+        const next = sources.nextRenewal();
+        if (next) this.set(seconds(next));
+      },
+    });
+    new Gauge({
+      name: 'sidecar_vault_token_ttl_seconds',
+      help: 'Seconds left on the Vault token (absent for a token that never expires).',
+      registers: [this.registry],
+      collect() {
+        const expiresAt = sources.vaultTokenExpiresAt();
+        if (expiresAt) this.set(Math.max(0, (expiresAt.getTime() - Date.now()) / 1000));
+      },
+    });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
+
+/** Maps a Node/OpenSSL handshake error to a reason label. */
+export function handshakeFailureReason(err: Error & { code?: string }): HandshakeFailureReason {
+  const text = `${err.code ?? ''} ${err.message}`.toUpperCase();
+  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(text)) return 'no_certificate';
+  if (/EXPIRED/.test(text)) return 'expired';
+  if (/REVOKED/.test(text)) return 'revoked';
+  if (/UNKNOWN_CA|UNABLE_TO_GET_ISSUER|LOCAL_ISSUER|SELF_SIGNED|CERTIFICATE_VERIFY_FAILED|UNABLE TO GET|SELF.SIGNED/.test(text))
+    return 'unknown_ca';
+  if (/ALTNAME|IDENTITY|HOSTNAME/.test(text)) return 'identity_denied';
+  return 'protocol';
+}

@@ -1,0 +1,88 @@
+/**
+ * Graceful shutdown of the built CLI: SIGTERM during a slow request lets it finish, refuses new
+ * connections, turns /readyz false, and exits 0 within the grace period; a second signal exits at once.
+ */
+
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { spawnCli, waitFor } from '../support/cli.js';
+import { freePort } from '../support/ports.js';
+import { httpsRequest, issueFromVault } from '../support/sidecars.js';
+
+const vault = inject('vault');
+let slowApp: http.Server;
+let slowPort: number;
+
+beforeAll(async () => {
+  // Answers after the delay the request asks for.
+  slowApp = http.createServer((req, res) => {
+    const delay = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('delay') ?? 0);
+    setTimeout(() => res.end('done'), delay);
+  });
+  await new Promise<void>((resolve) => slowApp.listen(0, '127.0.0.1', resolve));
+  slowPort = (slowApp.address() as { port: number }).port;
+});
+
+afterAll(() => {
+  slowApp.closeAllConnections();
+  slowApp.close();
+});
+
+async function startCli(drainTimeout: string) {
+  const [admin, inbound] = [await freePort(), await freePort()];
+  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-lifecycle-'));
+  const file = path.join(dir, 'config.yaml');
+  writeFileSync(
+    file,
+    `vault: { pki: { mount: ${vault.pkiMount}, role: ${vault.role} } }
+identity: { commonName: drain.test, dnsNames: [localhost], ttl: 10m }
+inbound: [{ name: app, listen: "127.0.0.1:${inbound}", target: "127.0.0.1:${slowPort}" }]
+admin: { listen: "127.0.0.1:${admin}" }
+drainTimeout: ${drainTimeout}
+`,
+  );
+  const run = spawnCli(['run', '--config', file], { VAULT_ADDR: vault.address, VAULT_TOKEN: vault.rootToken });
+  const readyz = async () => {
+    try {
+      return (await fetch(`http://127.0.0.1:${admin}/readyz`)).status;
+    } catch {
+      return 0;
+    }
+  };
+  await waitFor(async () => (await readyz()) === 200, 15_000, `/readyz (stderr: ${run.stderr()})`);
+  return { run, inbound, readyz };
+}
+
+it('finishes a slow request on SIGTERM, refuses new connections, and exits 0 within the grace period', async () => {
+  const { run, inbound, readyz } = await startCli('10s');
+  const client = await issueFromVault(vault, 'patient.test');
+  const slow = httpsRequest(inbound, { ...client, path: '/?delay=2000' });
+  await new Promise((r) => setTimeout(r, 300));
+
+  const signalledAt = Date.now();
+  run.child.kill('SIGTERM');
+  await waitFor(async () => (await readyz()) === 503, 1000, '/readyz to turn false during the drain');
+  await expect(httpsRequest(inbound, client)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+
+  const res = await slow;
+  expect(res.status).toBe(200);
+  expect(res.body).toBe('done');
+  expect(await run.exited).toBe(0);
+  expect(Date.now() - signalledAt).toBeLessThan(10_000);
+  expect(run.stdout()).toContain('"msg":"stopped"');
+});
+
+it('exits at once with code 1 on a second signal, abandoning the drain', async () => {
+  const { run, inbound } = await startCli('30s');
+  const client = await issueFromVault(vault, 'impatient.test');
+  const slow = httpsRequest(inbound, { ...client, path: '/?delay=20000' }).catch((err: unknown) => err);
+  await new Promise((r) => setTimeout(r, 300));
+  run.child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  run.child.kill('SIGTERM');
+  expect(await run.exited).toBe(1);
+  expect(await slow).toBeInstanceOf(Error);
+});
