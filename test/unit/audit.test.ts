@@ -1,0 +1,58 @@
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { expect, it } from 'vitest';
+import { AuditLog } from '../../src/telemetry/audit.js';
+import { handshakeFailureReason } from '../../src/telemetry/metrics.js';
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(JSON.parse(chunk.toString()));
+      done();
+    },
+  });
+  return { logger: pino(sink), lines };
+}
+
+const event = { event: 'tls_handshake_rejected', listener: 'http', remoteAddress: '10.0.0.1', reason: 'no_certificate' };
+
+it('logs a burst, then the steady rate, and reports what it held back', () => {
+  const { logger, lines } = capture();
+  let now = 0;
+  const audit = new AuditLog(logger, { burst: 3, perSecond: 1 }, () => now);
+  for (let i = 0; i < 10; i++) audit.record(event, 'rejected');
+  expect(lines).toHaveLength(3);
+  now = 1000;
+  audit.record(event, 'rejected');
+  expect(lines).toHaveLength(4);
+  expect(lines[3]).toMatchObject({ audit: true, suppressedBefore: 7 });
+  for (let i = 0; i < 5; i++) audit.record(event, 'rejected');
+  audit.close();
+  expect(lines[4]).toMatchObject({ event: 'tls_handshake_rejected', listener: 'http', suppressed: 5 });
+});
+
+it('limits each listener separately', () => {
+  const { logger, lines } = capture();
+  const audit = new AuditLog(logger, { burst: 1, perSecond: 0 }, () => 0);
+  audit.record(event, 'rejected');
+  audit.record({ ...event, listener: 'grpc' }, 'rejected');
+  audit.record(event, 'rejected');
+  audit.close();
+  expect(lines.map((l) => [l.listener, l.suppressed])).toEqual([
+    ['http', undefined],
+    ['grpc', undefined],
+    ['http', 1],
+  ]);
+});
+
+it.each([
+  [{ code: 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', message: 'peer did not return a certificate' }, 'no_certificate'],
+  [{ code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', message: 'tlsv1 alert unknown ca' }, 'unknown_ca'],
+  [{ code: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', message: 'unable to get local issuer certificate' }, 'unknown_ca'],
+  [{ code: 'CERT_HAS_EXPIRED', message: 'certificate has expired' }, 'expired'],
+  [{ code: 'ERR_TLS_CERT_ALTNAME_INVALID', message: "Hostname/IP does not match certificate's altnames" }, 'identity_denied'],
+  [{ code: 'ERR_SSL_WRONG_VERSION_NUMBER', message: 'wrong version number' }, 'protocol'],
+])('classifies %o as %s', (err, reason) => {
+  expect(handshakeFailureReason(Object.assign(new Error(err.message), { code: err.code }))).toBe(reason);
+});
