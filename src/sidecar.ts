@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
+import { ErrorCodes, isSidecarError } from './errors.js';
 import { DevCertificateAuthority, DevCertificateSource } from './identity/dev-ca.js';
 import { Renewer } from './identity/renewer.js';
 import type { CertificateSource, RequestedIdentity } from './identity/source.js';
@@ -83,7 +84,7 @@ export class Sidecar {
       source: parts.source,
       store: this.store,
       identity: requestedIdentity(config),
-      policy: { fraction: renewal.fraction, jitter: renewal.jitter },
+      policy: { windowStart: renewal.windowStart, windowEnd: renewal.windowEnd, outageBudget: renewal.outageBudget },
       minBackoffSeconds: renewal.minBackoff,
       maxBackoffSeconds: renewal.maxBackoff,
       logger: logger.child({ module: 'renewer', source: parts.source.kind }),
@@ -136,7 +137,7 @@ export class Sidecar {
     this.#state = 'starting';
     await this.admin.listen();
     this.renewer.start();
-    await this.renewer.waitForFirstCertificate(this.config.startupTimeout * 1000);
+    if (!(await this.#waitForFirstCertificate())) return;
     const deps: ListenerDeps = { contexts: this.contexts, logger: this.logger, metrics: this.metrics, audit: this.audit };
     this.#listeners = [
       ...this.config.inbound.map((l, i) => createInboundHttpListener(l, i, deps)),
@@ -145,6 +146,24 @@ export class Sidecar {
     for (const listener of this.#listeners) await listener.listen();
     this.#state = 'running';
     this.logger.info({ listeners: this.#listeners.length }, 'sidecar ready');
+  }
+
+  /**
+   * Waits for the first certificate. Each `startupTimeout` without one logs a one-line error that
+   * says what to check, and the wait goes on, not ready: exiting would only trade the renewer's
+   * backoff for a crash loop. False when the sidecar was stopped first.
+   */
+  async #waitForFirstCertificate(): Promise<boolean> {
+    for (;;) {
+      try {
+        await this.renewer.waitForFirstCertificate(this.config.startupTimeout * 1000);
+        return this.#state === 'starting';
+      } catch (err) {
+        if (this.#state !== 'starting') return false;
+        if (!isSidecarError(err) || err.code !== ErrorCodes.STARTUP_TIMEOUT) throw err;
+        this.logger.error({ code: err.code }, `${err.message}; still trying, not ready`);
+      }
+    }
   }
 
   /** Bound address of a listener by name (port 0 in tests resolves here). */

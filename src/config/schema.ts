@@ -72,20 +72,17 @@ const identitySection = z
     ttl: duration.default(3600),
     renewal: z
       .object({
-        /** Renew at this fraction of the certificate's lifetime (with jitter around it). */
-        fraction: z
-          .number()
-          .gt(0)
-          .lt(1)
-          .default(2 / 3),
-        /** Spread of the renewal point, as a fraction of the lifetime, so a fleet does not renew in step. */
-        jitter: z.number().min(0).lt(0.5).default(0.1),
-        /** First retry delay after a failed renewal; doubles up to maxBackoff. */
+        /** Renew at a random point between these fractions of the lifetime, so a fleet does not renew in step. */
+        windowStart: z.number().gt(0).lt(1).default(0.5),
+        windowEnd: z.number().gt(0).lt(1).default(0.7),
+        /** Validity to keep in hand for a Vault outage: never renew later than notAfter minus this. */
+        outageBudget: duration.default(120),
+        /** First retry delay after a failed renewal; doubles (with full jitter) up to maxBackoff. */
         minBackoff: duration.default(1),
         maxBackoff: duration.default(60),
       })
       .strict()
-      .default({ fraction: 2 / 3, jitter: 0.1, minBackoff: 1, maxBackoff: 60 }),
+      .default({ windowStart: 0.5, windowEnd: 0.7, outageBudget: 120, minBackoff: 1, maxBackoff: 60 }),
   })
   .strict();
 

@@ -46,7 +46,8 @@ function validateListeners(config: Config): void {
 }
 
 function validateRenewal(config: Config): void {
-  const { minBackoff, maxBackoff } = config.identity.renewal;
+  const { minBackoff, maxBackoff, windowStart, windowEnd } = config.identity.renewal;
+  if (windowStart > windowEnd) fail('identity.renewal.windowStart: must not exceed identity.renewal.windowEnd');
   if (minBackoff > maxBackoff) fail('identity.renewal.minBackoff: must not exceed identity.renewal.maxBackoff');
   if (config.identity.ttl < 10) fail('identity.ttl: must be at least 10s so renewal has time to happen');
 }

@@ -26,6 +26,8 @@ export interface RenewerOptions {
 
 export type RenewalResult = 'success' | 'failure' | 'refused';
 
+const OPERATOR_ERRORS = new Set<string>([ErrorCodes.PKI_ISSUE_REJECTED, ErrorCodes.VAULT_PERMISSION_DENIED, ErrorCodes.VAULT_AUTH_FAILED]);
+
 function describeError(err: unknown): string {
   if (isSidecarError(err)) return `${err.message} [${err.code}]`;
   return err instanceof Error ? err.message : String(err);
@@ -40,6 +42,8 @@ export class Renewer {
   #inFlight: Promise<void> | undefined;
   #nextRenewal: Date | undefined;
   #lastError: unknown;
+  /** Rejects pending waitForFirstCertificate() calls when the renewer stops. */
+  readonly #waiters = new Set<() => void>();
 
   constructor(opts: RenewerOptions) {
     this.#opts = opts;
@@ -70,6 +74,7 @@ export class Renewer {
   async stop(): Promise<void> {
     this.#running = false;
     clearTimeout(this.#timer);
+    for (const abort of this.#waiters) abort();
     await this.#inFlight;
   }
 
@@ -80,6 +85,7 @@ export class Renewer {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         unsubscribe();
+        this.#waiters.delete(abort);
         const last = this.#lastError;
         const why = last === undefined ? 'no answer yet' : describeError(last);
         const hint = this.#opts.startupHint ? `; ${this.#opts.startupHint}` : '';
@@ -89,9 +95,16 @@ export class Renewer {
           }),
         );
       }, timeoutMs);
+      const abort = () => {
+        clearTimeout(timer);
+        unsubscribe();
+        reject(new SidecarError(ErrorCodes.NO_CERTIFICATE, 'stopped before a certificate was issued'));
+      };
+      this.#waiters.add(abort);
       const unsubscribe = this.#opts.store.onPublish((published) => {
         clearTimeout(timer);
         unsubscribe();
+        this.#waiters.delete(abort);
         resolve(published);
       });
     });
@@ -128,7 +141,11 @@ export class Renewer {
     } catch (err) {
       this.#lastError = err;
       this.#opts.recordResult?.(isSidecarError(err) && err.code === ErrorCodes.CERT_REFUSED ? 'refused' : 'failure');
-      const delay = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, this.#opts.maxBackoffSeconds, this.#random());
+      const backoff = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, this.#opts.maxBackoffSeconds, this.#random());
+      // A refusal that only an operator can fix (a role without the name, a policy without the
+      // path, a bad credential) is retried at the slow end of the backoff, never in a storm.
+      const needsOperator = isSidecarError(err) && OPERATOR_ERRORS.has(err.code);
+      const delay = needsOperator ? Math.max(backoff, this.#opts.maxBackoffSeconds * (0.5 + this.#random() / 2)) : backoff;
       const current = store.current()?.info;
       logger.error(
         {
@@ -140,7 +157,20 @@ export class Renewer {
         },
         `certificate renewal failed: ${err instanceof Error ? err.message : String(err)}`,
       );
+      if (current) this.#warnIfExpiring(current.notBefore, current.notAfter);
       if (this.#running) this.#schedule(delay * 1000);
     }
+  }
+
+  /** Warns once a failing renewal leaves less than a fifth of the current certificate's lifetime. */
+  #warnIfExpiring(notBefore: Date, notAfter: Date): void {
+    const left = notAfter.getTime() - Date.now();
+    if (left > (notAfter.getTime() - notBefore.getTime()) / 5) return;
+    this.#opts.logger.warn(
+      { code: ErrorCodes.CERT_EXPIRING, notAfter: notAfter.toISOString(), secondsLeft: Math.max(0, Math.round(left / 1000)) },
+      left > 0
+        ? `the current certificate expires in ${Math.round(left / 1000)}s and could not be renewed; peers will refuse it after that`
+        : 'the current certificate has expired and could not be renewed; handshakes are failing',
+    );
   }
 }

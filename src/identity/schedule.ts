@@ -1,22 +1,32 @@
 /** Pure timing functions for renewal, so schedules are unit-tested without waiting. */
 
 export interface RenewalPolicy {
-  /** Target point in the lifetime, e.g. 2/3. */
-  readonly fraction: number;
-  /** Half-width of the random window around `fraction`, as a fraction of the lifetime. */
-  readonly jitter: number;
+  /** The renewal window, as fractions of the certificate's lifetime (e.g. 0.5 to 0.7). */
+  readonly windowStart: number;
+  readonly windowEnd: number;
+  /** Seconds of validity to keep in hand for a Vault outage: never renew later than notAfter minus this. */
+  readonly outageBudget: number;
 }
 
 /**
- * When to renew a certificate valid from notBefore to notAfter: at `fraction ± jitter` of its
- * lifetime, chosen by `random` (0..1) so a fleet issued in the same second spreads its renewals.
- * Never earlier than `now` (a certificate already past its point renews at once).
+ * When to renew a certificate valid until notAfter: at a random point (`random` in 0..1) of the
+ * window, so a fleet issued in the same second spreads its renewals, and never later than
+ * notAfter − outage budget.
+ *
+ * The lifetime is counted from max(notBefore, now), not from notBefore alone: Vault backdates
+ * notBefore (30 s by default) against clock skew, which would otherwise put a short certificate's
+ * renewal point in the past and renew it in a loop; and a notBefore a few seconds in the future
+ * (the issuer's clock ahead of ours) simply starts the lifetime a little later. The budget can
+ * narrow the window down to its start but never below it, so a budget larger than the certificate
+ * allows cannot cause an immediate renewal loop.
  */
 export function renewAt(notBefore: Date, notAfter: Date, now: Date, random: number, policy: RenewalPolicy): Date {
-  const start = notBefore.getTime();
+  const start = Math.max(notBefore.getTime(), now.getTime());
   const lifetime = Math.max(0, notAfter.getTime() - start);
-  const point = Math.min(0.95, Math.max(0.05, policy.fraction + (random * 2 - 1) * policy.jitter));
-  return new Date(Math.max(now.getTime(), start + lifetime * point));
+  const budgetMs = Math.min(policy.outageBudget * 1000, lifetime * (1 - policy.windowStart));
+  const lo = start + lifetime * policy.windowStart;
+  const hi = Math.min(start + lifetime * policy.windowEnd, notAfter.getTime() - budgetMs);
+  return new Date(lo + (Math.max(lo, hi) - lo) * random);
 }
 
 /** Capped exponential backoff with full jitter: a random delay in [0, min(max, base·2^attempt)]. */

@@ -106,17 +106,29 @@ describe('bad configuration', () => {
     expect(run.stderr()).toMatch(/cannot read .*nope\.yaml \(ENOENT\).*\[SIDECAR_CONFIG_FILE_UNREADABLE\]/);
   });
 
-  it('says what to check when Vault is unreachable at start-up', async () => {
+  it('says what to check when Vault is unreachable at start-up, and keeps trying, not ready', async () => {
     const [admin, dead] = [await freePort(), await freePort()];
     const file = writeConfig(
       'unreachable.yaml',
       `vault:\n  address: http://127.0.0.1:${dead}\n  pki: { role: web }\nidentity: { commonName: web.test }\nadmin: { listen: "127.0.0.1:${admin}" }\nstartupTimeout: 2s\n`,
     );
     const run = spawnCli(['run', '--config', file], { VAULT_TOKEN: 't' });
-    expect(await run.exited).toBe(1);
-    const last = run.stderr().trim().split('\n').pop() ?? '';
-    expect(last).toMatch(/no certificate after 2s/);
-    expect(last).toMatch(/SIDECAR_VAULT_UNREACHABLE/);
-    expect(last).toMatch(/\[SIDECAR_STARTUP_TIMEOUT\]$/);
+    started.push(run);
+    await waitFor(() => run.stdout().includes('SIDECAR_STARTUP_TIMEOUT'), 10_000, 'the start-up timeout line');
+    const line = JSON.parse(
+      run
+        .stdout()
+        .split('\n')
+        .find((l) => l.includes('SIDECAR_STARTUP_TIMEOUT')) ?? '{}',
+    ) as { msg: string };
+    expect(line.msg).toMatch(
+      /^no certificate after 2s; last error: vault: token lookup-self: cannot reach .* \[SIDECAR_VAULT_UNREACHABLE\]/,
+    );
+    expect(line.msg).toContain(
+      `check the Vault address (http://127.0.0.1:${dead}), the token auth role and its policy, and the PKI role pki/roles/web`,
+    );
+    expect(await readyz(admin)).toBe(503);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
   });
 });

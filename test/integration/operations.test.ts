@@ -175,26 +175,28 @@ describe('audit events', () => {
 });
 
 describe('/readyz', () => {
-  it('is false before the first certificate and names why', async () => {
+  it('is false before the first certificate, names why, and the start-up timeout says what to check', async () => {
     const deadVault = await freePort();
     const config = buildConfig(
       {
         vault: { address: `http://127.0.0.1:${deadVault}`, pki: { role: 'web' } },
         identity: { commonName: 'early.test' },
         admin: { listen: '127.0.0.1:0' },
-        startupTimeout: '3s',
+        startupTimeout: '1s',
       },
       { VAULT_TOKEN: 'x' },
     );
-    const sidecar = await Sidecar.create(config, pino({ level: 'silent' }));
-    const starting = sidecar.start().catch((err: unknown) => err);
+    const { logger, lines } = capturingLogger();
+    const sidecar = await Sidecar.create(config, logger);
+    const starting = sidecar.start();
     await waitFor(() => sidecar.admin.address() !== undefined, 2000, 'the admin server');
     const ready = await httpGet(sidecar.admin.address()?.port ?? 0, '/readyz');
     expect(ready.status).toBe(503);
     expect(JSON.parse(ready.body).reasons).toContain('no valid certificate');
-    const err = (await starting) as { code: string; message: string };
-    expect(err.code).toBe('SIDECAR_STARTUP_TIMEOUT');
-    expect(err.message).toContain(`check the Vault address (http://127.0.0.1:${deadVault}), the token auth role`);
+    await waitFor(() => lines.some((l) => l.code === 'SIDECAR_STARTUP_TIMEOUT'), 5000, 'the start-up timeout line');
+    const line = lines.find((l) => l.code === 'SIDECAR_STARTUP_TIMEOUT') as { msg: string };
+    expect(line.msg).toContain(`check the Vault address (http://127.0.0.1:${deadVault}), the token auth role`);
     await sidecar.stop(0);
+    await starting;
   });
 });

@@ -3,16 +3,15 @@
  * root token, a PKI mount with a root CA, roles for the test services, and AppRole auth. It is
  * stopped after the run.
  *
- * VAULT_ADDR (with VAULT_TOKEN) points the tests at a server you run yourself; BAO_BIN at a binary.
+ * VAULT_ADDR (with VAULT_TOKEN) points the tests at a server you run yourself; BAO_BIN at a binary
+ * (tests that stop and restart Vault always run private dev servers from a binary).
  * Otherwise scripts/install-openbao.sh builds one (once per machine) and prints its path. A missing
  * server is a failure, never a skip.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { freePort } from './ports.js';
+import { startDevServer } from './dev-server.js';
 import { configureTestVault, type TestVault } from './vault-setup.js';
 
 declare module 'vitest' {
@@ -39,55 +38,22 @@ function serverBinary(): string {
   }
 }
 
-async function waitForHealth(address: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the dev server exited with ${child.exitCode}:\n${output()}`);
-    try {
-      const res = await fetch(`${address}/v1/sys/health`);
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`the dev server did not become healthy within 30s:\n${output()}`);
-}
-
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   if (process.env.VAULT_ADDR) {
     const token = process.env.VAULT_TOKEN;
     if (!token) throw new Error('VAULT_ADDR is set for the tests but VAULT_TOKEN is not; give a token that can mount PKI and auth methods');
-    project.provide('vault', await configureTestVault(process.env.VAULT_ADDR, token));
+    // Tests that stop and restart Vault still run private dev servers from a binary.
+    project.provide('vault', await configureTestVault(process.env.VAULT_ADDR, token, { bin: serverBinary() }));
     return async () => {};
   }
 
   const bin = serverBinary();
-  const port = await freePort();
-  const home = mkdtempSync(path.join(tmpdir(), 'sidecar-openbao-'));
-  const address = `http://127.0.0.1:${port}`;
-  let log = '';
-  const child = spawn(
-    bin,
-    ['server', '-dev', '-dev-root-token-id=root', `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token'],
-    // A private HOME keeps the dev server from touching the developer's ~/.vault-token.
-    { env: { PATH: process.env.PATH, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  const collect = (chunk: Buffer) => {
-    log = (log + chunk.toString()).slice(-20_000);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
+  const server = await startDevServer(bin);
   try {
-    await waitForHealth(address, child, () => log);
-    project.provide('vault', await configureTestVault(address, 'root', { bin, home }));
+    project.provide('vault', await configureTestVault(server.address, 'root', { bin }));
   } catch (err) {
-    child.kill('SIGKILL');
+    await server.stop();
     throw err;
   }
-  return async () => {
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
-    rmSync(home, { recursive: true, force: true });
-  };
+  return () => server.stop();
 }

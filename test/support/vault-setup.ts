@@ -18,8 +18,8 @@ export interface TestVault extends VaultTarget {
   readonly approleRoleId: string;
   /** The PKI mount's root CA, PEM. */
   readonly caPem: string;
-  readonly bin?: string;
-  readonly home?: string;
+  /** The server binary, for tests that run private dev servers. */
+  readonly bin: string;
 }
 
 async function ignoreExisting(call: Promise<unknown>): Promise<void> {
@@ -30,11 +30,7 @@ async function ignoreExisting(call: Promise<unknown>): Promise<void> {
   }
 }
 
-export async function configureTestVault(
-  address: string,
-  rootToken: string,
-  extra: { bin?: string; home?: string } = {},
-): Promise<TestVault> {
+export async function configureTestVault(address: string, rootToken: string, extra: { bin: string }): Promise<TestVault> {
   const vault = { address, rootToken };
   await ignoreExisting(vaultApi(vault, 'POST', `sys/mounts/${PKI_MOUNT}`, { type: 'pki', config: { max_lease_ttl: '87600h' } }));
   const issuers = await vaultApi<{ data?: { keys?: string[] } }>(vault, 'LIST', `${PKI_MOUNT}/issuers`).catch(() => ({

@@ -82,7 +82,7 @@ describe('Renewer', () => {
       store,
       identity: wanted,
       // Renew almost at once so the test does not wait.
-      policy: { fraction: 0.05, jitter: 0 },
+      policy: { windowStart: 0.001, windowEnd: 0.002, outageBudget: 0 },
       minBackoffSeconds: 0.05,
       maxBackoffSeconds: 0.1,
       logger: testLogger,
@@ -117,7 +117,7 @@ describe('Renewer', () => {
       source,
       store: new IdentityStore(wanted),
       identity: wanted,
-      policy: { fraction: 2 / 3, jitter: 0 },
+      policy: { windowStart: 0.5, windowEnd: 0.7, outageBudget: 0 },
       minBackoffSeconds: 0.05,
       maxBackoffSeconds: 0.1,
       logger: testLogger,

@@ -1,0 +1,156 @@
+/**
+ * Identity that survives what Vault throws at it, each against a private dev server this file may
+ * stop, restart or tamper with: an outage longer than a renewal attempt, a token revoked behind the
+ * sidecar's back, and a PKI role that refuses the requested name.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { buildConfig } from '../../src/config/load.js';
+import { startEchoApp } from '../../src/demo/echo-app.js';
+import { Sidecar } from '../../src/sidecar.js';
+import { waitFor } from '../support/cli.js';
+import { type DevServer, startDevServer } from '../support/dev-server.js';
+import { parsePrometheus, sampleValue } from '../support/prometheus.js';
+import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars } from '../support/sidecars.js';
+import { vaultApi } from '../support/vault-api.js';
+import { configureTestVault, type TestVault } from '../support/vault-setup.js';
+
+const shared = inject('vault');
+let app: http.Server;
+let appPort: number;
+const servers: DevServer[] = [];
+
+beforeAll(async () => {
+  ({
+    server: app,
+    address: { port: appPort },
+  } = await startEchoApp());
+});
+
+afterAll(async () => {
+  await stopAllSidecars();
+  await Promise.all(servers.map((s) => s.stop()));
+  app.closeAllConnections();
+  app.close();
+});
+
+async function privateVault(port?: number): Promise<{ server: DevServer; vault: TestVault }> {
+  const server = await startDevServer(shared.bin, port);
+  servers.push(server);
+  return { server, vault: await configureTestVault(server.address, 'root', { bin: shared.bin }) };
+}
+
+async function metric(sidecar: Sidecar, name: string, labels: Record<string, string>): Promise<number> {
+  return sampleValue(parsePrometheus(await sidecar.metrics.text()), name, labels) ?? 0;
+}
+
+it('keeps serving through a Vault outage, backs off, and renews once Vault is back', { timeout: 90_000 }, async () => {
+  const { server, vault } = await privateVault();
+  const sidecar = await startSidecar(
+    {
+      vault: { address: vault.address, pki: { mount: vault.pkiMount, role: vault.role }, requestTimeout: '2s' },
+      identity: {
+        commonName: 'outage.test',
+        dnsNames: ['localhost'],
+        ttl: '30s',
+        renewal: { outageBudget: '0s', minBackoff: '200ms', maxBackoff: '2s' },
+      },
+      inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` }],
+    },
+    { VAULT_TOKEN: 'root' },
+  );
+  const port = sidecar.listenerAddress('app').port;
+  const admin = sidecar.admin.address()?.port ?? 0;
+  const client = await issueFromVault(vault, 'during-outage.test');
+  const firstSerial = sidecar.store.current()?.info.serial;
+
+  await server.stop();
+  const outageStarted = Date.now();
+  // The first renewal comes 15–21 s after issue; let it and a few retries fail.
+  await waitFor(async () => (await metric(sidecar, 'sidecar_cert_renewals_total', { result: 'failure' })) >= 3, 40_000, 'failed renewals');
+  await new Promise((r) => setTimeout(r, 3000));
+  const failuresDuringOutage = await metric(sidecar, 'sidecar_cert_renewals_total', { result: 'failure' });
+  const firstFailureWindow = (Date.now() - outageStarted) / 1000;
+
+  // Still serving the old certificate, still ready.
+  const during = await httpsRequest(port, client);
+  expect(during.status).toBe(200);
+  expect(sidecar.store.current()?.info.serial).toBe(firstSerial);
+  expect((await httpGet(admin, '/readyz')).status).toBe(200);
+  // Backoff, not a storm: attempts grow far slower than one per 200 ms.
+  expect(failuresDuringOutage).toBeGreaterThanOrEqual(3);
+  expect(failuresDuringOutage).toBeLessThan(firstFailureWindow * 2);
+
+  // Vault comes back (a dev server starts empty, so it is set up again, with a new CA).
+  await privateVault(server.port);
+  await waitFor(() => sidecar.store.current()?.info.serial !== firstSerial, 20_000, 'the renewal after the outage');
+  expect(await metric(sidecar, 'sidecar_cert_renewals_total', { result: 'success' })).toBe(2);
+});
+
+it('logs in again when its token is revoked behind its back', async () => {
+  const { vault } = await privateVault();
+  const secret = await vaultApi<{ data: { secret_id: string } }>(vault, 'POST', `auth/${vault.approleMount}/role/sidecar/secret-id`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-revoked-'));
+  writeFileSync(path.join(dir, 'secret-id'), secret.data.secret_id);
+  const sidecar = await startSidecar({
+    vault: {
+      address: vault.address,
+      pki: { mount: vault.pkiMount, role: vault.role },
+      auth: { method: 'approle', mount: vault.approleMount, roleId: vault.approleRoleId, secretIdFile: path.join(dir, 'secret-id') },
+    },
+    identity: { commonName: 'revoked.test', ttl: '10m' },
+  });
+  const firstSerial = sidecar.store.current()?.info.serial;
+
+  // Every token the AppRole mount has handed out, revoked.
+  await vaultApi(vault, 'PUT', `sys/leases/revoke-prefix/auth/${vault.approleMount}/login`);
+  expect(sidecar.renewer.renewNow()).toBe(true);
+  await waitFor(() => sidecar.store.current()?.info.serial !== firstSerial, 10_000, 'the renewal with a new token');
+
+  expect(await metric(sidecar, 'sidecar_vault_request_duration_seconds_count', { operation: 'issue', status: '403' })).toBe(1);
+  expect(await metric(sidecar, 'sidecar_vault_request_duration_seconds_count', { operation: 'login', status: '200' })).toBe(2);
+  expect(await metric(sidecar, 'sidecar_cert_renewals_total', { result: 'failure' })).toBe(0);
+});
+
+it('reports a role that refuses the requested name in one line with a code, stays up and not ready, without a retry storm', async () => {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  const config = buildConfig(
+    {
+      vault: { address: shared.address, pki: { mount: shared.pkiMount, role: shared.role } },
+      identity: {
+        commonName: 'greedy.test',
+        uriSans: ['spiffe://elsewhere/ns/default/sa/greedy'],
+        renewal: { minBackoff: '100ms', maxBackoff: '2s' },
+      },
+      admin: { listen: '127.0.0.1:0' },
+    },
+    { VAULT_TOKEN: shared.rootToken },
+  );
+  const sidecar = await Sidecar.create(config, pino({ level: 'info' }, sink));
+  const starting = sidecar.start();
+  await waitFor(() => sidecar.admin.address() !== undefined, 2000, 'the admin server');
+  await new Promise((r) => setTimeout(r, 4000));
+
+  const failures = lines.filter((l) => l.code === 'SIDECAR_PKI_ISSUE_REJECTED');
+  // One attempt at once, then retries 1–2 s apart (the slow end of the backoff): at most 5 in 4 s.
+  expect(failures.length).toBeGreaterThanOrEqual(2);
+  expect(failures.length).toBeLessThanOrEqual(5);
+  expect(failures[0]?.msg).toMatch(
+    /^certificate renewal failed: vault: issue from pki-sidecar-test\/issue\/test-service: rejected \(.*URI.*\); check that the PKI role allows/,
+  );
+  const ready = await httpGet(sidecar.admin.address()?.port ?? 0, '/readyz');
+  expect(ready.status).toBe(503);
+  await sidecar.stop(0);
+  await starting;
+});

@@ -1,0 +1,60 @@
+/** Starts and stops `bao|vault server -dev` processes: the shared one, and private ones tests may kill. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort } from './ports.js';
+
+export interface DevServer {
+  readonly address: string;
+  readonly port: number;
+  readonly child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function waitForHealth(address: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the dev server exited with ${child.exitCode}:\n${output()}`);
+    try {
+      const res = await fetch(`${address}/v1/sys/health`);
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the dev server did not become healthy within 30s:\n${output()}`);
+}
+
+/** A dev server with root token `root` on `port` (a free one when omitted). Its state lives in memory only. */
+export async function startDevServer(bin: string, port?: number): Promise<DevServer> {
+  const listenPort = port ?? (await freePort());
+  const home = mkdtempSync(path.join(tmpdir(), 'sidecar-openbao-'));
+  const address = `http://127.0.0.1:${listenPort}`;
+  let log = '';
+  const child = spawn(
+    bin,
+    ['server', '-dev', '-dev-root-token-id=root', `-dev-listen-address=127.0.0.1:${listenPort}`, '-dev-no-store-token'],
+    // A private HOME keeps the dev server from touching the developer's ~/.vault-token.
+    { env: { PATH: process.env.PATH, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const collect = (chunk: Buffer) => {
+    log = (log + chunk.toString()).slice(-20_000);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    rmSync(home, { recursive: true, force: true });
+  };
+  try {
+    await waitForHealth(address, child, () => log);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { address, port: listenPort, child, stop };
+}
