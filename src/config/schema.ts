@@ -43,6 +43,26 @@ const approleAuth = z
   })
   .strict();
 
+/** Kubernetes service-account token login; the file is re-read at every login because the kubelet rotates it. */
+const kubernetesAuth = z
+  .object({
+    method: z.literal('kubernetes'),
+    mount: z.string().default('kubernetes'),
+    role: z.string().min(1),
+    tokenFile: z.string().default('/var/run/secrets/kubernetes.io/serviceaccount/token'),
+  })
+  .strict();
+
+/** A JWT (for example the same projected service-account token) through Vault's jwt auth method. */
+const jwtAuth = z
+  .object({
+    method: z.literal('jwt'),
+    mount: z.string().default('jwt'),
+    role: z.string().min(1),
+    tokenFile: z.string().min(1),
+  })
+  .strict();
+
 const vaultSection = z
   .object({
     /** Vault's address; VAULT_ADDR when unset. */
@@ -52,7 +72,7 @@ const vaultSection = z
     caCert: z.string().optional(),
     skipVerify: z.boolean().default(false),
     requestTimeout: duration.default(10),
-    auth: z.discriminatedUnion('method', [tokenAuth, approleAuth]).default({ method: 'token' }),
+    auth: z.discriminatedUnion('method', [tokenAuth, approleAuth, kubernetesAuth, jwtAuth]).default({ method: 'token' }),
     pki: z
       .object({
         mount: z.string().default('pki'),

@@ -121,24 +121,32 @@ export class VaultSession {
     this.#scheduleTokenRenewal(state);
   }
 
+  /** POSTs credentials to an auth method's login path and adopts the token it returns. */
+  async #loginAt(mount: string, body: Record<string, string>, operation: string): Promise<TokenState> {
+    let response: AuthResponse;
+    try {
+      this.client.token = '';
+      response = await this.#timed('login', () => this.client.write(`auth/${mount}/login`, body));
+    } catch (err) {
+      throw this.#loginError(err, `${operation} at auth/${mount}`);
+    }
+    const token = response.auth?.client_token;
+    if (!token) throw new SidecarError(ErrorCodes.VAULT_AUTH_FAILED, `vault: ${operation} returned no token`);
+    this.client.token = token;
+    return { ttl: response.auth?.lease_duration ?? 0, renewable: response.auth?.renewable ?? false };
+  }
+
   async #authenticate(): Promise<TokenState> {
     const auth = this.auth;
     if (auth.method === 'approle') {
       const roleId = auth.roleId ?? readSecretFile(auth.roleIdFile ?? '', 'vault.auth.roleIdFile');
       const secretId = readSecretFile(auth.secretIdFile ?? '', 'vault.auth.secretIdFile');
-      let response: AuthResponse;
-      try {
-        this.client.token = '';
-        response = await this.#timed('login', () =>
-          this.client.write(`auth/${auth.mount}/login`, { role_id: roleId, secret_id: secretId }),
-        );
-      } catch (err) {
-        throw this.#loginError(err, `login with approle at auth/${auth.mount}`);
-      }
-      const token = response.auth?.client_token;
-      if (!token) throw new SidecarError(ErrorCodes.VAULT_AUTH_FAILED, 'vault: approle login returned no token');
-      this.client.token = token;
-      return { ttl: response.auth?.lease_duration ?? 0, renewable: response.auth?.renewable ?? false };
+      return this.#loginAt(auth.mount, { role_id: roleId, secret_id: secretId }, 'login with approle');
+    }
+    if (auth.method === 'kubernetes' || auth.method === 'jwt') {
+      // Read at every login: the kubelet rotates projected service-account tokens.
+      const jwt = readSecretFile(auth.tokenFile, 'vault.auth.tokenFile');
+      return this.#loginAt(auth.mount, { role: auth.role, jwt }, `login with ${auth.method} role ${auth.role}`);
     }
     this.client.token = auth.tokenFile ? readSecretFile(auth.tokenFile, 'vault.auth.tokenFile') : (this.envToken ?? '');
     try {

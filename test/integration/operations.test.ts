@@ -7,7 +7,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import tls from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -15,6 +14,7 @@ import { buildConfig } from '../../src/config/load.js';
 import { startEchoApp } from '../../src/demo/echo-app.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
+import { capturingLogger } from '../support/logs.js';
 import { freePort } from '../support/ports.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
@@ -36,18 +36,6 @@ afterAll(async () => {
   app.closeAllConnections();
   app.close();
 });
-
-/** A pino logger whose lines land in an array, parsed. */
-function capturingLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink), lines };
-}
 
 /** A handshake without a client certificate; resolves once the server has refused it. */
 function handshakeWithoutCertificate(port: number, ca: string): Promise<void> {

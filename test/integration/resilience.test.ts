@@ -7,14 +7,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { buildConfig } from '../../src/config/load.js';
 import { startEchoApp } from '../../src/demo/echo-app.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
 import { type DevServer, startDevServer } from '../support/dev-server.js';
+import { capturingLogger } from '../support/logs.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
@@ -118,13 +117,7 @@ it('logs in again when its token is revoked behind its back', async () => {
 });
 
 it('reports a role that refuses the requested name in one line with a code, stays up and not ready, without a retry storm', async () => {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-      done();
-    },
-  });
+  const { logger, lines } = capturingLogger();
   const config = buildConfig(
     {
       vault: { address: shared.address, pki: { mount: shared.pkiMount, role: shared.role } },
@@ -137,7 +130,7 @@ it('reports a role that refuses the requested name in one line with a code, stay
     },
     { VAULT_TOKEN: shared.rootToken },
   );
-  const sidecar = await Sidecar.create(config, pino({ level: 'info' }, sink));
+  const sidecar = await Sidecar.create(config, logger);
   const starting = sidecar.start();
   await waitFor(() => sidecar.admin.address() !== undefined, 2000, 'the admin server');
   await new Promise((r) => setTimeout(r, 4000));
