@@ -12,6 +12,8 @@ import { DevCertificateAuthority, DevCertificateSource } from './identity/dev-ca
 import { Renewer } from './identity/renewer.js';
 import type { CertificateSource, RequestedIdentity } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
+import { TrustStore } from './identity/trust.js';
+import { TrustRefresher } from './identity/trust-refresher.js';
 import { createInboundHttpListener } from './proxy/inbound-http.js';
 import type { Listener, ListenerDeps } from './proxy/listener.js';
 import { createOutboundHttpListener } from './proxy/outbound-http.js';
@@ -53,7 +55,7 @@ async function createSource(config: Config, logger: Logger, metrics: Metrics): P
     request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds),
   });
   return {
-    source: new VaultPkiSource(session, vault.pki.mount, vault.pki.role),
+    source: new VaultPkiSource(session, vault.pki.mount, vault.pki.role, vault.pki.crl),
     session,
     startupHint: `check the Vault address (${vault.address}), the ${vault.auth.method} auth role and its policy, and the PKI role ${vault.pki.mount}/roles/${vault.pki.role}`,
   };
@@ -66,6 +68,9 @@ export class Sidecar {
   readonly admin: AdminServer;
   readonly audit: AuditLog;
   readonly source: CertificateSource;
+  readonly trust = new TrustStore();
+  /** Present when the source serves a trust bundle and CRLs (Vault). */
+  readonly trustRefresher: TrustRefresher | undefined;
   #listeners: Listener[] = [];
   #state: 'new' | 'starting' | 'running' | 'draining' | 'stopped' = 'new';
 
@@ -78,7 +83,17 @@ export class Sidecar {
   ) {
     this.source = parts.source;
     this.store = new IdentityStore(requestedIdentity(config));
-    this.contexts = new TlsContexts(this.store);
+    this.contexts = new TlsContexts(this.store, this.trust);
+    const source = parts.source;
+    this.trustRefresher = source.fetchTrust
+      ? new TrustRefresher({
+          fetchTrust: source.fetchTrust.bind(source),
+          trust: this.trust,
+          intervalSeconds: config.vault?.pki.refreshInterval ?? 300,
+          crlMode: config.vault?.pki.crl ?? 'off',
+          logger: logger.child({ module: 'trust' }),
+        })
+      : undefined;
     const { renewal } = config.identity;
     this.renewer = new Renewer({
       source: parts.source,
@@ -95,6 +110,7 @@ export class Sidecar {
       certificateNotAfter: () => this.store.current()?.info.notAfter,
       nextRenewal: () => this.renewer.nextRenewal,
       vaultTokenExpiresAt: () => parts.session?.tokenExpiresAt,
+      crlFetchedAt: () => this.trust.crl?.fetchedAt,
     });
     this.audit = new AuditLog(options.auditLogger ?? logger.child({ module: 'audit' }));
     this.admin = new AdminServer(config.admin.listen, {
@@ -124,6 +140,7 @@ export class Sidecar {
     else if (current.notAfter.getTime() - now.getTime() < minValidityMs) {
       reasons.push(`certificate expires within ${this.config.admin.readyMinValidity}s and has not been renewed`);
     }
+    if (this.trustRefresher?.crlExpired(now)) reasons.push('the CRL expired and could not be refreshed (vault.pki.crl: closed)');
     if (this.#state !== 'running') reasons.push('listeners not bound');
     for (const listener of this.#listeners) {
       if (!listener.address()) reasons.push(`listener ${listener.name} not bound`);
@@ -138,6 +155,8 @@ export class Sidecar {
     await this.admin.listen();
     this.renewer.start();
     if (!(await this.#waitForFirstCertificate())) return;
+    // Trust bundle and CRLs before the first handshake, so revocation holds from the start.
+    await this.trustRefresher?.start();
     const deps: ListenerDeps = { contexts: this.contexts, logger: this.logger, metrics: this.metrics, audit: this.audit };
     this.#listeners = [
       ...this.config.inbound.map((l, i) => createInboundHttpListener(l, i, deps)),
@@ -183,6 +202,7 @@ export class Sidecar {
     this.logger.info({ graceMs }, 'draining');
     await Promise.all(this.#listeners.map((l) => l.drain(graceMs)));
     await this.renewer.stop();
+    await this.trustRefresher?.stop();
     await this.source.close();
     this.audit.close();
     this.#state = 'stopped';

@@ -77,6 +77,14 @@ const vaultSection = z
       .object({
         mount: z.string().default('pki'),
         role: z.string().min(1),
+        /** How often the mount's issuers (trust bundle) and CRLs are fetched again. */
+        refreshInterval: duration.default(300),
+        /**
+         * CRL enforcement on inbound and outbound handshakes. soft: when the CRL cannot be refreshed
+         * past its nextUpdate, stop checking it (and say so); closed: keep it, so handshakes fail and
+         * the sidecar is not ready; off: no CRL.
+         */
+        crl: z.enum(['soft', 'closed', 'off']).default('soft'),
       })
       .strict(),
   })

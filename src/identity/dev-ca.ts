@@ -3,8 +3,7 @@
  * self-signed root and leaf certificates with the usual extensions. Its key never leaves memory.
  * Never the default for `run`; a config must ask for `identity.source: dev`.
  */
-// @peculiar/x509 uses tsyringe, which needs the Reflect metadata API loaded before it.
-import 'reflect-metadata';
+import './x509-setup.js';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { CertificateBundle } from './bundle.js';
@@ -13,8 +12,6 @@ import type { CertificateSource, RequestedIdentity } from './source.js';
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 const crypto = webcrypto;
-// Node's WebCrypto is the standard Crypto; only the DOM lib (which we do not load) names that type.
-x509.cryptoProvider.set(crypto as never);
 
 const KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;

@@ -3,6 +3,7 @@
  * for the identity it was configured with. The renewer decides when to ask.
  */
 import type { CertificateBundle } from './bundle.js';
+import type { TrustMaterial } from './trust.js';
 
 /** The names a certificate must carry; verify-before-publish checks an issued one against them. */
 export interface RequestedIdentity {
@@ -18,5 +19,7 @@ export interface CertificateSource {
   /** Short name for logs and metrics: "vault", "dev". */
   readonly kind: string;
   issue(identity: RequestedIdentity): Promise<CertificateBundle>;
+  /** The CA certificates peers may chain to and their CRLs; sources without one trust their bundle's CA. */
+  fetchTrust?(): Promise<TrustMaterial>;
   close(): Promise<void>;
 }

@@ -14,6 +14,8 @@ export interface MetricsSources {
   nextRenewal(): Date | undefined;
   /** When the Vault token expires; undefined without Vault or for a token that never expires. */
   vaultTokenExpiresAt(): Date | undefined;
+  /** When the CRLs were last fetched; undefined without CRLs. */
+  crlFetchedAt(): Date | undefined;
 }
 
 const seconds = (date: Date) => date.getTime() / 1000;
@@ -110,6 +112,15 @@ export class Metrics {
       collect() {
         const expiresAt = sources.vaultTokenExpiresAt();
         if (expiresAt) this.set(Math.max(0, (expiresAt.getTime() - Date.now()) / 1000));
+      },
+    });
+    new Gauge({
+      name: 'sidecar_crl_age_seconds',
+      help: 'Seconds since the CRLs were last fetched (absent without CRLs).',
+      registers: [this.registry],
+      collect() {
+        const fetchedAt = sources.crlFetchedAt();
+        if (fetchedAt) this.set((Date.now() - fetchedAt.getTime()) / 1000);
       },
     });
   }

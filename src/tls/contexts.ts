@@ -7,15 +7,21 @@ import tls from 'node:tls';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import type { IdentityStore, PublishedCertificate } from '../identity/store.js';
+import { type TrustMaterial, TrustStore } from '../identity/trust.js';
 
 /** TLS 1.2 is the floor; 1.3 is negotiated whenever the peer supports it. */
 export const MIN_TLS_VERSION = 'TLSv1.2' as const;
 
-export function secureContextOptions(bundle: CertificateBundle): tls.SecureContextOptions {
+/**
+ * Our certificate and key, and what peers must chain to: the CA that issued us plus every CA of the
+ * trust bundle (old and new issuers during a rotation), with their CRLs when revocation is enforced.
+ */
+export function secureContextOptions(bundle: CertificateBundle, trust: TrustMaterial): tls.SecureContextOptions {
   return {
     cert: [bundle.certPem, ...bundle.chainPem].join(''),
     key: bundle.keyPem,
-    ca: [...bundle.trustPem],
+    ca: [...new Set([...bundle.trustPem, ...trust.caPems])],
+    ...(trust.crlPems.length > 0 ? { crl: [...trust.crlPems] } : {}),
     minVersion: MIN_TLS_VERSION,
   };
 }
@@ -32,10 +38,16 @@ export class TlsContexts {
   #current: Contexts | undefined;
   readonly #listeners = new Set<ChangeListener>();
 
-  constructor(store: IdentityStore) {
+  constructor(
+    store: IdentityStore,
+    private readonly trust: TrustStore = new TrustStore(),
+  ) {
     const existing = store.current();
     if (existing) this.#rebuild(existing);
     store.onPublish((published) => this.#rebuild(published));
+    trust.onChange(() => {
+      if (this.#current) this.#rebuild(this.#current.published);
+    });
   }
 
   /** Options for `server.setSecureContext()` on inbound listeners. */
@@ -61,7 +73,7 @@ export class TlsContexts {
   }
 
   #rebuild(published: PublishedCertificate): void {
-    const options = secureContextOptions(published.bundle);
+    const options = secureContextOptions(published.bundle, this.trust.material);
     this.#current = { published, options, context: tls.createSecureContext(options) };
     for (const listener of this.#listeners) listener();
   }

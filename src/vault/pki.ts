@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { splitPemCertificates } from '../identity/bundle.js';
 import type { CertificateSource, RequestedIdentity } from '../identity/source.js';
+import type { TrustMaterial } from '../identity/trust.js';
 import type { VaultSession } from './auth.js';
 
 interface IssueResponse {
@@ -15,6 +16,18 @@ interface IssueResponse {
   };
 }
 
+interface ListResponse {
+  data: { keys?: string[] };
+}
+
+interface IssuerResponse {
+  data: { certificate: string; ca_chain?: string[] };
+}
+
+interface CrlResponse {
+  data: { crl?: string };
+}
+
 export class VaultPkiSource implements CertificateSource {
   readonly kind = 'vault';
 
@@ -22,6 +35,7 @@ export class VaultPkiSource implements CertificateSource {
     private readonly session: VaultSession,
     private readonly mount: string,
     private readonly role: string,
+    private readonly crlMode: 'soft' | 'closed' | 'off' = 'soft',
   ) {}
 
   async issue(identity: RequestedIdentity): Promise<CertificateBundle> {
@@ -42,6 +56,31 @@ export class VaultPkiSource implements CertificateSource {
     // Send intermediates after the leaf; self-signed roots are only trust anchors.
     const intermediates = caChain.filter((pem) => !isSelfIssuedPem(pem));
     return { certPem: data.certificate, keyPem: data.private_key, chainPem: intermediates, trustPem: caChain };
+  }
+
+  /**
+   * Every issuer on the mount with its chain, and each issuer's CRL. Vault keeps an issuer after a
+   * rotation until an operator deletes it, so trusting them all trusts old and new together.
+   */
+  async fetchTrust(): Promise<TrustMaterial> {
+    const listed = await this.session.call<ListResponse>('list-issuers', `list issuers of ${this.mount}`, (client) =>
+      client.list(`${this.mount}/issuers`),
+    );
+    const caPems = new Set<string>();
+    const crlPems: string[] = [];
+    for (const id of listed.data.keys ?? []) {
+      const issuer = await this.session.call<IssuerResponse>('read-issuer', `read issuer ${id} of ${this.mount}`, (client) =>
+        client.read(`${this.mount}/issuer/${id}/json`),
+      );
+      for (const pem of [issuer.data.certificate, ...(issuer.data.ca_chain ?? [])].flatMap(splitPemCertificates)) caPems.add(pem);
+      if (this.crlMode !== 'off') {
+        const crl = await this.session.call<CrlResponse>('read-crl', `read the CRL of issuer ${id} of ${this.mount}`, (client) =>
+          client.read(`${this.mount}/issuer/${id}/crl`),
+        );
+        if (crl.data.crl) crlPems.push(crl.data.crl);
+      }
+    }
+    return { caPems: [...caPems], crlPems };
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,95 @@
+/**
+ * Keeps the trust bundle and CRLs current: fetch from the source every `intervalSeconds`, retry
+ * failures with backoff, and keep the last good material when a fetch fails. A CRL that could not
+ * be refreshed past its nextUpdate would make OpenSSL refuse every handshake; in `soft` mode we
+ * stop enforcing it instead (and say so), in `closed` mode we keep it and readiness drops.
+ */
+import type { Logger } from 'pino';
+import { ErrorCodes, isSidecarError } from '../errors.js';
+import { backoffDelaySeconds } from './schedule.js';
+import type { TrustMaterial, TrustStore } from './trust.js';
+
+export interface TrustRefresherOptions {
+  readonly fetchTrust: () => Promise<TrustMaterial>;
+  readonly trust: TrustStore;
+  readonly intervalSeconds: number;
+  readonly crlMode: 'soft' | 'closed' | 'off';
+  readonly logger: Logger;
+}
+
+export class TrustRefresher {
+  #timer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #running = false;
+  #inFlight: Promise<void> | undefined;
+  #lastGood: TrustMaterial | undefined;
+
+  constructor(private readonly opts: TrustRefresherOptions) {}
+
+  /** Fetches once and resolves when that first fetch is done (failures are logged and retried). */
+  async start(): Promise<void> {
+    this.#running = true;
+    await this.refreshNow();
+  }
+
+  refreshNow(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#inFlight ??= this.#refresh().finally(() => {
+      this.#inFlight = undefined;
+    });
+    return this.#inFlight;
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    clearTimeout(this.#timer);
+    await this.#inFlight;
+  }
+
+  /** True when CRLs are enforced but the newest one is past its nextUpdate (closed mode refuses handshakes then). */
+  crlExpired(now: Date = new Date()): boolean {
+    const next = this.opts.trust.crl?.nextUpdate;
+    return this.opts.crlMode === 'closed' && next !== undefined && next < now;
+  }
+
+  async #refresh(): Promise<void> {
+    const { fetchTrust, trust, logger } = this.opts;
+    let delaySeconds = this.opts.intervalSeconds;
+    try {
+      const material = await fetchTrust();
+      this.#lastGood = material;
+      this.#failures = 0;
+      trust.update(material);
+      logger.debug({ cas: material.caPems.length, crls: material.crlPems.length }, 'trust bundle refreshed');
+    } catch (err) {
+      delaySeconds = Math.min(
+        this.opts.intervalSeconds,
+        backoffDelaySeconds(this.#failures++, 1, this.opts.intervalSeconds, Math.random()),
+      );
+      logger.warn(
+        {
+          code: ErrorCodes.TRUST_REFRESH_FAILED,
+          cause: isSidecarError(err) ? err.code : undefined,
+          retryInSeconds: Math.round(delaySeconds),
+        },
+        `could not refresh the trust bundle and CRL (${err instanceof Error ? err.message : String(err)}); keeping the last ones`,
+      );
+      this.#softenExpiredCrl();
+    }
+    if (this.#running) {
+      this.#timer = setTimeout(() => void this.refreshNow(), delaySeconds * 1000);
+      this.#timer.unref();
+    }
+  }
+
+  #softenExpiredCrl(): void {
+    const { trust, crlMode, logger } = this.opts;
+    const next = trust.crl?.nextUpdate;
+    if (crlMode !== 'soft' || !this.#lastGood || !next || next > new Date() || trust.material.crlPems.length === 0) return;
+    logger.warn(
+      { code: ErrorCodes.CRL_STALE, nextUpdate: next.toISOString() },
+      'the CRL expired and could not be refreshed; revocation is not enforced until it can be (set vault.pki.crl: closed to refuse handshakes instead)',
+    );
+    trust.update({ caPems: this.#lastGood.caPems, crlPems: [] });
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * What peers' certificates are checked against: the CA certificates of every issuer on the PKI
+ * mount (Vault keeps old issuers after a rotation, so old and new are trusted together) and their
+ * CRLs. Kept apart from the sidecar's own certificate because it changes on its own schedule.
+ */
+import './x509-setup.js';
+import { X509Crl } from '@peculiar/x509';
+
+export interface TrustMaterial {
+  readonly caPems: readonly string[];
+  readonly crlPems: readonly string[];
+}
+
+export interface CrlState {
+  readonly fetchedAt: Date;
+  /** The earliest nextUpdate among the CRLs; past it, OpenSSL refuses every handshake the CRL covers. */
+  readonly nextUpdate: Date | undefined;
+}
+
+type Listener = () => void;
+
+export class TrustStore {
+  #material: TrustMaterial = { caPems: [], crlPems: [] };
+  #crl: CrlState | undefined;
+  readonly #listeners = new Set<Listener>();
+
+  get material(): TrustMaterial {
+    return this.#material;
+  }
+
+  get crl(): CrlState | undefined {
+    return this.#crl;
+  }
+
+  /** Replaces the material; listeners run only when something changed. */
+  update(material: TrustMaterial, now: Date = new Date()): void {
+    if (material.crlPems.length > 0) this.#crl = { fetchedAt: now, nextUpdate: earliestNextUpdate(material.crlPems) };
+    const changed =
+      material.caPems.join('') !== this.#material.caPems.join('') || material.crlPems.join('') !== this.#material.crlPems.join('');
+    this.#material = material;
+    if (changed) for (const listener of this.#listeners) listener();
+  }
+
+  onChange(listener: Listener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+function earliestNextUpdate(crlPems: readonly string[]): Date | undefined {
+  let earliest: Date | undefined;
+  for (const pem of crlPems) {
+    const next = new X509Crl(pem).nextUpdate;
+    if (next && (!earliest || next < earliest)) earliest = next;
+  }
+  return earliest;
+}
