@@ -61,7 +61,12 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   trackConnections(server, config.name, metrics);
   trackRequests(server, config.name, metrics);
   server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
-    const reason = handshakeFailureReason(err);
+    // A certificate that fails verification (unknown CA, expired, revoked) reaches us as a bare
+    // "socket hang up": Node verifies after OpenSSL's handshake and destroys the socket, leaving the
+    // real reason on the socket's authorizationError.
+    const authorizationError: unknown = (socket as TLSSocket).authorizationError;
+    const code = typeof authorizationError === 'string' ? authorizationError : err.code;
+    const reason = handshakeFailureReason({ code, message: err.message });
     metrics.handshakeFailures.inc({ listener: config.name, reason });
     audit.record(
       {
@@ -69,7 +74,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
         listener: config.name,
         remoteAddress: socket.remoteAddress,
         reason,
-        detail: err.code ?? err.message,
+        detail: code ?? err.message,
       },
       'rejected a TLS handshake',
     );

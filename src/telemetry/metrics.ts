@@ -135,13 +135,18 @@ export class Metrics {
 }
 
 /** Maps a Node/OpenSSL handshake error to a reason label. */
-export function handshakeFailureReason(err: Error & { code?: string }): HandshakeFailureReason {
+export function handshakeFailureReason(err: { code?: string | undefined; message: string }): HandshakeFailureReason {
   const text = `${err.code ?? ''} ${err.message}`.toUpperCase();
   if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(text)) return 'no_certificate';
   if (/EXPIRED/.test(text)) return 'expired';
   if (/REVOKED/.test(text)) return 'revoked';
-  if (/UNKNOWN_CA|UNABLE_TO_GET_ISSUER|LOCAL_ISSUER|SELF_SIGNED|CERTIFICATE_VERIFY_FAILED|UNABLE TO GET|SELF.SIGNED/.test(text))
+  if (
+    /UNKNOWN_CA|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY|LOCAL_ISSUER|SELF.SIGNED|SIGNATURE_FAILURE|CERTIFICATE_VERIFY_FAILED|UNABLE TO GET/.test(
+      text,
+    )
+  ) {
     return 'unknown_ca';
+  }
   if (/ALTNAME|IDENTITY|HOSTNAME/.test(text)) return 'identity_denied';
   return 'protocol';
 }

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startEchoApp } from '../../src/demo/echo-app.js';
 import { DevCertificateAuthority } from '../../src/identity/dev-ca.js';
+import type { Sidecar } from '../../src/sidecar.js';
+import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
 
@@ -62,9 +64,10 @@ describe('a sidecar started from configuration', () => {
 
 describe('inbound mTLS', () => {
   let port: number;
+  let sidecar: Sidecar;
 
   beforeAll(async () => {
-    const sidecar = await startSidecar(
+    sidecar = await startSidecar(
       {
         vault: vaultSection(vault),
         identity: serviceIdentity('inbound'),
@@ -95,6 +98,8 @@ describe('inbound mTLS', () => {
     await expect(httpsRequest(port, { cert: stranger.certPem, key: stranger.keyPem, ca: vault.caPem })).rejects.toThrow(
       /unknown ca|alert|socket hang up|ECONNRESET/i,
     );
+    const samples = parsePrometheus(await sidecar.metrics.text());
+    expect(sampleValue(samples, 'sidecar_tls_handshake_failures_total', { listener: 'app', reason: 'unknown_ca' })).toBe(1);
   });
 
   it('replaces an x-forwarded-client-cert header the client tried to send', async () => {

@@ -50,7 +50,9 @@ it.each([
   [{ code: 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', message: 'peer did not return a certificate' }, 'no_certificate'],
   [{ code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', message: 'tlsv1 alert unknown ca' }, 'unknown_ca'],
   [{ code: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', message: 'unable to get local issuer certificate' }, 'unknown_ca'],
-  [{ code: 'CERT_HAS_EXPIRED', message: 'certificate has expired' }, 'expired'],
+  [{ code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', message: 'socket hang up' }, 'unknown_ca'],
+  [{ code: 'CERT_HAS_EXPIRED', message: 'socket hang up' }, 'expired'],
+  [{ code: 'CERT_REVOKED', message: 'socket hang up' }, 'revoked'],
   [{ code: 'ERR_TLS_CERT_ALTNAME_INVALID', message: "Hostname/IP does not match certificate's altnames" }, 'identity_denied'],
   [{ code: 'ERR_SSL_WRONG_VERSION_NUMBER', message: 'wrong version number' }, 'protocol'],
 ])('classifies %o as %s', (err, reason) => {
