@@ -1,4 +1,14 @@
-# Policy for the orders sidecar: issue certificates from its own PKI role, nothing else.
+# Policy for the orders sidecar: issue certificates from its own PKI role, and read the mount's
+# issuers and CRLs for the trust bundle. Nothing else.
 path "pki/issue/orders" {
   capabilities = ["update"]
+}
+path "pki/issuers" {
+  capabilities = ["list"]
+}
+path "pki/issuer/+/json" {
+  capabilities = ["read"]
+}
+path "pki/issuer/+/crl" {
+  capabilities = ["read"]
 }

@@ -90,6 +90,10 @@ describe('/metrics', () => {
     expect(sampleValue(samples, 'sidecar_cert_renewals_total', { result: 'failure' })).toBeUndefined();
     expect(sampleValue(samples, 'sidecar_vault_request_duration_seconds_count', { operation: 'issue', status: '200' })).toBe(2);
     expect(sampleValue(samples, 'sidecar_vault_request_duration_seconds_count', { operation: 'login', status: '200' })).toBe(1);
+    // The documented policy lets the sidecar read the trust bundle and CRL.
+    expect(sampleValue(samples, 'sidecar_vault_request_duration_seconds_count', { operation: 'list-issuers', status: '200' })).toBe(1);
+    expect(sampleValue(samples, 'sidecar_vault_request_duration_seconds_count', { operation: 'read-crl', status: '200' })).toBe(1);
+    expect(sampleValue(samples, 'sidecar_crl_age_seconds')).toBeGreaterThanOrEqual(0);
     // The AppRole token has a 1 h TTL.
     const ttl = sampleValue(samples, 'sidecar_vault_token_ttl_seconds') ?? 0;
     expect(ttl).toBeGreaterThan(3500);

@@ -3,6 +3,7 @@
  * with a root CA, a role per test service, a policy that may only issue from it, and AppRole auth.
  * Idempotent, so a developer's own server (VAULT_ADDR) can be reused between runs.
  */
+import { readFileSync } from 'node:fs';
 import { type VaultTarget, vaultApi } from './vault-api.js';
 
 export const PKI_MOUNT = 'pki-sidecar-test';
@@ -59,7 +60,10 @@ export async function configureTestVault(address: string, rootToken: string, ext
     no_store: false,
   });
   await vaultApi(vault, 'PUT', `sys/policies/acl/${APPROLE_ROLE}`, {
-    policy: `path "${PKI_MOUNT}/issue/${SERVICE_ROLE}" { capabilities = ["update"] }\n`,
+    // The policy README.md and deploy/vault-policy.hcl give a sidecar, for this mount and role.
+    policy: readFileSync(new URL('../../deploy/vault-policy.hcl', import.meta.url), 'utf8')
+      .replaceAll('pki/issue/orders', `${PKI_MOUNT}/issue/${SERVICE_ROLE}`)
+      .replaceAll('"pki/', `"${PKI_MOUNT}/`),
   });
   await ignoreExisting(vaultApi(vault, 'POST', `sys/auth/${APPROLE_MOUNT}`, { type: 'approle' }));
   await vaultApi(vault, 'POST', `auth/${APPROLE_MOUNT}/role/${APPROLE_ROLE}`, {
