@@ -9,6 +9,7 @@ import { AdminServer } from './admin/server.js';
 import type { Config } from './config/schema.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
 import { DevCertificateAuthority, DevCertificateSource } from './identity/dev-ca.js';
+import { FileCertificateSource } from './identity/file-source.js';
 import { Renewer } from './identity/renewer.js';
 import type { CertificateSource, RequestedIdentity } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
@@ -33,7 +34,8 @@ export interface SidecarOptions {
 
 function requestedIdentity(config: Config): RequestedIdentity {
   const { commonName, dnsNames, ipSans, uriSans, ttl } = config.identity;
-  return { commonName, dnsNames, ipSans, uriSans, ttl };
+  // validateConfig requires commonName for every source but files, whose certificate names itself.
+  return { commonName: commonName ?? '', dnsNames, ipSans, uriSans, ttl };
 }
 
 /** The parts that depend on where certificates come from. */
@@ -44,6 +46,10 @@ interface SourceParts {
 }
 
 async function createSource(config: Config, logger: Logger, metrics: Metrics): Promise<SourceParts> {
+  if (config.identity.source === 'files' && config.identity.files) {
+    const source = new FileCertificateSource(config.identity.files);
+    return { source, startupHint: 'check the identity.files paths and that the certificate matches its key and CA' };
+  }
   if (config.identity.source === 'dev') {
     logger.warn('identity.source is dev: certificates come from an in-memory CA that no other pod trusts');
     return { source: new DevCertificateSource(await DevCertificateAuthority.create()), startupHint: 'the dev CA failed to issue' };
@@ -89,7 +95,7 @@ export class Sidecar {
       ? new TrustRefresher({
           fetchTrust: source.fetchTrust.bind(source),
           trust: this.trust,
-          intervalSeconds: config.vault?.pki.refreshInterval ?? 300,
+          intervalSeconds: config.vault?.pki.refreshInterval ?? config.identity.files?.pollInterval ?? 300,
           crlMode: config.vault?.pki.crl ?? 'off',
           logger: logger.child({ module: 'trust' }),
         })
@@ -154,6 +160,14 @@ export class Sidecar {
     this.#state = 'starting';
     await this.admin.listen();
     this.renewer.start();
+    if (this.source instanceof FileCertificateSource) {
+      this.source.watch(() => {
+        this.logger.info('identity files changed; reloading');
+        // A reload already in flight may have read the files before this change: go again after it.
+        if (!this.renewer.renewNow()) setTimeout(() => this.renewer.renewNow(), 1000).unref();
+        void this.trustRefresher?.refreshNow();
+      });
+    }
     if (!(await this.#waitForFirstCertificate())) return;
     // Trust bundle and CRLs before the first handshake, so revocation holds from the start.
     await this.trustRefresher?.start();

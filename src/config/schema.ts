@@ -90,10 +90,33 @@ const vaultSection = z
   })
   .strict();
 
+const pemFiles = z
+  .object({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    ca: z.string().min(1),
+    /** Fallback check for changed files where the filesystem sends no change events. */
+    pollInterval: duration.default(10),
+  })
+  .strict();
+
+const pkcs12File = z
+  .object({
+    pkcs12: z.string().min(1),
+    passwordFile: z.string().optional(),
+    /** CA certificates peers must chain to; the last certificate in the bundle when unset. */
+    ca: z.string().optional(),
+    pollInterval: duration.default(10),
+  })
+  .strict();
+
 const identitySection = z
   .object({
-    source: z.enum(['vault', 'dev']).default('vault'),
-    commonName: z.string().min(1),
+    source: z.enum(['vault', 'dev', 'files']).default('vault'),
+    /** For source files: where the certificate, key and CA are (PEM), or a PKCS#12 bundle. */
+    files: z.union([pemFiles, pkcs12File]).optional(),
+    /** Required for vault and dev; for files, the certificate carries its own names. */
+    commonName: z.string().min(1).optional(),
     dnsNames: z.array(z.string().min(1)).default([]),
     ipSans: z.array(z.string().min(1)).default([]),
     uriSans: z.array(z.string().url()).default([]),

@@ -27,6 +27,13 @@ function validateVault(config: Config): void {
   }
 }
 
+function validateIdentity(config: Config): void {
+  const { source, commonName, files } = config.identity;
+  if (source === 'files' && !files) fail('identity.files: source files needs files.cert, files.key and files.ca (or files.pkcs12)');
+  if (source !== 'files' && files) fail(`identity.files: only used with identity.source files (it is ${source})`);
+  if (source !== 'files' && !commonName) fail(`identity.commonName: is required for identity.source ${source}`);
+}
+
 function validateListeners(config: Config): void {
   const names = new Set<string>();
   const addresses = new Set<string>([formatHostPort(config.admin.listen)]);
@@ -53,6 +60,7 @@ function validateRenewal(config: Config): void {
 }
 
 export function validateConfig(config: Config): void {
+  validateIdentity(config);
   validateVault(config);
   validateListeners(config);
   validateRenewal(config);

@@ -1,0 +1,136 @@
+/**
+ * The `files` source: PEM certificate, key and CA files (or a PKCS#12 bundle with a password),
+ * for teams that run their own CA with openssl today. Every "issue" reads the files again, and a
+ * change on disk triggers one, so a rotated certificate goes through the same verify-before-publish
+ * as a Vault one: half-written or mismatched files are refused and the old certificate stays.
+ */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import path from 'node:path';
+import forge from 'node-forge';
+import { ErrorCodes, SidecarError } from '../errors.js';
+import { type CertificateBundle, splitPemCertificates } from './bundle.js';
+import type { CertificateSource } from './source.js';
+import type { TrustMaterial } from './trust.js';
+
+export type FileIdentityConfig =
+  | { readonly cert: string; readonly key: string; readonly ca: string; readonly pollInterval: number }
+  | {
+      readonly pkcs12: string;
+      readonly passwordFile?: string | undefined;
+      readonly ca?: string | undefined;
+      readonly pollInterval: number;
+    };
+
+function read(file: string, field: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new SidecarError(
+      ErrorCodes.FILES_UNREADABLE,
+      `identity.files.${field}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      { cause: err },
+    );
+  }
+}
+
+/** Leaf, chain and key from a PKCS#12 file (the password may be empty). */
+function fromPkcs12(content: Buffer, password: string, file: string): { certs: string[]; keyPem: string } {
+  let p12: forge.pkcs12.Pkcs12Pfx;
+  try {
+    p12 = forge.pkcs12.pkcs12FromAsn1(forge.asn1.fromDer(content.toString('binary')), password);
+  } catch (err) {
+    throw new SidecarError(
+      ErrorCodes.FILES_UNREADABLE,
+      `identity.files.pkcs12: cannot open ${file} (${err instanceof Error ? err.message : String(err)}); check the file and identity.files.passwordFile`,
+      { cause: err },
+    );
+  }
+  const oids = forge.pki.oids as Record<string, string>;
+  const bags = (type: string) => p12.getBags({ bagType: type })[type] ?? [];
+  // node-forge decodes only RSA keys and certificates, so we take each bag's raw ASN.1 (already
+  // decrypted) and let Node's crypto, which reads every key type, handle the DER.
+  const derOf = (bag: forge.pkcs12.Bag) => Buffer.from(forge.asn1.toDer(bag.asn1).getBytes(), 'binary');
+  const keyBag = bags(oids.pkcs8ShroudedKeyBag ?? '')[0] ?? bags(oids.keyBag ?? '')[0];
+  if (!keyBag) throw new SidecarError(ErrorCodes.FILES_UNREADABLE, `identity.files.pkcs12: ${file} holds no private key`);
+  const keyPem = createPrivateKey({ key: derOf(keyBag), format: 'der', type: 'pkcs8' })
+    .export({ format: 'pem', type: 'pkcs8' })
+    .toString();
+  const certs = bags(oids.certBag ?? '').map((bag) => new X509Certificate(derOf(bag)).toString());
+  return { certs, keyPem };
+}
+
+export class FileCertificateSource implements CertificateSource {
+  readonly kind = 'files';
+  #watchers: FSWatcher[] = [];
+  #poll: NodeJS.Timeout | undefined;
+
+  constructor(private readonly files: FileIdentityConfig) {}
+
+  async issue(): Promise<CertificateBundle> {
+    const files = this.files;
+    let certs: string[];
+    let keyPem: string;
+    if ('pkcs12' in files) {
+      const password = files.passwordFile ? read(files.passwordFile, 'passwordFile').toString('utf8').trim() : '';
+      ({ certs, keyPem } = fromPkcs12(read(files.pkcs12, 'pkcs12'), password, files.pkcs12));
+    } else {
+      certs = splitPemCertificates(read(files.cert, 'cert').toString('utf8'));
+      keyPem = read(files.key, 'key').toString('utf8');
+    }
+    const [leaf, ...chain] = certs;
+    if (!leaf) throw new SidecarError(ErrorCodes.FILES_UNREADABLE, 'identity.files: no certificate found in the files');
+    const trustPem = files.ca ? splitPemCertificates(read(files.ca, 'ca').toString('utf8')) : chain.slice(-1);
+    return { certPem: leaf, keyPem, chainPem: chain, trustPem };
+  }
+
+  async fetchTrust(): Promise<TrustMaterial> {
+    return { caPems: (await this.issue()).trustPem, crlPems: [] };
+  }
+
+  /**
+   * Calls `onChange` when any of the files changes: fs.watch on their directories (Kubernetes
+   * swaps a Secret's files through a symlink, which a watch on the file itself would miss), and a
+   * poll as a fallback for filesystems without change events.
+   */
+  watch(onChange: () => void): void {
+    const files = this.files;
+    const paths = 'pkcs12' in files ? [files.pkcs12, files.passwordFile, files.ca] : [files.cert, files.key, files.ca];
+    const directories = new Set(paths.filter((p): p is string => p !== undefined).map((p) => path.dirname(p)));
+    for (const directory of directories) {
+      try {
+        this.#watchers.push(watch(directory, () => onChange()));
+      } catch {
+        // No change events here; the poll below still notices.
+      }
+    }
+    let last = this.#fingerprint();
+    this.#poll = setInterval(() => {
+      const now = this.#fingerprint();
+      if (now !== last) {
+        last = now;
+        onChange();
+      }
+    }, this.files.pollInterval * 1000);
+    this.#poll.unref();
+  }
+
+  #fingerprint(): string {
+    const files = this.files;
+    const paths = 'pkcs12' in files ? [files.pkcs12, files.ca] : [files.cert, files.key, files.ca];
+    return paths.map((p) => (p ? safeRead(p) : '')).join('|');
+  }
+
+  async close(): Promise<void> {
+    for (const watcher of this.#watchers) watcher.close();
+    clearInterval(this.#poll);
+  }
+}
+
+function safeRead(file: string): string {
+  try {
+    return readFileSync(file, 'base64');
+  } catch {
+    return '';
+  }
+}
