@@ -12,3 +12,7 @@ path "pki/issuer/+/json" {
 path "pki/issuer/+/crl" {
   capabilities = ["read"]
 }
+# Only with vault.revokeOnShutdown.certificate: revoke our own certificate, proven by its key.
+path "pki/revoke-with-key" {
+  capabilities = ["update"]
+}

@@ -61,7 +61,7 @@ async function createSource(config: Config, logger: Logger, metrics: Metrics): P
     request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds),
   });
   return {
-    source: new VaultPkiSource(session, vault.pki.mount, vault.pki.role, vault.pki.crl),
+    source: new VaultPkiSource(session, vault.pki.mount, vault.pki.role, vault.pki.crl, vault.revokeOnShutdown),
     session,
     startupHint: `check the Vault address (${vault.address}), the ${vault.auth.method} auth role and its policy, and the PKI role ${vault.pki.mount}/roles/${vault.pki.role}`,
   };
@@ -217,7 +217,8 @@ export class Sidecar {
     await Promise.all(this.#listeners.map((l) => l.drain(graceMs)));
     await this.renewer.stop();
     await this.trustRefresher?.stop();
-    await this.source.close();
+    const problems = await this.source.close();
+    for (const problem of problems) this.logger.warn({ code: ErrorCodes.SHUTDOWN_REVOKE_FAILED }, problem);
     this.audit.close();
     this.#state = 'stopped';
     await this.admin.close();

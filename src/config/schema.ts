@@ -73,6 +73,11 @@ const vaultSection = z
     skipVerify: z.boolean().default(false),
     requestTimeout: duration.default(10),
     auth: z.discriminatedUnion('method', [tokenAuth, approleAuth, kubernetesAuth, jwtAuth]).default({ method: 'token' }),
+    /** On a clean shutdown, revoke the last certificate (proving it with its key) and/or the Vault token. */
+    revokeOnShutdown: z
+      .object({ certificate: z.boolean().default(false), token: z.boolean().default(false) })
+      .strict()
+      .default({ certificate: false, token: false }),
     pki: z
       .object({
         mount: z.string().default('pki'),

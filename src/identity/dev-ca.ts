@@ -120,5 +120,7 @@ export class DevCertificateSource implements CertificateSource {
     });
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<string[]> {
+    return [];
+  }
 }

@@ -121,9 +121,10 @@ export class FileCertificateSource implements CertificateSource {
     return paths.map((p) => (p ? safeRead(p) : '')).join('|');
   }
 
-  async close(): Promise<void> {
+  async close(): Promise<string[]> {
     for (const watcher of this.#watchers) watcher.close();
     clearInterval(this.#poll);
+    return [];
   }
 }
 

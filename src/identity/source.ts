@@ -21,5 +21,6 @@ export interface CertificateSource {
   issue(identity: RequestedIdentity): Promise<CertificateBundle>;
   /** The CA certificates peers may chain to and their CRLs; sources without one trust their bundle's CA. */
   fetchTrust?(): Promise<TrustMaterial>;
-  close(): Promise<void>;
+  /** Releases what the source holds; resolves with problems worth logging (e.g. a failed revocation). */
+  close(): Promise<string[]>;
 }

@@ -99,6 +99,18 @@ export class VaultSession {
     }
   }
 
+  /** Revokes the current token (shutdown); the next call would log in again. */
+  async revokeToken(): Promise<void> {
+    if (!this.#loggedIn) return;
+    try {
+      await this.#timed('revoke-self', () => this.client.tokenRevokeSelf());
+    } catch (err) {
+      throw toVaultError(err, 'token revoke-self', this.address);
+    }
+    this.#loggedIn = false;
+    this.#tokenExpiresAt = undefined;
+  }
+
   close(): void {
     this.#closed = true;
     clearTimeout(this.#renewTimer);

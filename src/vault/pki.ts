@@ -31,11 +31,15 @@ interface CrlResponse {
 export class VaultPkiSource implements CertificateSource {
   readonly kind = 'vault';
 
+  /** The last certificate issued, for revocation at shutdown. */
+  #last: { serial: string; keyPem: string; certPem: string } | undefined;
+
   constructor(
-    private readonly session: VaultSession,
+    readonly session: VaultSession,
     private readonly mount: string,
     private readonly role: string,
     private readonly crlMode: 'soft' | 'closed' | 'off' = 'soft',
+    private readonly revokeOnShutdown: { certificate: boolean; token: boolean } = { certificate: false, token: false },
   ) {}
 
   async issue(identity: RequestedIdentity): Promise<CertificateBundle> {
@@ -55,6 +59,7 @@ export class VaultPkiSource implements CertificateSource {
     const caChain = (data.ca_chain ?? (data.issuing_ca ? [data.issuing_ca] : [])).flatMap(splitPemCertificates);
     // Send intermediates after the leaf; self-signed roots are only trust anchors.
     const intermediates = caChain.filter((pem) => !isSelfIssuedPem(pem));
+    this.#last = { serial: data.serial_number, keyPem: data.private_key, certPem: data.certificate };
     return { certPem: data.certificate, keyPem: data.private_key, chainPem: intermediates, trustPem: caChain };
   }
 
@@ -83,8 +88,26 @@ export class VaultPkiSource implements CertificateSource {
     return { caPems: [...caPems], crlPems };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Revokes what the configuration asks for, then stops the session. The certificate is revoked
+   * with `revoke-with-key` (the key proves ownership), so the policy needs no power to revoke
+   * other services' certificates. Failures are reported, never fatal: we are shutting down.
+   */
+  async close(): Promise<string[]> {
+    const problems: string[] = [];
+    if (this.revokeOnShutdown.certificate && this.#last) {
+      const last = this.#last;
+      await this.session
+        .call('revoke', `revoke certificate ${last.serial}`, (client) =>
+          client.write(`${this.mount}/revoke-with-key`, { serial_number: last.serial, private_key: last.keyPem }),
+        )
+        .catch((err: unknown) => problems.push(err instanceof Error ? err.message : String(err)));
+    }
+    if (this.revokeOnShutdown.token) {
+      await this.session.revokeToken().catch((err: unknown) => problems.push(err instanceof Error ? err.message : String(err)));
+    }
     this.session.close();
+    return problems;
   }
 }
 

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { buildConfig } from '../../src/config/load.js';
 import { startEchoApp } from '../../src/demo/echo-app.js';
 import { Sidecar } from '../../src/sidecar.js';
+import type { VaultPkiSource } from '../../src/vault/pki.js';
 import { waitFor } from '../support/cli.js';
 import { type DevServer, startDevServer } from '../support/dev-server.js';
 import { capturingLogger } from '../support/logs.js';
@@ -148,4 +149,29 @@ it('reports a role that refuses the requested name in one line with a code, stay
   expect(ready.status).toBe(503);
   await sidecar.stop(0);
   await starting;
+});
+
+it('revokes its last certificate and its token on a clean shutdown when asked to', async () => {
+  const secret = await vaultApi<{ data: { secret_id: string } }>(shared, 'POST', `auth/${shared.approleMount}/role/sidecar/secret-id`);
+  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-shutdown-'));
+  writeFileSync(path.join(dir, 'secret-id'), secret.data.secret_id);
+  const sidecar = await startSidecar({
+    vault: {
+      address: shared.address,
+      pki: { mount: shared.pkiMount, role: shared.role },
+      auth: { method: 'approle', mount: shared.approleMount, roleId: shared.approleRoleId, secretIdFile: path.join(dir, 'secret-id') },
+      revokeOnShutdown: { certificate: true, token: true },
+    },
+    identity: { commonName: 'leaving.test', ttl: '10m' },
+  });
+  const serial = sidecar.store.current()?.info.serial ?? '';
+  const token = (sidecar.source as VaultPkiSource).session.client.token;
+  const before = await vaultApi<{ data: { revocation_time: number } }>(shared, 'GET', `${shared.pkiMount}/cert/${serial}`);
+  expect(before.data.revocation_time).toBe(0);
+
+  await sidecar.stop(100);
+
+  const after = await vaultApi<{ data: { revocation_time: number } }>(shared, 'GET', `${shared.pkiMount}/cert/${serial}`);
+  expect(after.data.revocation_time).toBeGreaterThan(0);
+  await expect(vaultApi(shared, 'GET', 'auth/token/lookup-self', undefined, token)).rejects.toThrow(/403/);
 });

@@ -74,7 +74,7 @@ describe('Renewer', () => {
         if (calls === 2) return { ...(await issue(other)), trustPem: [ca.certPem] };
         return issue(ca);
       },
-      async close() {},
+      close: async () => [],
     };
     const store = new IdentityStore(wanted);
     const renewer = new Renewer({
@@ -111,7 +111,7 @@ describe('Renewer', () => {
     const source: CertificateSource = {
       kind: 'broken',
       issue: () => Promise.reject(new Error('connection refused')),
-      async close() {},
+      close: async () => [],
     };
     const renewer = new Renewer({
       source,
