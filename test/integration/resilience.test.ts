@@ -3,7 +3,7 @@
  * stop, restart or tamper with: an outage longer than a renewal attempt, a token revoked behind the
  * sidecar's back, and a PKI role that refuses the requested name.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -174,4 +174,27 @@ it('revokes its last certificate and its token on a clean shutdown when asked to
   const after = await vaultApi<{ data: { revocation_time: number } }>(shared, 'GET', `${shared.pkiMount}/cert/${serial}`);
   expect(after.data.revocation_time).toBeGreaterThan(0);
   await expect(vaultApi(shared, 'GET', 'auth/token/lookup-self', undefined, token)).rejects.toThrow(/403/);
+});
+
+it('talks to Vault over TLS with VAULT_CACERT, and says what to set when the CA is missing', async () => {
+  const server = await startDevServer(shared.bin, undefined, { tls: true });
+  servers.push(server);
+  const caFile = server.caFile ?? '';
+  const vault = await configureTestVault(server.address, 'root', { bin: shared.bin, tlsCaPem: readFileSync(caFile, 'utf8') });
+  const raw = {
+    vault: { pki: { mount: vault.pkiMount, role: vault.role } },
+    identity: { commonName: 'tls-vault.test', ttl: '10m' },
+    admin: { listen: '127.0.0.1:0' },
+  };
+  const sidecar = await startSidecar(raw, { VAULT_ADDR: server.address, VAULT_CACERT: caFile, VAULT_TOKEN: 'root' });
+  expect(sidecar.store.current()?.info.subject).toContain('CN=tls-vault.test');
+
+  const { logger, lines } = capturingLogger();
+  const untrusting = await Sidecar.create(buildConfig(raw, { VAULT_ADDR: server.address, VAULT_TOKEN: 'root' }), logger);
+  const starting = untrusting.start();
+  await waitFor(() => lines.some((l) => l.code === 'SIDECAR_VAULT_UNREACHABLE'), 5000, 'the TLS failure');
+  const line = lines.find((l) => l.code === 'SIDECAR_VAULT_UNREACHABLE') as { msg: string };
+  expect(line.msg).toMatch(/TLS to https:\/\/127\.0\.0\.1:\d+ failed \(\w+\); set VAULT_CACERT to the CA of Vault's certificate/);
+  await untrusting.stop(0);
+  await starting;
 });

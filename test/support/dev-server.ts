@@ -1,41 +1,53 @@
 /** Starts and stops `bao|vault server -dev` processes: the shared one, and private ones tests may kill. */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
 
 export interface DevServer {
   readonly address: string;
+  /** With `tls`: the CA that signed the server's certificate (what VAULT_CACERT points at). */
+  readonly caFile?: string;
   readonly port: number;
   readonly child: ChildProcess;
   stop(): Promise<void>;
 }
 
-async function waitForHealth(address: string, child: ChildProcess, output: () => string): Promise<void> {
+function healthStatus(address: string, ca?: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = (address.startsWith('https:') ? https : http).get(`${address}/v1/sys/health`, { ca }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', () => resolve(0));
+  });
+}
+
+async function waitForHealth(address: string, child: ChildProcess, output: () => string, ca?: string): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`the dev server exited with ${child.exitCode}:\n${output()}`);
-    try {
-      const res = await fetch(`${address}/v1/sys/health`);
-      if (res.status === 200) return;
-    } catch {
-      // not listening yet
-    }
+    const caPem = ca && existsSync(ca) ? readFileSync(ca, 'utf8') : undefined;
+    if ((ca === undefined || caPem) && (await healthStatus(address, caPem)) === 200) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`the dev server did not become healthy within 30s:\n${output()}`);
 }
 
 /** A dev server with root token `root` on `port` (a free one when omitted). Its state lives in memory only. */
-export async function startDevServer(bin: string, port?: number): Promise<DevServer> {
+export async function startDevServer(bin: string, port?: number, options: { tls?: boolean } = {}): Promise<DevServer> {
   const listenPort = port ?? (await freePort());
   const home = mkdtempSync(path.join(tmpdir(), 'sidecar-openbao-'));
-  const address = `http://127.0.0.1:${listenPort}`;
+  const address = `${options.tls ? 'https' : 'http'}://127.0.0.1:${listenPort}`;
+  const caFile = options.tls ? path.join(home, 'vault-ca.pem') : undefined;
+  const tlsArgs = options.tls ? ['-dev-tls', `-dev-tls-cert-dir=${home}`] : [];
   let log = '';
   const child = spawn(
     bin,
-    ['server', '-dev', '-dev-root-token-id=root', `-dev-listen-address=127.0.0.1:${listenPort}`, '-dev-no-store-token'],
+    ['server', '-dev', '-dev-root-token-id=root', `-dev-listen-address=127.0.0.1:${listenPort}`, '-dev-no-store-token', ...tlsArgs],
     // A private HOME keeps the dev server from touching the developer's ~/.vault-token.
     { env: { PATH: process.env.PATH, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -51,10 +63,10 @@ export async function startDevServer(bin: string, port?: number): Promise<DevSer
     rmSync(home, { recursive: true, force: true });
   };
   try {
-    await waitForHealth(address, child, () => log);
+    await waitForHealth(address, child, () => log, caFile);
   } catch (err) {
     await stop();
     throw err;
   }
-  return { address, port: listenPort, child, stop };
+  return { address, port: listenPort, child, stop, ...(caFile ? { caFile } : {}) };
 }

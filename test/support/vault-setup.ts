@@ -31,8 +31,12 @@ async function ignoreExisting(call: Promise<unknown>): Promise<void> {
   }
 }
 
-export async function configureTestVault(address: string, rootToken: string, extra: { bin: string }): Promise<TestVault> {
-  const vault = { address, rootToken };
+export async function configureTestVault(
+  address: string,
+  rootToken: string,
+  extra: { bin: string; tlsCaPem?: string },
+): Promise<TestVault> {
+  const vault = { address, rootToken, ...(extra.tlsCaPem ? { tlsCaPem: extra.tlsCaPem } : {}) };
   await ignoreExisting(vaultApi(vault, 'POST', `sys/mounts/${PKI_MOUNT}`, { type: 'pki', config: { max_lease_ttl: '87600h' } }));
   const issuers = await vaultApi<{ data?: { keys?: string[] } }>(vault, 'LIST', `${PKI_MOUNT}/issuers`).catch(() => ({
     data: { keys: [] },
