@@ -53,7 +53,8 @@ drainTimeout: ${drainTimeout}
     }
   };
   await waitFor(async () => (await readyz()) === 200, 15_000, `/readyz (stderr: ${run.stderr()})`);
-  return { run, inbound, readyz };
+  const serial = async () => ((await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as { serial: string }).serial;
+  return { run, inbound, readyz, serial };
 }
 
 it('finishes a slow request on SIGTERM, refuses new connections, and exits 0 within the grace period', async () => {
@@ -85,4 +86,13 @@ it('exits at once with code 1 on a second signal, abandoning the drain', async (
   run.child.kill('SIGTERM');
   expect(await run.exited).toBe(1);
   expect(await slow).toBeInstanceOf(Error);
+});
+
+it('renews the certificate on SIGHUP', async () => {
+  const { run, serial } = await startCli('5s');
+  const before = await serial();
+  run.child.kill('SIGHUP');
+  await waitFor(async () => (await serial()) !== before, 10_000, 'a new serial after SIGHUP');
+  run.child.kill('SIGTERM');
+  expect(await run.exited).toBe(0);
 });

@@ -5,6 +5,7 @@
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
@@ -197,4 +198,29 @@ it('talks to Vault over TLS with VAULT_CACERT, and says what to set when the CA 
   expect(line.msg).toMatch(/TLS to https:\/\/127\.0\.0\.1:\d+ failed \(\w+\); set VAULT_CACERT to the CA of Vault's certificate/);
   await untrusting.stop(0);
   await starting;
+});
+
+it('follows a Vault HA standby redirect to the active node', async () => {
+  // A standby answers every request with 307 to the active node, as Vault HA does.
+  let redirected = 0;
+  const standby = createServer((req, res) => {
+    redirected++;
+    res.writeHead(307, { location: `${shared.address}${req.url}` });
+    res.end();
+  });
+  await new Promise<void>((resolve) => standby.listen(0, '127.0.0.1', resolve));
+  try {
+    const sidecar = await startSidecar(
+      {
+        vault: { pki: { mount: shared.pkiMount, role: shared.role } },
+        identity: { commonName: 'ha.test', ttl: '10m' },
+      },
+      { VAULT_ADDR: `http://127.0.0.1:${(standby.address() as { port: number }).port}`, VAULT_TOKEN: shared.rootToken },
+    );
+    expect(sidecar.store.current()?.info.subject).toContain('CN=ha.test');
+    expect(redirected).toBeGreaterThanOrEqual(2);
+  } finally {
+    standby.closeAllConnections();
+    standby.close();
+  }
 });
