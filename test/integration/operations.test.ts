@@ -1,12 +1,4 @@
-/**
- * What operators see, against real Vault and real sockets: /metrics after traffic and a renewal,
- * audit events for rejected handshakes (rate-limited, counted in full), and /readyz before the
- * first certificate.
- */
-import { mkdtempSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import tls from 'node:tls';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -14,11 +6,11 @@ import { buildConfig } from '../../src/config/load.js';
 import { startEchoApp } from '../../src/demo/echo-app.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
+import { approleAuth } from '../support/fixtures.js';
 import { capturingLogger } from '../support/logs.js';
 import { freePort } from '../support/ports.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
-import { vaultApi } from '../support/vault-api.js';
 
 const vault = inject('vault');
 let app: http.Server;
@@ -48,18 +40,11 @@ function handshakeWithoutCertificate(port: number, ca: string): Promise<void> {
   });
 }
 
-async function approleAuth(): Promise<Record<string, unknown>> {
-  const secret = await vaultApi<{ data: { secret_id: string } }>(vault, 'POST', `auth/${vault.approleMount}/role/sidecar/secret-id`);
-  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-ops-'));
-  writeFileSync(path.join(dir, 'secret-id'), secret.data.secret_id);
-  return { method: 'approle', mount: vault.approleMount, roleId: vault.approleRoleId, secretIdFile: path.join(dir, 'secret-id') };
-}
-
 describe('/metrics', () => {
   it('reports certificate, renewal, Vault, request and handshake series with the right values', async () => {
     const deadPort = await freePort();
     const sidecar = await startSidecar({
-      vault: { ...vaultSection(vault), auth: await approleAuth() },
+      vault: { ...vaultSection(vault), auth: await approleAuth(vault) },
       identity: { commonName: 'metrics.test', dnsNames: ['localhost'], ttl: '10m' },
       inbound: [
         { name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` },

@@ -3,48 +3,29 @@
  * stop, restart or tamper with: an outage longer than a renewal attempt, a token revoked behind the
  * sidecar's back, and a PKI role that refuses the requested name.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import type http from 'node:http';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { afterAll, expect, inject, it } from 'vitest';
 import { buildConfig } from '../../src/config/load.js';
-import { startEchoApp } from '../../src/demo/echo-app.js';
 import { Sidecar } from '../../src/sidecar.js';
 import type { VaultPkiSource } from '../../src/vault/pki.js';
 import { waitFor } from '../support/cli.js';
 import { type DevServer, startDevServer } from '../support/dev-server.js';
+import { approleAuth, useEchoApp, usePrivateVaults } from '../support/fixtures.js';
 import { capturingLogger } from '../support/logs.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
-import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars } from '../support/sidecars.js';
+import { httpGet, httpsRequest, issueFromVault, startSidecar } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
-import { configureTestVault, type TestVault } from '../support/vault-setup.js';
+import { configureTestVault } from '../support/vault-setup.js';
 
 const shared = inject('vault');
-let app: http.Server;
-let appPort: number;
+const echo = useEchoApp();
+const privateVault = usePrivateVaults(shared.bin);
 const servers: DevServer[] = [];
 
-beforeAll(async () => {
-  ({
-    server: app,
-    address: { port: appPort },
-  } = await startEchoApp());
-});
-
 afterAll(async () => {
-  await stopAllSidecars();
   await Promise.all(servers.map((s) => s.stop()));
-  app.closeAllConnections();
-  app.close();
 });
-
-async function privateVault(port?: number): Promise<{ server: DevServer; vault: TestVault }> {
-  const server = await startDevServer(shared.bin, port);
-  servers.push(server);
-  return { server, vault: await configureTestVault(server.address, 'root', { bin: shared.bin }) };
-}
 
 async function metric(sidecar: Sidecar, name: string, labels: Record<string, string>): Promise<number> {
   return sampleValue(parsePrometheus(await sidecar.metrics.text()), name, labels) ?? 0;
@@ -61,7 +42,7 @@ it('keeps serving through a Vault outage, backs off, and renews once Vault is ba
         ttl: '30s',
         renewal: { outageBudget: '0s', minBackoff: '200ms', maxBackoff: '2s' },
       },
-      inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` }],
+      inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${echo.port()}` }],
       // A 30 s certificate leaves little validity during the outage; stay ready down to 1 s of it.
       admin: { listen: '127.0.0.1:0', readyMinValidity: '1s' },
     },
@@ -97,15 +78,8 @@ it('keeps serving through a Vault outage, backs off, and renews once Vault is ba
 
 it('logs in again when its token is revoked behind its back', async () => {
   const { vault } = await privateVault();
-  const secret = await vaultApi<{ data: { secret_id: string } }>(vault, 'POST', `auth/${vault.approleMount}/role/sidecar/secret-id`);
-  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-revoked-'));
-  writeFileSync(path.join(dir, 'secret-id'), secret.data.secret_id);
   const sidecar = await startSidecar({
-    vault: {
-      address: vault.address,
-      pki: { mount: vault.pkiMount, role: vault.role },
-      auth: { method: 'approle', mount: vault.approleMount, roleId: vault.approleRoleId, secretIdFile: path.join(dir, 'secret-id') },
-    },
+    vault: { address: vault.address, pki: { mount: vault.pkiMount, role: vault.role }, auth: await approleAuth(vault) },
     identity: { commonName: 'revoked.test', ttl: '10m' },
   });
   const firstSerial = sidecar.store.current()?.info.serial;
@@ -153,14 +127,11 @@ it('reports a role that refuses the requested name in one line with a code, stay
 });
 
 it('revokes its last certificate and its token on a clean shutdown when asked to', async () => {
-  const secret = await vaultApi<{ data: { secret_id: string } }>(shared, 'POST', `auth/${shared.approleMount}/role/sidecar/secret-id`);
-  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-shutdown-'));
-  writeFileSync(path.join(dir, 'secret-id'), secret.data.secret_id);
   const sidecar = await startSidecar({
     vault: {
       address: shared.address,
       pki: { mount: shared.pkiMount, role: shared.role },
-      auth: { method: 'approle', mount: shared.approleMount, roleId: shared.approleRoleId, secretIdFile: path.join(dir, 'secret-id') },
+      auth: await approleAuth(shared),
       revokeOnShutdown: { certificate: true, token: true },
     },
     identity: { commonName: 'leaving.test', ttl: '10m' },

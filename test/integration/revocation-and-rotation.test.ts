@@ -1,48 +1,20 @@
-/**
- * Revocation and CA rotation against a private Vault (rotation changes the mount's default issuer,
- * so it must not touch the shared server): a revoked client certificate is refused after a CRL
- * refresh, and handshakes keep succeeding while the PKI issuer rotates.
- */
-import type http from 'node:http';
-import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { startEchoApp } from '../../src/demo/echo-app.js';
+import { expect, inject, it } from 'vitest';
 import { waitFor } from '../support/cli.js';
-import { type DevServer, startDevServer } from '../support/dev-server.js';
+import { useEchoApp, usePrivateVaults } from '../support/fixtures.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
-import { httpsRequest, issueFromVault, startSidecar, stopAllSidecars } from '../support/sidecars.js';
+import { httpsRequest, issueFromVault, startSidecar } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
-import { configureTestVault } from '../support/vault-setup.js';
 
 const shared = inject('vault');
-let app: http.Server;
-let appPort: number;
-const servers: DevServer[] = [];
-
-beforeAll(async () => {
-  ({
-    server: app,
-    address: { port: appPort },
-  } = await startEchoApp());
-});
-
-afterAll(async () => {
-  await stopAllSidecars();
-  await Promise.all(servers.map((s) => s.stop()));
-  app.closeAllConnections();
-  app.close();
-});
-
-async function privateVault() {
-  const server = await startDevServer(shared.bin);
-  servers.push(server);
-  return configureTestVault(server.address, 'root', { bin: shared.bin });
-}
+const echo = useEchoApp();
+const startPrivateVault = usePrivateVaults(shared.bin);
+const privateVault = async () => (await startPrivateVault()).vault;
 
 function sidecarConfig(vault: { address: string; pkiMount: string; role: string }, name: string) {
   return {
     vault: { address: vault.address, pki: { mount: vault.pkiMount, role: vault.role, refreshInterval: '1s' } },
     identity: { commonName: `${name}.test`, dnsNames: ['localhost'], ttl: '10m' },
-    inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` }],
+    inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${echo.port()}` }],
   };
 }
 
