@@ -60,6 +60,8 @@ export class TrustRefresher {
       this.#lastGood = material;
       this.#failures = 0;
       trust.update(material);
+      // Vault may serve a CRL that is already past its nextUpdate (auto_rebuild off): same policy.
+      this.#softenExpiredCrl();
       logger.debug({ cas: material.caPems.length, crls: material.crlPems.length }, 'trust bundle refreshed');
     } catch (err) {
       delaySeconds = Math.min(
@@ -88,7 +90,7 @@ export class TrustRefresher {
     if (crlMode !== 'soft' || !this.#lastGood || !next || next > new Date() || trust.material.crlPems.length === 0) return;
     logger.warn(
       { code: ErrorCodes.CRL_STALE, nextUpdate: next.toISOString() },
-      'the CRL expired and could not be refreshed; revocation is not enforced until it can be (set vault.pki.crl: closed to refuse handshakes instead)',
+      'the CRL is past its nextUpdate and no newer one could be fetched; revocation is not enforced until one can (vault.pki.crl: closed refuses handshakes instead)',
     );
     trust.update({ caPems: this.#lastGood.caPems, crlPems: [] });
   }

@@ -1,6 +1,9 @@
 import { expect, inject, it } from 'vitest';
+import { buildConfig } from '../../src/config/load.js';
+import { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
 import { useEchoApp, usePrivateVaults } from '../support/fixtures.js';
+import { capturingLogger } from '../support/logs.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { httpsRequest, issueFromVault, startSidecar } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
@@ -75,4 +78,31 @@ it('keeps handshakes succeeding while the PKI issuer rotates', { timeout: 30_000
   expect(sidecar.store.current()?.info.issuer).toContain('(rotated)');
   expect((await httpsRequest(port, { ...oldClient, ca: bothCas })).status).toBe(200);
   expect((await httpsRequest(port, { ...newClient, ca: bothCas })).status).toBe(200);
+});
+
+it('with a CRL past its nextUpdate: soft mode stops enforcing it and says so, closed mode refuses and is not ready', async () => {
+  const vault = await privateVault();
+  await vaultApi(vault, 'POST', `${vault.pkiMount}/config/crl`, { expiry: '1s', auto_rebuild: false });
+  await vaultApi(vault, 'GET', `${vault.pkiMount}/crl/rotate`);
+  await new Promise((r) => setTimeout(r, 2000));
+  const client = await issueFromVault(vault, 'caller.test');
+
+  const { logger, lines } = capturingLogger();
+  const soft = await Sidecar.create(
+    buildConfig({ ...sidecarConfig(vault, 'soft'), admin: { listen: '127.0.0.1:0' } }, { VAULT_TOKEN: 'root' }),
+    logger,
+  );
+  await soft.start();
+  expect(lines.some((l) => l.code === 'SIDECAR_CRL_STALE')).toBe(true);
+  expect((await httpsRequest(soft.listenerAddress('app').port, client)).status).toBe(200);
+  expect(soft.notReadyReasons()).toEqual([]);
+  await soft.stop(0);
+
+  const closedConfig = sidecarConfig(vault, 'closed');
+  const closed = await startSidecar(
+    { ...closedConfig, vault: { ...closedConfig.vault, pki: { ...closedConfig.vault.pki, crl: 'closed' } } },
+    { VAULT_TOKEN: 'root' },
+  );
+  await expect(httpsRequest(closed.listenerAddress('app').port, client)).rejects.toThrow();
+  expect(closed.notReadyReasons()).toContain('the CRL expired and could not be refreshed (vault.pki.crl: closed)');
 });
