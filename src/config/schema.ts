@@ -142,6 +142,24 @@ const identitySection = z
   })
   .strict();
 
+/**
+ * One allow rule: every identity field given must match the peer (any of its values); `*` matches
+ * one segment (between `/` in URIs, `.` in DNS names), `**` anything. Methods and path prefixes
+ * (http mode only) narrow the rule further.
+ */
+const allowRule = z
+  .object({
+    spiffe: z.string().min(1).optional(),
+    uri: z.string().min(1).optional(),
+    dns: z.string().min(1).optional(),
+    cn: z.string().min(1).optional(),
+    ou: z.string().min(1).optional(),
+    methods: z.array(z.string().min(1).toUpperCase()).optional(),
+    paths: z.array(z.string().startsWith('/')).optional(),
+  })
+  .strict()
+  .refine((rule) => Object.keys(rule).length > 0, 'an empty rule would allow everyone; name at least one field');
+
 const inboundListener = z
   .object({
     name: listenerName,
@@ -149,6 +167,15 @@ const inboundListener = z
     /** The app, in plaintext; loopback in a pod. */
     target: hostPort,
     mode: z.literal('http').default('http'),
+    /** Who may call, beyond holding a certificate from the trusted CA. Absent: every such peer. */
+    authorization: z
+      .object({
+        allow: z.array(allowRule).min(1),
+        /** Log would-be denials and let them through, to try rules out before enforcing them. */
+        dryRun: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -200,6 +227,7 @@ export const configSchema = z
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
 export type InboundListenerConfig = Parsed['inbound'][number];
+export type AuthorizationConfig = NonNullable<InboundListenerConfig['authorization']>;
 export type OutboundListenerConfig = Parsed['outbound'][number];
 export type IdentityConfig = Parsed['identity'];
 export type VaultAuthConfig = NonNullable<Parsed['vault']>['auth'];

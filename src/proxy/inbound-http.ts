@@ -11,7 +11,8 @@ import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
-import { formatXfcc, peerIdentity } from '../tls/peer.js';
+import { AuthorizationPolicy } from '../tls/authorization.js';
+import { formatXfcc, type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
 import type { Listener, ListenerDeps } from './listener.js';
@@ -42,6 +43,32 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     }
   });
 
+  const policy = config.authorization ? new AuthorizationPolicy(config.authorization) : undefined;
+  /** Applies the listener's allow rules; false when the request was answered with a 403. */
+  const authorize = (peer: PeerIdentity, req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    if (!policy) return true;
+    // Dot segments resolved, so "/api/../admin" is judged as "/admin", as the app will see it.
+    const path = new URL(req.url ?? '/', 'http://authz.invalid').pathname;
+    const decision = policy.decide(peer, { method: req.method ?? 'GET', path });
+    if (decision.allowed) return true;
+    const who = peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
+    const dryRun = policy.config.dryRun;
+    audit.record(
+      {
+        event: dryRun ? 'authz_would_deny' : 'authz_denied',
+        listener: config.name,
+        remoteAddress: req.socket.remoteAddress,
+        peer: who,
+        reason: decision.reason,
+      },
+      dryRun ? 'authorization would deny this request (dry run: let through)' : 'authorization denied a request',
+    );
+    if (dryRun) return true;
+    metrics.authzDenials.inc({ listener: config.name });
+    sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, `${who} may not call ${req.method} ${path} on ${config.name}: ${decision.reason}`);
+    return false;
+  };
+
   const server = https.createServer(
     {
       ...contexts.serverOptions(),
@@ -51,7 +78,9 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     (req, res) => {
       for (const name of IDENTITY_HEADERS) delete req.headers[name];
       const peer = peerIdentity(req.socket as TLSSocket);
-      if (peer) req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
+      if (!peer) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, 'no verified client certificate on this connection');
+      if (policy && !authorize(peer, req, res)) return;
+      req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
       proxy.web(req, res);
     },
   );

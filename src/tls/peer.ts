@@ -5,6 +5,8 @@ import { parseSubjectAltName } from '../identity/bundle.js';
 
 export interface PeerIdentity {
   readonly subject: string;
+  readonly commonNames: readonly string[];
+  readonly organizationalUnits: readonly string[];
   readonly uris: readonly string[];
   readonly dnsNames: readonly string[];
   /** SHA-256 of the DER certificate, hex. */
@@ -18,8 +20,11 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
     .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`)
     .join(',');
   const sans = parseSubjectAltName(cert.subjectaltname);
+  const values = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   return {
     subject,
+    commonNames: values(cert.subject?.CN),
+    organizationalUnits: values(cert.subject?.OU),
     uris: sans.uris,
     dnsNames: sans.dnsNames,
     hash: createHash('sha256').update(cert.raw).digest('hex'),

@@ -1,0 +1,80 @@
+/**
+ * Authorization by peer identity: allow rules over the SPIFFE ID / URI SANs, DNS SANs, CN and OU
+ * of a verified client certificate, optionally narrowed by HTTP method and path prefix. Rules are
+ * compiled once per listener; evaluating one is a few regex tests.
+ */
+import type { AuthorizationConfig } from '../config/schema.js';
+import type { PeerIdentity } from './peer.js';
+
+export interface RequestFacts {
+  readonly method: string;
+  readonly path: string;
+}
+
+export interface Decision {
+  readonly allowed: boolean;
+  /** Why, for the audit log: the matching rule's index, or what no rule matched. */
+  readonly reason: string;
+}
+
+/** `*` is one segment (no `separator`), `**` anything; everything else is literal. */
+export function globToRegExp(glob: string, separator: '/' | '.' | ''): RegExp {
+  const one = separator ? `[^${separator === '.' ? '.' : '/'}]*` : '.*';
+  const pattern = glob
+    .split('**')
+    .map((part) =>
+      part
+        .split('*')
+        .map((literal) => literal.replace(/[.+?^${}()|[\]\\/]/g, '\\$&'))
+        .join(one),
+    )
+    .join('.*');
+  return new RegExp(`^${pattern}$`);
+}
+
+interface CompiledRule {
+  readonly uri?: RegExp;
+  readonly dns?: RegExp;
+  readonly cn?: RegExp;
+  readonly ou?: RegExp;
+  readonly methods?: ReadonlySet<string>;
+  readonly paths?: readonly string[];
+}
+
+const anyMatches = (pattern: RegExp | undefined, values: readonly string[]) => pattern === undefined || values.some((v) => pattern.test(v));
+
+export class AuthorizationPolicy {
+  readonly #rules: CompiledRule[];
+
+  constructor(readonly config: AuthorizationConfig) {
+    this.#rules = config.allow.map((rule) => ({
+      ...(rule.spiffe || rule.uri ? { uri: globToRegExp((rule.spiffe ?? rule.uri) as string, '/') } : {}),
+      ...(rule.dns ? { dns: globToRegExp(rule.dns, '.') } : {}),
+      ...(rule.cn ? { cn: globToRegExp(rule.cn, '') } : {}),
+      ...(rule.ou ? { ou: globToRegExp(rule.ou, '') } : {}),
+      ...(rule.methods ? { methods: new Set(rule.methods) } : {}),
+      ...(rule.paths ? { paths: rule.paths } : {}),
+    }));
+  }
+
+  /** Whether `peer` may connect at all (tcp mode, or before any request): rules with method/path limits count as possible. */
+  decide(peer: PeerIdentity, request?: RequestFacts): Decision {
+    for (const [index, rule] of this.#rules.entries()) {
+      const identityMatches =
+        anyMatches(rule.uri, peer.uris) &&
+        anyMatches(rule.dns, peer.dnsNames) &&
+        anyMatches(rule.cn, peer.commonNames) &&
+        anyMatches(rule.ou, peer.organizationalUnits);
+      if (!identityMatches) continue;
+      if (request) {
+        if (rule.methods && !rule.methods.has(request.method.toUpperCase())) continue;
+        if (rule.paths && !rule.paths.some((prefix) => request.path.startsWith(prefix))) continue;
+      }
+      return { allowed: true, reason: `allow[${index}]` };
+    }
+    return {
+      allowed: false,
+      reason: request ? `no allow rule matches ${request.method} ${request.path}` : 'no allow rule matches the peer',
+    };
+  }
+}
