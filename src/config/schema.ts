@@ -167,6 +167,10 @@ const inboundListener = z
     /** The app, in plaintext; loopback in a pod. */
     target: hostPort,
     mode: z.literal('http').default('http'),
+    /** How the app learns who called: Envoy's x-forwarded-client-cert, RFC 9440 Client-Cert, or nothing. */
+    forwardClientCert: z.enum(['xfcc', 'rfc9440', 'none']).default('xfcc'),
+    /** Host header the app sees (e.g. a virtual host it routes on); the client's Host when unset. */
+    rewriteHost: z.string().min(1).optional(),
     /** Who may call, beyond holding a certificate from the trusted CA. Absent: every such peer. */
     authorization: z
       .object({

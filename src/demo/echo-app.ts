@@ -12,7 +12,16 @@ export interface EchoReply {
   readonly host: string | null;
   /** The verified caller, as the inbound sidecar told us; null when it came without one. */
   readonly caller: string | null;
+  /** RFC 9440 Client-Cert, when the listener forwards the caller that way. */
+  readonly clientCert: string | null;
+  readonly forwardedFor: string | null;
+  readonly forwardedProto: string | null;
   readonly bodyBytes: number;
+}
+
+function header(req: http.IncomingMessage, name: string): string | null {
+  const value = req.headers[name];
+  return typeof value === 'string' ? value : null;
 }
 
 export function createEchoApp(): http.Server {
@@ -29,6 +38,9 @@ export function createEchoApp(): http.Server {
         path: req.url ?? '',
         host: req.headers.host ?? null,
         caller: typeof caller === 'string' ? caller : null,
+        clientCert: header(req, 'client-cert'),
+        forwardedFor: header(req, 'x-forwarded-for'),
+        forwardedProto: header(req, 'x-forwarded-proto'),
         bodyBytes,
       };
       const text = `${JSON.stringify(reply, null, 2)}\n`;

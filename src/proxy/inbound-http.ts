@@ -12,7 +12,7 @@ import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { AuthorizationPolicy } from '../tls/authorization.js';
-import { formatXfcc, type PeerIdentity, peerIdentity } from '../tls/peer.js';
+import { formatXfcc, type PeerIdentity, peerIdentity, rfc9440Headers } from '../tls/peer.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
 import type { Listener, ListenerDeps } from './listener.js';
@@ -80,7 +80,9 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
       const peer = peerIdentity(req.socket as TLSSocket);
       if (!peer) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, 'no verified client certificate on this connection');
       if (policy && !authorize(peer, req, res)) return;
-      req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
+      if (config.forwardClientCert === 'xfcc') req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
+      if (config.forwardClientCert === 'rfc9440') Object.assign(req.headers, rfc9440Headers(req.socket as TLSSocket));
+      if (config.rewriteHost) req.headers.host = config.rewriteHost;
       proxy.web(req, res);
     },
   );

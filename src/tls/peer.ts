@@ -42,3 +42,22 @@ export function formatXfcc(peer: PeerIdentity): string {
   for (const dns of peer.dnsNames) parts.push(`DNS=${quote(dns)}`);
   return parts.join(';');
 }
+
+/**
+ * RFC 9440 headers: `Client-Cert` is the DER certificate as a structured-field byte sequence
+ * (`:base64:`), `Client-Cert-Chain` the intermediates the client sent, leaf's issuer first.
+ */
+export function rfc9440Headers(socket: TLSSocket): { 'client-cert': string; 'client-cert-chain'?: string } | undefined {
+  const leaf = socket.getPeerCertificate(true);
+  if (!leaf?.raw) return undefined;
+  const chain: string[] = [];
+  // The detailed certificate links each certificate to its issuer; the root is self-signed.
+  for (let ca = leaf.issuerCertificate; ca && chain.length < 8; ca = ca.issuerCertificate) {
+    if (!ca.issuerCertificate || ca.issuerCertificate.fingerprint256 === ca.fingerprint256) break;
+    chain.push(`:${ca.raw.toString('base64')}:`);
+  }
+  return {
+    'client-cert': `:${leaf.raw.toString('base64')}:`,
+    ...(chain.length > 0 ? { 'client-cert-chain': chain.join(', ') } : {}),
+  };
+}

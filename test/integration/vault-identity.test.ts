@@ -2,6 +2,7 @@
  * The sidecar against a real OpenBao/Vault dev server, with real sockets and real certificates:
  * issue and readiness, inbound mTLS accept and refuse, two sidecars chained, AppRole login.
  */
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -255,5 +256,38 @@ describe('authorization', () => {
     expect((await httpsRequest(sidecar.listenerAddress('api').port, { ...cart, path: '/api/orders' })).status).toBe(200);
     const samples = parsePrometheus(await sidecar.metrics.text());
     expect(sampleValue(samples, 'sidecar_authz_denials_total', { listener: 'api' })).toBeUndefined();
+  });
+});
+
+describe('telling the app who called', () => {
+  it('sends RFC 9440 Client-Cert instead of XFCC when asked, sets X-Forwarded-*, rewrites Host, and strips what the client sent', async () => {
+    const sidecar = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: serviceIdentity('headers'),
+        inbound: [
+          {
+            name: 'app',
+            listen: '127.0.0.1:0',
+            target: `127.0.0.1:${appPort}`,
+            forwardClientCert: 'rfc9440',
+            rewriteHost: 'orders.internal',
+          },
+        ],
+      },
+      env,
+    );
+    const client = await issueFromVault(vault, 'caller.test');
+    const res = await httpsRequest(sidecar.listenerAddress('app').port, {
+      ...client,
+      headers: { 'client-cert': ':Zm9yZ2Vk:', 'x-forwarded-client-cert': 'URI=spiffe://forged' },
+    });
+    const echo = JSON.parse(res.body);
+    const der = new X509Certificate(client.cert).raw.toString('base64');
+    expect(echo.clientCert).toBe(`:${der}:`);
+    expect(echo.caller).toBeNull();
+    expect(echo.host).toBe('orders.internal');
+    expect(echo.forwardedFor).toBe('127.0.0.1');
+    expect(echo.forwardedProto).toBe('https');
   });
 });
