@@ -16,8 +16,10 @@ import { IdentityStore } from './identity/store.js';
 import { TrustStore } from './identity/trust.js';
 import { TrustRefresher } from './identity/trust-refresher.js';
 import { createInboundHttpListener } from './proxy/inbound-http.js';
+import { createInboundTcpListener } from './proxy/inbound-tcp.js';
 import type { Listener, ListenerDeps } from './proxy/listener.js';
 import { createOutboundHttpListener } from './proxy/outbound-http.js';
+import { createOutboundTcpListener } from './proxy/outbound-tcp.js';
 import { AuditLog } from './telemetry/audit.js';
 import { Metrics } from './telemetry/metrics.js';
 import { TlsContexts } from './tls/contexts.js';
@@ -173,8 +175,8 @@ export class Sidecar {
     await this.trustRefresher?.start();
     const deps: ListenerDeps = { contexts: this.contexts, logger: this.logger, metrics: this.metrics, audit: this.audit };
     this.#listeners = [
-      ...this.config.inbound.map((l, i) => createInboundHttpListener(l, i, deps)),
-      ...this.config.outbound.map((l, i) => createOutboundHttpListener(l, i, deps)),
+      ...this.config.inbound.map((l, i) => (l.mode === 'tcp' ? createInboundTcpListener : createInboundHttpListener)(l, i, deps)),
+      ...this.config.outbound.map((l, i) => (l.mode === 'tcp' ? createOutboundTcpListener : createOutboundHttpListener)(l, i, deps)),
     ];
     for (const listener of this.#listeners) await listener.listen();
     this.#state = 'running';

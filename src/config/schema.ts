@@ -166,7 +166,8 @@ const inboundListener = z
     listen: hostPort,
     /** The app, in plaintext; loopback in a pod. */
     target: hostPort,
-    mode: z.literal('http').default('http'),
+    /** http: HTTP/1.1 through http-proxy; tcp: a raw byte pipe (databases, any protocol). */
+    mode: z.enum(['http', 'tcp']).default('http'),
     /** How the app learns who called: Envoy's x-forwarded-client-cert, RFC 9440 Client-Cert, or nothing. */
     forwardClientCert: z.enum(['xfcc', 'rfc9440', 'none']).default('xfcc'),
     /** Host header the app sees (e.g. a virtual host it routes on); the client's Host when unset. */
@@ -192,7 +193,7 @@ const outboundListener = z
     target: hostPort,
     /** The name the server's certificate must carry (and the SNI sent); the target host when unset. */
     serverName: z.string().optional(),
-    mode: z.literal('http').default('http'),
+    mode: z.enum(['http', 'tcp']).default('http'),
   })
   .strict();
 

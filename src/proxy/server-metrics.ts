@@ -1,10 +1,10 @@
 /** Connection, byte and request accounting shared by every listener. */
 import type http from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
 
 /** Counts open connections and, when each closes, the bytes it carried. */
-export function trackConnections(server: http.Server, listener: string, metrics: Metrics): void {
+export function trackConnections(server: NetServer, listener: string, metrics: Metrics): void {
   server.on('connection', (socket: Socket) => {
     metrics.connectionsActive.inc({ listener });
     socket.once('close', () => {

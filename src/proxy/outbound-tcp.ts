@@ -1,0 +1,76 @@
+/**
+ * Outbound in tcp mode: the app connects in plaintext; each connection is dialled to the target
+ * with mTLS (the current certificate, the server checked against the expected name) and piped.
+ */
+import net, { type AddressInfo, isIP } from 'node:net';
+import tls from 'node:tls';
+import { formatHostPort } from '../config/parse.js';
+import type { OutboundListenerConfig } from '../config/schema.js';
+import { handshakeFailureReason } from '../telemetry/metrics.js';
+import type { Listener, ListenerDeps } from './listener.js';
+import { pipeBothWays } from './pipe.js';
+import { drainRawServer, listenOn, trackSockets } from './server-lifecycle.js';
+import { trackConnections } from './server-metrics.js';
+
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET']);
+
+export function createOutboundTcpListener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
+  const { contexts, metrics, audit } = deps;
+  const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'tcp' });
+  const targetText = formatHostPort(config.target);
+  const expectedName = config.serverName ?? config.target.host;
+
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    let secured = false;
+    const upstream = tls.connect({
+      host: config.target.host,
+      port: config.target.port,
+      secureContext: contexts.clientContext(),
+      // SNI carries host names only, never IP addresses (RFC 6066 §3).
+      servername: isIP(expectedName) ? undefined : expectedName,
+      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(expectedName, cert),
+      // Passed through to the socket; the ConnectionOptions type does not list it.
+      allowHalfOpen: true,
+    } as tls.ConnectionOptions);
+    upstream.once('secureConnect', () => {
+      secured = true;
+    });
+    upstream.once('error', (err: Error & { code?: string }) => {
+      if (!secured && !NETWORK_ERRORS.has(err.code ?? '')) {
+        const reason = handshakeFailureReason(err);
+        metrics.handshakeFailures.inc({ listener: config.name, reason });
+        audit.record(
+          {
+            event: 'upstream_handshake_failed',
+            listener: config.name,
+            remoteAddress: targetText,
+            peer: expectedName,
+            reason,
+            detail: err.code ?? err.message,
+          },
+          'mTLS handshake with the upstream failed',
+        );
+      }
+      log.warn({ event: 'upstream_failed', target: targetText, reason: err.code ?? err.message }, 'upstream connection failed');
+    });
+    pipeBothWays(client, upstream);
+  });
+  trackConnections(server, config.name, metrics);
+  const sockets = trackSockets(server);
+
+  let bound: AddressInfo | undefined;
+  return {
+    name: config.name,
+    direction: 'outbound',
+    async listen() {
+      bound = await listenOn(server, config.listen, `outbound[${index}].listen`);
+      log.info(
+        { address: formatHostPort({ host: bound.address, port: bound.port }), target: targetText, expectedName },
+        'outbound listener ready',
+      );
+      return bound;
+    },
+    address: () => bound,
+    drain: (graceMs) => drainRawServer(server, sockets, graceMs),
+  };
+}
