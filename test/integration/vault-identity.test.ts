@@ -5,6 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -289,5 +290,45 @@ describe('telling the app who called', () => {
     expect(echo.host).toBe('orders.internal');
     expect(echo.forwardedFor).toBe('127.0.0.1');
     expect(echo.forwardedProto).toBe('https');
+  });
+});
+
+describe('outbound pooling', () => {
+  it('serves 100 sequential plaintext connections over far fewer upstream mTLS handshakes', async () => {
+    const serving = await issueFromVault(vault, 'pooled.test');
+    let handshakes = 0;
+    const upstream = https.createServer(
+      { cert: serving.cert, key: serving.key, ca: vault.caPem, requestCert: true, rejectUnauthorized: true },
+      (_req, res) => res.end('ok'),
+    );
+    upstream.on('secureConnection', () => handshakes++);
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    try {
+      const sidecar = await startSidecar(
+        {
+          vault: vaultSection(vault),
+          identity: serviceIdentity('pool-client'),
+          outbound: [
+            {
+              name: 'pooled',
+              listen: '127.0.0.1:0',
+              target: `127.0.0.1:${(upstream.address() as { port: number }).port}`,
+              serverName: 'pooled.test',
+            },
+          ],
+        },
+        env,
+      );
+      const port = sidecar.listenerAddress('pooled').port;
+      for (let i = 0; i < 100; i++) {
+        // A new plaintext connection each time, closed after the response.
+        const res = await fetch(`http://127.0.0.1:${port}/`, { headers: { connection: 'close' } });
+        expect(await res.text()).toBe('ok');
+      }
+      expect(handshakes).toBeLessThanOrEqual(5);
+    } finally {
+      upstream.closeAllConnections();
+      upstream.close();
+    }
   });
 });
