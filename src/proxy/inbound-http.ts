@@ -5,6 +5,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import httpProxy from 'http-proxy';
 import { formatHostPort } from '../config/parse.js';
@@ -12,7 +13,7 @@ import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { AuthorizationPolicy } from '../tls/authorization.js';
-import { formatXfcc, type PeerIdentity, peerIdentity, rfc9440Headers } from '../tls/peer.js';
+import { formatXfcc, peerIdentity, rfc9440Headers } from '../tls/peer.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
 import type { Listener, ListenerDeps } from './listener.js';
@@ -27,7 +28,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   const log = deps.logger.child({ listener: config.name, direction: 'inbound' });
   const target = `http://${formatHostPort(config.target)}`;
   const appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
-  const proxy = httpProxy.createProxyServer({ target, agent: appAgent, xfwd: true, ws: false });
+  const proxy = httpProxy.createProxyServer({ target, agent: appAgent, xfwd: true, ws: true });
 
   proxy.on('proxyReq', (proxyReq, req) => {
     for (const name of hopByHopNames(req.headers)) proxyReq.removeHeader(name);
@@ -44,48 +45,56 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   });
 
   const policy = config.authorization ? new AuthorizationPolicy(config.authorization) : undefined;
-  /** Applies the listener's allow rules; false when the request was answered with a 403. */
-  const authorize = (peer: PeerIdentity, req: http.IncomingMessage, res: http.ServerResponse): boolean => {
-    if (!policy) return true;
+  /**
+   * Strips identity headers a client sent, applies the listener's allow rules, and sets the headers
+   * that tell the app who called. Returns why the request is refused, or undefined to forward it.
+   */
+  const admit = (req: http.IncomingMessage): string | undefined => {
+    for (const name of IDENTITY_HEADERS) delete req.headers[name];
+    const socket = req.socket as TLSSocket;
+    const peer = peerIdentity(socket);
+    if (!peer) return 'no verified client certificate on this connection';
     // Dot segments resolved, so "/api/../admin" is judged as "/admin", as the app will see it.
     const path = new URL(req.url ?? '/', 'http://authz.invalid').pathname;
-    const decision = policy.decide(peer, { method: req.method ?? 'GET', path });
-    if (decision.allowed) return true;
-    const who = peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
-    const dryRun = policy.config.dryRun;
-    audit.record(
-      {
-        event: dryRun ? 'authz_would_deny' : 'authz_denied',
-        listener: config.name,
-        remoteAddress: req.socket.remoteAddress,
-        peer: who,
-        reason: decision.reason,
-      },
-      dryRun ? 'authorization would deny this request (dry run: let through)' : 'authorization denied a request',
-    );
-    if (dryRun) return true;
-    metrics.authzDenials.inc({ listener: config.name });
-    sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, `${who} may not call ${req.method} ${path} on ${config.name}: ${decision.reason}`);
-    return false;
+    const decision = policy?.decide(peer, { method: req.method ?? 'GET', path });
+    if (policy && decision && !decision.allowed) {
+      const who = peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
+      const dryRun = policy.config.dryRun;
+      audit.record(
+        {
+          event: dryRun ? 'authz_would_deny' : 'authz_denied',
+          listener: config.name,
+          remoteAddress: socket.remoteAddress,
+          peer: who,
+          reason: decision.reason,
+        },
+        dryRun ? 'authorization would deny this request (dry run: let through)' : 'authorization denied a request',
+      );
+      if (!dryRun) {
+        metrics.authzDenials.inc({ listener: config.name });
+        return `${who} may not call ${req.method} ${path} on ${config.name}: ${decision.reason}`;
+      }
+    }
+    if (config.forwardClientCert === 'xfcc') req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
+    if (config.forwardClientCert === 'rfc9440') Object.assign(req.headers, rfc9440Headers(socket));
+    if (config.rewriteHost) req.headers.host = config.rewriteHost;
+    return undefined;
   };
 
-  const server = https.createServer(
-    {
-      ...contexts.serverOptions(),
-      requestCert: true,
-      rejectUnauthorized: true,
-    },
-    (req, res) => {
-      for (const name of IDENTITY_HEADERS) delete req.headers[name];
-      const peer = peerIdentity(req.socket as TLSSocket);
-      if (!peer) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, 'no verified client certificate on this connection');
-      if (policy && !authorize(peer, req, res)) return;
-      if (config.forwardClientCert === 'xfcc') req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
-      if (config.forwardClientCert === 'rfc9440') Object.assign(req.headers, rfc9440Headers(req.socket as TLSSocket));
-      if (config.rewriteHost) req.headers.host = config.rewriteHost;
-      proxy.web(req, res);
-    },
-  );
+  const server = https.createServer({ ...contexts.serverOptions(), requestCert: true, rejectUnauthorized: true }, (req, res) => {
+    const refused = admit(req);
+    if (refused) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, refused);
+    proxy.web(req, res);
+  });
+  // WebSocket (and any HTTP/1.1 upgrade): the same admission, then a byte pipe.
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const refused = admit(req);
+    if (!refused) return proxy.ws(req, socket, head);
+    const body = JSON.stringify({ error: { code: ErrorCodes.AUTHZ_DENIED, message: refused } });
+    socket.end(
+      `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  });
   // Rotation: new handshakes use the new certificate; established connections keep theirs.
   contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
 

@@ -71,6 +71,8 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
   });
 
   const server = http.createServer((req, res) => proxy.web(req, res));
+  // WebSocket upgrades go through the same mTLS agent as requests.
+  server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
   trackConnections(server, config.name, metrics);
   trackRequests(server, config.name, metrics);
 
