@@ -160,6 +160,21 @@ const allowRule = z
   .strict()
   .refine((rule) => Object.keys(rule).length > 0, 'an empty rule would allow everyone; name at least one field');
 
+/** Per-listener limits, so one slow or greedy client cannot harm the others. */
+const limits = z
+  .object({
+    /** Dialling the app (inbound) or the upstream (outbound), including the TLS handshake. */
+    connectTimeout: duration.default(5),
+    /** A connection with no traffic for this long is closed. */
+    idleTimeout: duration.default(120),
+    /** A client must send its complete request headers within this (slow-header attacks). */
+    headersTimeout: duration.default(10),
+    /** Connections beyond this are closed at once; existing ones are unaffected. */
+    maxConnections: z.number().int().positive().default(1024),
+  })
+  .strict()
+  .default({ connectTimeout: 5, idleTimeout: 120, headersTimeout: 10, maxConnections: 1024 });
+
 const inboundListener = z
   .object({
     name: listenerName,
@@ -168,6 +183,7 @@ const inboundListener = z
     target: hostPort,
     /** http: HTTP/1.1 through http-proxy; tcp: a raw byte pipe (databases, any protocol). */
     mode: z.enum(['http', 'tcp']).default('http'),
+    limits,
     /** How the app learns who called: Envoy's x-forwarded-client-cert, RFC 9440 Client-Cert, or nothing. */
     forwardClientCert: z.enum(['xfcc', 'rfc9440', 'none']).default('xfcc'),
     /** Host header the app sees (e.g. a virtual host it routes on); the client's Host when unset. */
@@ -194,6 +210,7 @@ const outboundListener = z
     /** The name the server's certificate must carry (and the SNI sent); the target host when unset. */
     serverName: z.string().optional(),
     mode: z.enum(['http', 'tcp']).default('http'),
+    limits,
   })
   .strict();
 

@@ -16,6 +16,7 @@ import { AuthorizationPolicy } from '../tls/authorization.js';
 import { formatXfcc, peerIdentity, rfc9440Headers } from '../tls/peer.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
+import { applyHttpLimits, httpServerOptions } from './limits.js';
 import type { Listener, ListenerDeps } from './listener.js';
 import { drainServer, listenOn } from './server-lifecycle.js';
 import { trackConnections, trackRequests } from './server-metrics.js';
@@ -28,7 +29,13 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   const log = deps.logger.child({ listener: config.name, direction: 'inbound' });
   const target = `http://${formatHostPort(config.target)}`;
   const appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
-  const proxy = httpProxy.createProxyServer({ target, agent: appAgent, xfwd: true, ws: true });
+  const proxy = httpProxy.createProxyServer({
+    target,
+    agent: appAgent,
+    xfwd: true,
+    ws: true,
+    proxyTimeout: config.limits.idleTimeout * 1000,
+  });
 
   proxy.on('proxyReq', (proxyReq, req) => {
     for (const name of hopByHopNames(req.headers)) proxyReq.removeHeader(name);
@@ -81,11 +88,14 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     return undefined;
   };
 
-  const server = https.createServer({ ...contexts.serverOptions(), requestCert: true, rejectUnauthorized: true }, (req, res) => {
-    const refused = admit(req);
-    if (refused) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, refused);
-    proxy.web(req, res);
-  });
+  const server = https.createServer(
+    { ...httpServerOptions(config.limits), ...contexts.serverOptions(), requestCert: true, rejectUnauthorized: true },
+    (req, res) => {
+      const refused = admit(req);
+      if (refused) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, refused);
+      proxy.web(req, res);
+    },
+  );
   // WebSocket (and any HTTP/1.1 upgrade): the same admission, then a byte pipe.
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const refused = admit(req);
@@ -98,6 +108,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   // Rotation: new handshakes use the new certificate; established connections keep theirs.
   contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
 
+  applyHttpLimits(server, config.limits);
   trackConnections(server, config.name, metrics);
   trackRequests(server, config.name, metrics);
   server.on('tlsClientError', (err: Error & { code?: string }, socket) => {

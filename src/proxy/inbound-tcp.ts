@@ -10,6 +10,7 @@ import type { InboundListenerConfig } from '../config/schema.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { AuthorizationPolicy } from '../tls/authorization.js';
 import { peerIdentity } from '../tls/peer.js';
+import { applyRawLimits } from './limits.js';
 import type { Listener, ListenerDeps } from './listener.js';
 import { pipeBothWays } from './pipe.js';
 import { drainRawServer, listenOn, trackSockets } from './server-lifecycle.js';
@@ -52,6 +53,7 @@ export function createInboundTcpListener(config: InboundListenerConfig, index: n
     },
   );
   contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
+  applyRawLimits(server, config.limits);
   trackConnections(server, config.name, metrics);
   const sockets = trackSockets(server);
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {

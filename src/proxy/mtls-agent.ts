@@ -11,6 +11,8 @@ import type { TlsContexts } from '../tls/contexts.js';
 export interface UpstreamIdentity {
   readonly expectedName: string;
   readonly servername: string | undefined;
+  /** TCP connect plus TLS handshake must finish within this. */
+  readonly connectTimeoutMs: number;
 }
 
 export class MtlsAgent extends https.Agent {
@@ -31,8 +33,20 @@ export class MtlsAgent extends https.Agent {
       checkServerIdentity: (_host, cert) => tls.checkServerIdentity(expectedName, cert),
     };
     // https.Agent's own createConnection adds TLS session resumption; reuse it.
-    return (
-      https.Agent.prototype as unknown as { createConnection: (o: tls.ConnectionOptions, cb?: unknown) => Duplex }
+    const socket = (
+      https.Agent.prototype as unknown as { createConnection: (o: tls.ConnectionOptions, cb?: unknown) => tls.TLSSocket }
     ).createConnection.call(this, dialOptions, callback);
+    const timer = setTimeout(
+      () =>
+        socket.destroy(
+          Object.assign(new Error(`no mTLS connection to ${expectedName} within ${this.upstream.connectTimeoutMs} ms`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      this.upstream.connectTimeoutMs,
+    );
+    socket.once('secureConnect', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+    return socket;
   }
 }

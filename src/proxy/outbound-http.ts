@@ -13,6 +13,7 @@ import { ErrorCodes } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
+import { applyHttpLimits, httpServerOptions } from './limits.js';
 import type { Listener, ListenerDeps } from './listener.js';
 import { MtlsAgent } from './mtls-agent.js';
 import { drainServer, listenOn } from './server-lifecycle.js';
@@ -29,6 +30,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     expectedName,
     // SNI carries host names only, never IP addresses (RFC 6066 §3).
     servername: isIP(expectedName) ? undefined : expectedName,
+    connectTimeoutMs: config.limits.connectTimeout * 1000,
   });
   const proxy = httpProxy.createProxyServer({
     target: `https://${targetText}`,
@@ -36,6 +38,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     secure: true,
     // The upstream sees its own name in Host, as if the app had called it directly.
     changeOrigin: true,
+    proxyTimeout: config.limits.idleTimeout * 1000,
   });
 
   proxy.on('proxyReq', (proxyReq, req) => {
@@ -70,9 +73,10 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     else res.destroy();
   });
 
-  const server = http.createServer((req, res) => proxy.web(req, res));
+  const server = http.createServer(httpServerOptions(config.limits), (req, res) => proxy.web(req, res));
   // WebSocket upgrades go through the same mTLS agent as requests.
   server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
+  applyHttpLimits(server, config.limits);
   trackConnections(server, config.name, metrics);
   trackRequests(server, config.name, metrics);
 

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
 import type { OutboundListenerConfig } from '../config/schema.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
+import { applyRawLimits } from './limits.js';
 import type { Listener, ListenerDeps } from './listener.js';
 import { pipeBothWays } from './pipe.js';
 import { drainRawServer, listenOn, trackSockets } from './server-lifecycle.js';
@@ -32,8 +33,13 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
       // Passed through to the socket; the ConnectionOptions type does not list it.
       allowHalfOpen: true,
     } as tls.ConnectionOptions);
+    // Bounded dial: TCP connect plus the TLS handshake.
+    upstream.setTimeout(config.limits.connectTimeout * 1000, () =>
+      upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
+    );
     upstream.once('secureConnect', () => {
       secured = true;
+      upstream.setTimeout(config.limits.idleTimeout * 1000, () => upstream.destroy());
     });
     upstream.once('error', (err: Error & { code?: string }) => {
       if (!secured && !NETWORK_ERRORS.has(err.code ?? '')) {
@@ -55,6 +61,7 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     });
     pipeBothWays(client, upstream);
   });
+  applyRawLimits(server, config.limits);
   trackConnections(server, config.name, metrics);
   const sockets = trackSockets(server);
 
