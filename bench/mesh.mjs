@@ -1,0 +1,289 @@
+/**
+ * The mesh-path benchmark: load generator (wrk) → outbound sidecar → inbound sidecar → app, next
+ * to the same path through an nginx pair configured as a production user would, and a direct
+ * baseline (wrk → app). The app is nginx serving a small body and a 1 MiB file, so it is never
+ * the bottleneck. Prints req/s, p50/p99, MB/s, CPU time per request and RSS of each proxy, as
+ * ratios to the nginx pair and to direct, all from one run (the machine is shared and noisy).
+ *
+ * Usage: npm run bench [-- --seconds 8 --connections 32]
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DevCertificateAuthority } from '../dist/identity/dev-ca.js';
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const SECONDS = option('seconds', 8);
+const CONNECTIONS = option('connections', 32);
+const ROOT = path.resolve(import.meta.dirname, '..');
+const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-bench-'));
+const children = [];
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port) {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+function start(name, command, argv) {
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (c) => {
+    err = (err + c).slice(-4000);
+  });
+  child.on('exit', (code) => {
+    if (code && !stopping) console.error(`[bench] ${name} exited with ${code}: ${err}`);
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+function stopAll() {
+  stopping = true;
+  for (const child of children) child.kill('SIGKILL');
+}
+process.on('exit', stopAll);
+process.on('SIGINT', () => process.exit(130));
+
+/** CPU seconds (user + system) used so far by a process and its children threads. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function rssMb(pid) {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  return Number(line.split(/\s+/)[1]) / 1024;
+}
+
+/** nginx worker pids of a master (the master itself does no proxying). */
+function nginxWorkers(masterPid) {
+  const out = execFileSync('pgrep', ['-P', String(masterPid)]).toString().trim();
+  return out.split('\n').filter(Boolean).map(Number);
+}
+
+function parseWrk(text) {
+  const num = (re) => {
+    const m = re.exec(text);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  const latency = (pct) => {
+    const m = new RegExp(`\\s${pct}%\\s+([\\d.]+)(us|ms|s)`).exec(text);
+    if (!m) return Number.NaN;
+    const v = Number(m[1]);
+    return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+  };
+  const transfer = /Transfer\/sec:\s+([\d.]+)(KB|MB|GB|B)/.exec(text);
+  const mbps = transfer ? Number(transfer[1]) * { B: 1 / 1048576, KB: 1 / 1024, MB: 1, GB: 1024 }[transfer[2]] : Number.NaN;
+  const errors = num(/Non-2xx or 3xx responses: (\d+)/) || 0;
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  return {
+    requests: num(/(\d+) requests in/),
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    p50: latency(50),
+    p99: latency(99),
+    mbps,
+    errors: errors + (socketErrors ? socketErrors.slice(1).reduce((a, b) => a + Number(b), 0) : 0),
+  };
+}
+
+function wrk(port, pathName, close) {
+  const argv = ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '--timeout', '5s'];
+  if (close) argv.push('-H', 'Connection: close');
+  argv.push(`http://127.0.0.1:${port}${pathName}`);
+  return parseWrk(execFileSync('wrk', argv, { timeout: (SECONDS + 20) * 1000 }).toString());
+}
+
+// --- certificates (one dev CA, as a platform team's CA would issue them) ---
+const ca = await DevCertificateAuthority.create('bench CA');
+const certs = {};
+for (const name of ['inbound', 'outbound']) {
+  const bundle = await ca.issue({ commonName: `${name}.bench`, dnsNames: ['localhost'], ipSans: ['127.0.0.1'], ttlSeconds: 3600 });
+  certs[name] = { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
+  writeFileSync(certs[name].cert, bundle.certPem);
+  // Readable by the nginx pair's workers; this is a throwaway CA in a temporary directory.
+  writeFileSync(certs[name].key, bundle.keyPem, { mode: 0o644 });
+}
+const caFile = path.join(dir, 'ca.crt');
+writeFileSync(caFile, ca.certPem);
+
+// --- the app: nginx, one worker, a small body and a 1 MiB file ---
+const ports = {};
+for (const name of ['app', 'nginxIn', 'nginxOut', 'sideIn', 'sideOut', 'tcpIn', 'tcpOut', 'adminA', 'adminB', 'adminC', 'adminD']) ports[name] = await freePort();
+mkdirSync(path.join(dir, 'www'));
+writeFileSync(path.join(dir, 'www', '1m'), Buffer.alloc(1024 * 1024, 97));
+// nginx workers run as an unprivileged user; let them read the body and the certificates.
+chmodSync(dir, 0o755);
+chmodSync(path.join(dir, 'www'), 0o755);
+
+function nginxConf(name, server) {
+  const prefix = path.join(dir, `nginx-${name}`);
+  mkdirSync(prefix, { recursive: true });
+  const file = path.join(prefix, 'nginx.conf');
+  writeFileSync(
+    file,
+    `worker_processes 1;
+daemon off;
+master_process on;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/body; proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fcgi; uwsgi_temp_path ${prefix}/uwsgi; scgi_temp_path ${prefix}/scgi;
+  keepalive_requests 100000;
+  ${server}
+}
+`,
+  );
+  return start(`nginx ${name}`, 'nginx', ['-p', prefix, '-c', file, '-e', `${prefix}/error.log`]);
+}
+
+const app = nginxConf(
+  'app',
+  `server { listen 127.0.0.1:${ports.app}; location = /small { return 200 "ok\\n"; } location = /1m { root ${dir}/www; } }`,
+);
+// The nginx pair, as a production user configures it: verified client certificates inbound,
+// client certificate + upstream keepalive + session reuse outbound.
+const nginxIn = nginxConf(
+  'in',
+  `upstream app { server 127.0.0.1:${ports.app}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${ports.nginxIn} ssl;
+    ssl_certificate ${certs.inbound.cert}; ssl_certificate_key ${certs.inbound.key};
+    ssl_client_certificate ${caFile}; ssl_verify_client on; ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-Client-Cert $ssl_client_s_dn; }
+  }`,
+);
+const nginxOut = nginxConf(
+  'out',
+  `upstream mesh { server 127.0.0.1:${ports.nginxIn}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${ports.nginxOut};
+    location / { proxy_pass https://mesh; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_ssl_certificate ${certs.outbound.cert}; proxy_ssl_certificate_key ${certs.outbound.key};
+      proxy_ssl_trusted_certificate ${caFile}; proxy_ssl_verify on; proxy_ssl_name localhost;
+      proxy_ssl_server_name on; proxy_ssl_session_reuse on; }
+  }`,
+);
+
+function sidecar(name, yaml) {
+  const file = path.join(dir, `${name}.yaml`);
+  writeFileSync(file, yaml);
+  return start(`sidecar ${name}`, process.execPath, [path.join(ROOT, 'dist/main.js'), 'run', '--config', file, '--log-level', 'warn']);
+}
+const files = (name) => `identity: { source: files, files: { cert: ${certs[name].cert}, key: ${certs[name].key}, ca: ${caFile} } }`;
+const sideIn = sidecar(
+  'in',
+  `${files('inbound')}
+inbound: [{ name: app, listen: "127.0.0.1:${ports.sideIn}", target: "127.0.0.1:${ports.app}" }]
+admin: { listen: "127.0.0.1:${ports.adminA}" }
+`,
+);
+const sideOut = sidecar(
+  'out',
+  `${files('outbound')}
+outbound: [{ name: mesh, listen: "127.0.0.1:${ports.sideOut}", target: "127.0.0.1:${ports.sideIn}", serverName: localhost }]
+admin: { listen: "127.0.0.1:${ports.adminB}" }
+`,
+);
+const tcpIn = sidecar(
+  'tcp-in',
+  `${files('inbound')}
+inbound: [{ name: app, mode: tcp, listen: "127.0.0.1:${ports.tcpIn}", target: "127.0.0.1:${ports.app}" }]
+admin: { listen: "127.0.0.1:${ports.adminC}" }
+`,
+);
+const tcpOut = sidecar(
+  'tcp-out',
+  `${files('outbound')}
+outbound: [{ name: mesh, mode: tcp, listen: "127.0.0.1:${ports.tcpOut}", target: "127.0.0.1:${ports.tcpIn}", serverName: localhost }]
+admin: { listen: "127.0.0.1:${ports.adminD}" }
+`,
+);
+
+for (const port of Object.values(ports)) await waitForPort(port);
+await new Promise((r) => setTimeout(r, 500));
+
+const paths = {
+  direct: { port: ports.app, pids: [] },
+  nginx: { port: ports.nginxOut, pids: () => [...nginxWorkers(nginxOut.pid), ...nginxWorkers(nginxIn.pid)] },
+  'sidecar http': { port: ports.sideOut, pids: () => [sideOut.pid, sideIn.pid] },
+  'sidecar tcp': { port: ports.tcpOut, pids: () => [tcpOut.pid, tcpIn.pid] },
+};
+const scenarios = [
+  { name: 'keep-alive small', path: '/small', close: false },
+  { name: 'Connection: close small', path: '/small', close: true },
+  { name: '1 MiB bodies', path: '/1m', close: false },
+];
+
+const results = {};
+for (const scenario of scenarios) {
+  for (const [name, target] of Object.entries(paths)) {
+    const pids = typeof target.pids === 'function' ? target.pids() : target.pids;
+    const cpuBefore = pids.map(cpuSeconds);
+    // Warm up (JIT, pools, sessions), then measure.
+    wrk(target.port, scenario.path, scenario.close);
+    const r = wrk(target.port, scenario.path, scenario.close);
+    const cpuAfter = pids.map(cpuSeconds);
+    const cpuPerSide = pids.map((_, i) => cpuAfter[i] - cpuBefore[i]);
+    const totalRequests = r.requests * 2; // warm-up run had about as many
+    results[`${scenario.name}|${name}`] = {
+      ...r,
+      cpuUsPerReqPerSide: pids.length ? (cpuPerSide.reduce((a, b) => a + b, 0) / pids.length / totalRequests) * 1e6 : Number.NaN,
+      rssMb: pids.length ? Math.max(...pids.map(rssMb)) : Number.NaN,
+    };
+    process.stderr.write(`[bench] ${scenario.name} / ${name}: ${r.rps.toFixed(0)} req/s\n`);
+  }
+}
+
+const fmt = (v, digits = 0) => (Number.isFinite(v) ? v.toFixed(digits) : '-');
+const lines = [];
+lines.push(`vault-mtls-sidecar bench — ${SECONDS}s per run, ${CONNECTIONS} connections, wrk -t1; one process per proxy`);
+lines.push('');
+lines.push('| scenario | path | req/s | p50 ms | p99 ms | MB/s | errors | vs nginx | vs direct | CPU µs/req/side | max RSS MB |');
+lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
+for (const scenario of scenarios) {
+  const direct = results[`${scenario.name}|direct`];
+  const nginx = results[`${scenario.name}|nginx`];
+  const metric = scenario.path === '/1m' ? 'mbps' : 'rps';
+  for (const name of Object.keys(paths)) {
+    const r = results[`${scenario.name}|${name}`];
+    lines.push(
+      `| ${scenario.name} | ${name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.mbps, 1)} | ${r.errors} | ${fmt(r[metric] / nginx[metric], 2)}× | ${fmt(r[metric] / direct[metric], 2)}× | ${fmt(r.cpuUsPerReqPerSide, 1)} | ${fmt(r.rssMb, 0)} |`,
+    );
+  }
+}
+lines.push('');
+lines.push('Ratios compare req/s (MB/s for 1 MiB bodies) measured in this run. CPU is user+system time of the two proxy processes (nginx: workers) divided by requests, per side.');
+console.log(lines.join('\n'));
+stopAll();
+process.exit(0);
