@@ -66,7 +66,8 @@ function start(name, command, argv) {
 let stopping = false;
 function stopAll() {
   stopping = true;
-  for (const child of children) child.kill('SIGKILL');
+  // SIGTERM first, so profiling sidecars can write their profiles as they exit.
+  for (const child of children) child.kill(process.env.BENCH_CPU_PROF ? 'SIGTERM' : 'SIGKILL');
 }
 process.on('exit', stopAll);
 process.on('SIGINT', () => process.exit(130));
@@ -198,7 +199,9 @@ const nginxOut = nginxConf(
 function sidecar(name, yaml) {
   const file = path.join(dir, `${name}.yaml`);
   writeFileSync(file, yaml);
-  return start(`sidecar ${name}`, process.execPath, [path.join(ROOT, 'dist/main.js'), 'run', '--config', file, '--log-level', 'warn']);
+  // BENCH_CPU_PROF=<dir> writes a V8 CPU profile per sidecar (node --cpu-prof) for `node bench/profile-summary.mjs`.
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
+  return start(`sidecar ${name}`, process.execPath, [...profile, path.join(ROOT, 'dist/main.js'), 'run', '--config', file, '--log-level', 'warn']);
 }
 const files = (name) => `identity: { source: files, files: { cert: ${certs[name].cert}, key: ${certs[name].key}, ca: ${caFile} } }`;
 const sideIn = sidecar(
@@ -286,4 +289,5 @@ lines.push('');
 lines.push('Ratios compare req/s (MB/s for 1 MiB bodies) measured in this run. CPU is user+system time of the two proxy processes (nginx: workers) divided by requests, per side.');
 console.log(lines.join('\n'));
 stopAll();
+if (process.env.BENCH_CPU_PROF) await new Promise((r) => setTimeout(r, 3000));
 process.exit(0);

@@ -13,7 +13,23 @@ export interface PeerIdentity {
   readonly hash: string;
 }
 
+/**
+ * One parse per connection, not per request: getPeerCertificate() decodes the certificate and we
+ * hash it, which on a keep-alive connection would otherwise repeat for every request.
+ */
+const identities = new WeakMap<TLSSocket, PeerIdentity | null>();
+const xfccs = new WeakMap<PeerIdentity, string>();
+
 export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
+  let identity = identities.get(socket);
+  if (identity === undefined) {
+    identity = readPeerIdentity(socket) ?? null;
+    identities.set(socket, identity);
+  }
+  return identity ?? undefined;
+}
+
+function readPeerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   const cert = socket.getPeerCertificate();
   if (!cert?.raw) return undefined;
   const subject = Object.entries(cert.subject ?? {})
@@ -36,6 +52,15 @@ export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
  * Values with `,;=` are quoted so the app can split safely.
  */
 export function formatXfcc(peer: PeerIdentity): string {
+  let header = xfccs.get(peer);
+  if (header === undefined) {
+    header = buildXfcc(peer);
+    xfccs.set(peer, header);
+  }
+  return header;
+}
+
+function buildXfcc(peer: PeerIdentity): string {
   const quote = (v: string) => (/[,;="]/.test(v) ? `"${v.replace(/"/g, '\\"')}"` : v);
   const parts = [`Hash=${peer.hash}`, `Subject=${quote(peer.subject)}`];
   for (const uri of peer.uris) parts.push(`URI=${quote(uri)}`);
