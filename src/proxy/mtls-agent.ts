@@ -16,11 +16,25 @@ export interface UpstreamIdentity {
 }
 
 export class MtlsAgent extends https.Agent {
+  /**
+   * Bumped at each rotation and part of the pool key: cached TLS sessions (whose resumption would
+   * present the previous certificate's identity) and pooled sockets of the old certificate are not
+   * picked for new requests; the old sockets finish what they carry and idle out.
+   */
+  #generation = 0;
+
   constructor(
     private readonly contexts: TlsContexts,
     private readonly upstream: UpstreamIdentity,
   ) {
     super({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, maxCachedSessions: 100 });
+    contexts.onChange(() => {
+      this.#generation++;
+    });
+  }
+
+  override getName(options?: https.RequestOptions): string {
+    return `${super.getName(options)}:g${this.#generation}`;
   }
 
   override createConnection(options: tls.ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {

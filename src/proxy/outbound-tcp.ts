@@ -21,9 +21,18 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
   const targetText = formatHostPort(config.target);
   const expectedName = config.serverName ?? config.target.host;
 
+  // TLS session resumption: a new app connection costs an abbreviated handshake, not a full one.
+  // A resumed session carries the identity of the certificate it was made with, so a rotation
+  // forgets it and the next dial presents the new certificate in full.
+  let session: Buffer | undefined;
+  contexts.onChange(() => {
+    session = undefined;
+  });
+
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     let secured = false;
     const upstream = tls.connect({
+      session,
       host: config.target.host,
       port: config.target.port,
       secureContext: contexts.clientContext(),
@@ -37,6 +46,9 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     upstream.setTimeout(config.limits.connectTimeout * 1000, () =>
       upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
     );
+    upstream.on('session', (ticket: Buffer) => {
+      session = ticket;
+    });
     upstream.once('secureConnect', () => {
       secured = true;
       upstream.setTimeout(config.limits.idleTimeout * 1000, () => upstream.destroy());

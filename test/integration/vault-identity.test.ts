@@ -8,10 +8,12 @@ import type http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startEchoApp } from '../../src/demo/echo-app.js';
 import { DevCertificateAuthority } from '../../src/identity/dev-ca.js';
 import type { Sidecar } from '../../src/sidecar.js';
+import { waitFor } from '../support/cli.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
@@ -301,7 +303,11 @@ describe('outbound pooling', () => {
       { cert: serving.cert, key: serving.key, ca: vault.caPem, requestCert: true, rejectUnauthorized: true },
       (_req, res) => res.end('ok'),
     );
-    upstream.on('secureConnection', () => handshakes++);
+    const clientSerials: string[] = [];
+    upstream.on('secureConnection', (socket: TLSSocket) => {
+      handshakes++;
+      clientSerials.push(socket.getPeerCertificate().serialNumber);
+    });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     try {
       const sidecar = await startSidecar(
@@ -326,6 +332,15 @@ describe('outbound pooling', () => {
         expect(await res.text()).toBe('ok');
       }
       expect(handshakes).toBeLessThanOrEqual(5);
+
+      // After a rotation the next request dials anew (no resumed session of the old identity) and presents the new certificate.
+      const before = sidecar.store.current()?.info.serial;
+      sidecar.renewer.renewNow();
+      await waitFor(() => sidecar.store.current()?.info.serial !== before, 10_000, 'the rotation');
+      expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe('ok');
+      const newSerial = sidecar.store.current()?.info.serial.replace(/:/g, '').toUpperCase();
+      expect(clientSerials.at(-1)?.toUpperCase()).toBe(newSerial);
+      expect(new Set(clientSerials.map((s) => s.toUpperCase())).size).toBe(2);
     } finally {
       upstream.closeAllConnections();
       upstream.close();
