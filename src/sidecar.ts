@@ -15,9 +15,11 @@ import type { CertificateSource, RequestedIdentity } from './identity/source.js'
 import { IdentityStore } from './identity/store.js';
 import { TrustStore } from './identity/trust.js';
 import { TrustRefresher } from './identity/trust-refresher.js';
+import { createInboundH2Listener } from './proxy/inbound-h2.js';
 import { createInboundHttpListener } from './proxy/inbound-http.js';
 import { createInboundTcpListener } from './proxy/inbound-tcp.js';
 import type { Listener, ListenerDeps } from './proxy/listener.js';
+import { createOutboundH2Listener } from './proxy/outbound-h2.js';
 import { createOutboundHttpListener } from './proxy/outbound-http.js';
 import { createOutboundTcpListener } from './proxy/outbound-tcp.js';
 import { AuditLog } from './telemetry/audit.js';
@@ -26,6 +28,9 @@ import { TlsContexts } from './tls/contexts.js';
 import { VaultSession } from './vault/auth.js';
 import { createVaultClient } from './vault/client.js';
 import { VaultPkiSource } from './vault/pki.js';
+
+const INBOUND_BY_MODE = { http: createInboundHttpListener, h2: createInboundH2Listener, tcp: createInboundTcpListener } as const;
+const OUTBOUND_BY_MODE = { http: createOutboundHttpListener, h2: createOutboundH2Listener, tcp: createOutboundTcpListener } as const;
 
 export interface SidecarOptions {
   /** Overrides the source the config names (the demo shares one dev CA with its client). */
@@ -175,8 +180,8 @@ export class Sidecar {
     await this.trustRefresher?.start();
     const deps: ListenerDeps = { contexts: this.contexts, logger: this.logger, metrics: this.metrics, audit: this.audit };
     this.#listeners = [
-      ...this.config.inbound.map((l, i) => (l.mode === 'tcp' ? createInboundTcpListener : createInboundHttpListener)(l, i, deps)),
-      ...this.config.outbound.map((l, i) => (l.mode === 'tcp' ? createOutboundTcpListener : createOutboundHttpListener)(l, i, deps)),
+      ...this.config.inbound.map((l, i) => INBOUND_BY_MODE[l.mode](l, i, deps)),
+      ...this.config.outbound.map((l, i) => OUTBOUND_BY_MODE[l.mode](l, i, deps)),
     ];
     for (const listener of this.#listeners) await listener.listen();
     this.#state = 'running';

@@ -181,8 +181,8 @@ const inboundListener = z
     listen: hostPort,
     /** The app, in plaintext; loopback in a pod. */
     target: hostPort,
-    /** http: HTTP/1.1 through http-proxy; tcp: a raw byte pipe (databases, any protocol). */
-    mode: z.enum(['http', 'tcp']).default('http'),
+    /** http: HTTP/1.1 through http-proxy; h2: HTTP/2 and gRPC (ALPN h2, cleartext h2 to the app); tcp: a raw byte pipe. */
+    mode: z.enum(['http', 'h2', 'tcp']).default('http'),
     limits,
     /** How the app learns who called: Envoy's x-forwarded-client-cert, RFC 9440 Client-Cert, or nothing. */
     forwardClientCert: z.enum(['xfcc', 'rfc9440', 'none']).default('xfcc'),
@@ -209,7 +209,8 @@ const outboundListener = z
     target: hostPort,
     /** The name the server's certificate must carry (and the SNI sent); the target host when unset. */
     serverName: z.string().optional(),
-    mode: z.enum(['http', 'tcp']).default('http'),
+    /** h2: the app speaks cleartext HTTP/2 (prior knowledge) and the upstream HTTP/2 over mTLS. */
+    mode: z.enum(['http', 'h2', 'tcp']).default('http'),
     limits,
   })
   .strict();
