@@ -61,25 +61,27 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     const socket = req.socket as TLSSocket;
     const peer = peerIdentity(socket);
     if (!peer) return 'no verified client certificate on this connection';
-    // Dot segments resolved, so "/api/../admin" is judged as "/admin", as the app will see it.
-    const path = new URL(req.url ?? '/', 'http://authz.invalid').pathname;
-    const decision = policy?.decide(peer, { method: req.method ?? 'GET', path });
-    if (policy && decision && !decision.allowed) {
-      const who = peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
-      const dryRun = policy.config.dryRun;
-      audit.record(
-        {
-          event: dryRun ? 'authz_would_deny' : 'authz_denied',
-          listener: config.name,
-          remoteAddress: socket.remoteAddress,
-          peer: who,
-          reason: decision.reason,
-        },
-        dryRun ? 'authorization would deny this request (dry run: let through)' : 'authorization denied a request',
-      );
-      if (!dryRun) {
-        metrics.authzDenials.inc({ listener: config.name });
-        return `${who} may not call ${req.method} ${path} on ${config.name}: ${decision.reason}`;
+    if (policy) {
+      // Dot segments resolved, so "/api/../admin" is judged as "/admin", as the app will see it.
+      const path = new URL(req.url ?? '/', 'http://authz.invalid').pathname;
+      const decision = policy.decide(peer, { method: req.method ?? 'GET', path });
+      if (!decision.allowed) {
+        const who = peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
+        const dryRun = policy.config.dryRun;
+        audit.record(
+          {
+            event: dryRun ? 'authz_would_deny' : 'authz_denied',
+            listener: config.name,
+            remoteAddress: socket.remoteAddress,
+            peer: who,
+            reason: decision.reason,
+          },
+          dryRun ? 'authorization would deny this request (dry run: let through)' : 'authorization denied a request',
+        );
+        if (!dryRun) {
+          metrics.authzDenials.inc({ listener: config.name });
+          return `${who} may not call ${req.method} ${path} on ${config.name}: ${decision.reason}`;
+        }
       }
     }
     if (config.forwardClientCert === 'xfcc') req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
