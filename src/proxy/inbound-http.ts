@@ -4,22 +4,19 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import httpProxy from 'http-proxy';
 import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
-import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { AuthorizationPolicy } from '../tls/authorization.js';
 import { formatXfcc, peerIdentity, rfc9440Headers } from '../tls/peer.js';
+import { normalizedPath, refusal, reportRejectedHandshakes } from './admission.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
-import { applyHttpLimits, httpServerOptions } from './limits.js';
-import type { Listener, ListenerDeps } from './listener.js';
-import { drainServer, listenOn } from './server-lifecycle.js';
-import { trackConnections, trackRequests } from './server-metrics.js';
+import { httpServerOptions } from './limits.js';
+import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 
 /** Headers that carry caller identity; a client must never be able to set them itself. */
 const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'];
@@ -52,6 +49,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   });
 
   const policy = config.authorization ? new AuthorizationPolicy(config.authorization) : undefined;
+  const admission = { listener: config.name, policy, metrics, audit };
   /**
    * Strips identity headers a client sent, applies the listener's allow rules, and sets the headers
    * that tell the app who called. Returns why the request is refused, or undefined to forward it.
@@ -60,30 +58,13 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     for (const name of IDENTITY_HEADERS) delete req.headers[name];
     const socket = req.socket as TLSSocket;
     const peer = peerIdentity(socket);
-    if (!peer) return 'no verified client certificate on this connection';
-    if (policy) {
-      // Dot segments resolved, so "/api/../admin" is judged as "/admin", as the app will see it.
-      const path = new URL(req.url ?? '/', 'http://authz.invalid').pathname;
-      const decision = policy.decide(peer, { method: req.method ?? 'GET', path });
-      if (!decision.allowed) {
-        const who = peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
-        const dryRun = policy.config.dryRun;
-        audit.record(
-          {
-            event: dryRun ? 'authz_would_deny' : 'authz_denied',
-            listener: config.name,
-            remoteAddress: socket.remoteAddress,
-            peer: who,
-            reason: decision.reason,
-          },
-          dryRun ? 'authorization would deny this request (dry run: let through)' : 'authorization denied a request',
-        );
-        if (!dryRun) {
-          metrics.authzDenials.inc({ listener: config.name });
-          return `${who} may not call ${req.method} ${path} on ${config.name}: ${decision.reason}`;
-        }
-      }
-    }
+    const refused = refusal(
+      admission,
+      peer,
+      socket.remoteAddress,
+      policy ? { method: req.method ?? 'GET', path: normalizedPath(req.url) } : undefined,
+    );
+    if (refused || !peer) return refused;
     if (config.forwardClientCert === 'xfcc') req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
     if (config.forwardClientCert === 'rfc9440') Object.assign(req.headers, rfc9440Headers(socket));
     if (config.rewriteHost) req.headers.host = config.rewriteHost;
@@ -110,42 +91,19 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   // Rotation: new handshakes use the new certificate; established connections keep theirs.
   contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
 
-  applyHttpLimits(server, config.limits);
-  trackConnections(server, config.name, metrics);
-  trackRequests(server, config.name, metrics);
-  server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
-    // A certificate that fails verification (unknown CA, expired, revoked) reaches us as a bare
-    // "socket hang up": Node verifies after OpenSSL's handshake and destroys the socket, leaving the
-    // real reason on the socket's authorizationError.
-    const authorizationError: unknown = (socket as TLSSocket).authorizationError;
-    const code = typeof authorizationError === 'string' ? authorizationError : err.code;
-    const reason = handshakeFailureReason({ code, message: err.message });
-    metrics.handshakeFailures.inc({ listener: config.name, reason });
-    audit.record(
-      {
-        event: 'tls_handshake_rejected',
-        listener: config.name,
-        remoteAddress: socket.remoteAddress,
-        reason,
-        detail: code ?? err.message,
-      },
-      'rejected a TLS handshake',
-    );
-  });
+  reportRejectedHandshakes(server, config.name, metrics, audit);
 
-  let bound: AddressInfo | undefined;
-  return {
-    name: config.name,
+  return listenerHandle({
+    config,
+    index,
+    kind: 'http',
     direction: 'inbound',
-    async listen() {
-      bound = await listenOn(server, config.listen, `inbound[${index}].listen`);
-      log.info({ address: formatHostPort({ host: bound.address, port: bound.port }), target }, 'inbound listener ready');
-      return bound;
-    },
-    address: () => bound,
-    async drain(graceMs) {
-      await drainServer(server, graceMs);
+    server,
+    metrics,
+    logger: log,
+    details: { target: formatHostPort(config.target) },
+    afterDrain: () => {
       appAgent.destroy();
     },
-  };
+  });
 }

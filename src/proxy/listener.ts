@@ -1,9 +1,14 @@
 /** What the sidecar composes: every inbound and outbound listener has this shape. */
-import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { formatHostPort, type HostPort } from '../config/parse.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { TlsContexts } from '../tls/contexts.js';
+import { applyHttpLimits, applyRawLimits, type ListenerLimits } from './limits.js';
+import { drainRawServer, drainServer, listenOn, trackSockets } from './server-lifecycle.js';
+import { trackConnections, trackRequests } from './server-metrics.js';
 
 export interface Listener {
   readonly name: string;
@@ -21,4 +26,58 @@ export interface ListenerDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
+}
+
+export interface ListenerHandleOptions {
+  /** The listener's config entry and its index, for its name, address, limits and error messages. */
+  readonly config: { readonly name: string; readonly listen: HostPort; readonly limits: ListenerLimits };
+  readonly index: number;
+  readonly direction: 'inbound' | 'outbound';
+  /** http: an HTTP server (request metrics, Node's header timeout, graceful keep-alive drain); raw: a byte or h2 server. */
+  readonly kind: 'http' | 'raw';
+  readonly server: NetServer;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  /** Logged with "listener ready": target, expected name. */
+  readonly details: Record<string, unknown>;
+  /** Runs after the drain: release upstream pools and sessions. */
+  readonly afterDrain?: () => void;
+}
+
+/**
+ * The Listener every mode returns. Applies the limits and connection metrics to the server, binds
+ * it (with a clear error), reports it, and drains it gracefully.
+ */
+export function listenerHandle(opts: ListenerHandleOptions): Listener {
+  const { server, metrics, direction } = opts;
+  const { name, limits } = opts.config;
+  const field = `${direction}[${opts.index}].listen`;
+  trackConnections(server, name, metrics);
+  let sockets: Set<Socket> | undefined;
+  if (opts.kind === 'http') {
+    applyHttpLimits(server as http.Server, limits);
+    trackRequests(server as http.Server, name, metrics);
+  } else {
+    applyRawLimits(server, limits);
+    sockets = trackSockets(server);
+  }
+  let bound: AddressInfo | undefined;
+  return {
+    name,
+    direction,
+    async listen() {
+      bound = await listenOn(server, opts.config.listen, field);
+      opts.logger.info(
+        { address: formatHostPort({ host: bound.address, port: bound.port }), ...opts.details },
+        `${direction} listener ready`,
+      );
+      return bound;
+    },
+    address: () => bound,
+    async drain(graceMs) {
+      if (sockets) await drainRawServer(server, sockets, graceMs);
+      else await drainServer(server as http.Server, graceMs);
+      opts.afterDrain?.();
+    },
+  };
 }

@@ -4,16 +4,13 @@
  * replaced after a rotation so new streams present the new certificate.
  */
 import http2 from 'node:http2';
-import { type AddressInfo, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
 import type { OutboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { H2Session, relayStream } from './h2-forward.js';
-import { applyRawLimits } from './limits.js';
-import type { Listener, ListenerDeps } from './listener.js';
-import { drainRawServer, listenOn, trackSockets } from './server-lifecycle.js';
-import { trackConnections } from './server-metrics.js';
+import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 
 export function createOutboundH2Listener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const { contexts, metrics } = deps;
@@ -38,26 +35,18 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
       message: `HTTP/2 over mTLS to ${targetText} failed (${err.code ?? err.message}); the server must present a certificate for "${expectedName}" from the trusted CA`,
     }));
   });
-  applyRawLimits(server, config.limits);
-  trackConnections(server, config.name, metrics);
-  const sockets = trackSockets(server);
 
-  let bound: AddressInfo | undefined;
-  return {
-    name: config.name,
+  return listenerHandle({
+    config,
+    index,
+    kind: 'raw',
     direction: 'outbound',
-    async listen() {
-      bound = await listenOn(server, config.listen, `outbound[${index}].listen`);
-      log.info(
-        { address: formatHostPort({ host: bound.address, port: bound.port }), target: targetText, expectedName },
-        'outbound listener ready',
-      );
-      return bound;
-    },
-    address: () => bound,
-    async drain(graceMs) {
-      await drainRawServer(server, sockets, graceMs);
+    server,
+    metrics,
+    logger: log,
+    details: { target: targetText, expectedName },
+    afterDrain: () => {
       upstream.close();
     },
-  };
+  });
 }

@@ -4,7 +4,6 @@
  * that the server carries the expected name.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import httpProxy from 'http-proxy';
 import { formatHostPort } from '../config/parse.js';
@@ -13,11 +12,9 @@ import { ErrorCodes } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
 import { sendJsonError } from './json-error.js';
-import { applyHttpLimits, httpServerOptions } from './limits.js';
-import type { Listener, ListenerDeps } from './listener.js';
+import { httpServerOptions } from './limits.js';
+import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 import { MtlsAgent } from './mtls-agent.js';
-import { drainServer, listenOn } from './server-lifecycle.js';
-import { trackConnections, trackRequests } from './server-metrics.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 
@@ -76,26 +73,18 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
   const server = http.createServer(httpServerOptions(config.limits), (req, res) => proxy.web(req, res));
   // WebSocket upgrades go through the same mTLS agent as requests.
   server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
-  applyHttpLimits(server, config.limits);
-  trackConnections(server, config.name, metrics);
-  trackRequests(server, config.name, metrics);
 
-  let bound: AddressInfo | undefined;
-  return {
-    name: config.name,
+  return listenerHandle({
+    config,
+    index,
+    kind: 'http',
     direction: 'outbound',
-    async listen() {
-      bound = await listenOn(server, config.listen, `outbound[${index}].listen`);
-      log.info(
-        { address: formatHostPort({ host: bound.address, port: bound.port }), target: targetText, expectedName },
-        'outbound listener ready',
-      );
-      return bound;
-    },
-    address: () => bound,
-    async drain(graceMs) {
-      await drainServer(server, graceMs);
+    server,
+    metrics,
+    logger: log,
+    details: { target: targetText, expectedName },
+    afterDrain: () => {
       agent.destroy();
     },
-  };
+  });
 }

@@ -2,16 +2,13 @@
  * Outbound in tcp mode: the app connects in plaintext; each connection is dialled to the target
  * with mTLS (the current certificate, the server checked against the expected name) and piped.
  */
-import net, { type AddressInfo, isIP } from 'node:net';
+import net, { isIP } from 'node:net';
 import tls from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
 import type { OutboundListenerConfig } from '../config/schema.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
-import { applyRawLimits } from './limits.js';
-import type { Listener, ListenerDeps } from './listener.js';
+import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 import { pipeBothWays } from './pipe.js';
-import { drainRawServer, listenOn, trackSockets } from './server-lifecycle.js';
-import { trackConnections } from './server-metrics.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET']);
 
@@ -73,23 +70,15 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     });
     pipeBothWays(client, upstream);
   });
-  applyRawLimits(server, config.limits);
-  trackConnections(server, config.name, metrics);
-  const sockets = trackSockets(server);
 
-  let bound: AddressInfo | undefined;
-  return {
-    name: config.name,
+  return listenerHandle({
+    config,
+    index,
+    kind: 'raw',
     direction: 'outbound',
-    async listen() {
-      bound = await listenOn(server, config.listen, `outbound[${index}].listen`);
-      log.info(
-        { address: formatHostPort({ host: bound.address, port: bound.port }), target: targetText, expectedName },
-        'outbound listener ready',
-      );
-      return bound;
-    },
-    address: () => bound,
-    drain: (graceMs) => drainRawServer(server, sockets, graceMs),
-  };
+    server,
+    metrics,
+    logger: log,
+    details: { target: targetText, expectedName },
+  });
 }
