@@ -1,12 +1,48 @@
 /**
- * What every inbound listener does with a peer, whatever its mode: report rejected handshakes with
- * their real reason, and apply the authorization rules with an audit event and a metric.
+ * What every inbound listener does with a peer, whatever its mode: require and verify a client
+ * certificate with the current context, report rejected handshakes with their real reason, apply
+ * the authorization rules with an audit event and a metric, and tell the app who called.
  */
+import type tls from 'node:tls';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import type { InboundListenerConfig } from '../config/schema.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
-import type { AuthorizationPolicy, RequestFacts } from '../tls/authorization.js';
-import type { PeerIdentity } from '../tls/peer.js';
+import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
+import { formatXfcc, type PeerIdentity, rfc9440Headers } from '../tls/peer.js';
+import type { ListenerDeps } from './listener.js';
+
+/** Headers that carry caller identity; a client must never be able to set them itself. */
+export const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'] as const;
+
+export interface InboundMtls {
+  readonly admission: AdmissionContext;
+  /** Options for the TLS server: our certificate, client certificates required and verified. */
+  readonly serverOptions: tls.TlsOptions;
+  /** Keeps the server on the current certificate (rotation) and reports its rejected handshakes. */
+  attach(server: TlsServer): void;
+}
+
+export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): InboundMtls {
+  const { contexts, metrics, audit } = deps;
+  const policy = config.authorization ? new AuthorizationPolicy(config.authorization) : undefined;
+  return {
+    admission: { listener: config.name, policy, metrics, audit },
+    serverOptions: { ...contexts.serverOptions(), requestCert: true, rejectUnauthorized: true },
+    attach(server) {
+      // Rotation: new handshakes use the new certificate; established connections keep theirs.
+      contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
+      reportRejectedHandshakes(server, config.name, metrics, audit);
+    },
+  };
+}
+
+/** The headers that tell the app who called, in the form the listener was configured for. */
+export function callerHeaders(config: InboundListenerConfig, peer: PeerIdentity, socket: TLSSocket): Record<string, string> {
+  if (config.forwardClientCert === 'xfcc') return { 'x-forwarded-client-cert': formatXfcc(peer) };
+  if (config.forwardClientCert === 'rfc9440') return rfc9440Headers(socket) ?? {};
+  return {};
+}
 
 /** Counts and audits every handshake the listener refuses. */
 export function reportRejectedHandshakes(server: TlsServer, listener: string, metrics: Metrics, audit: AuditLog): void {

@@ -4,6 +4,8 @@
  * headers, body and trailers — what gRPC needs.
  */
 import http2 from 'node:http2';
+import type { ErrorCode } from '../errors.js';
+import { jsonErrorBody } from './json-error.js';
 
 /** Headers that describe one hop of the connection, never forwarded. */
 const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te']);
@@ -41,7 +43,7 @@ export class H2Session {
 
 export interface RelayFailure {
   readonly status: number;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly message: string;
 }
 
@@ -82,7 +84,7 @@ export function relayStream(
       return;
     }
     const failure = onFailure(err);
-    const body = JSON.stringify({ error: { code: failure.code, message: failure.message } });
+    const body = jsonErrorBody(failure.code, failure.message);
     incoming.respond({ ':status': failure.status, 'content-type': 'application/json', 'x-sidecar-error': failure.code });
     incoming.end(body);
   });

@@ -8,48 +8,39 @@ import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
-import { AuthorizationPolicy } from '../tls/authorization.js';
-import { formatXfcc, peerIdentity } from '../tls/peer.js';
-import { normalizedPath, refusal, reportRejectedHandshakes } from './admission.js';
+import { peerIdentity } from '../tls/peer.js';
+import { callerHeaders, IDENTITY_HEADERS, inboundMtls, normalizedPath, refusal } from './admission.js';
 import { H2Session, relayStream } from './h2-forward.js';
+import { jsonErrorBody } from './json-error.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 
-const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'];
-
 export function createInboundH2Listener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
-  const { contexts, metrics, audit } = deps;
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'h2' });
-  const policy = config.authorization ? new AuthorizationPolicy(config.authorization) : undefined;
-  const admission = { listener: config.name, policy, metrics, audit };
-  const app = new H2Session(`http://${formatHostPort(config.target)}`, () => ({}));
+  const targetText = formatHostPort(config.target);
+  const mtls = inboundMtls(config, deps);
+  const app = new H2Session(`http://${targetText}`, () => ({}));
 
-  const server = http2.createSecureServer({
-    ...contexts.serverOptions(),
-    requestCert: true,
-    rejectUnauthorized: true,
-    ALPNProtocols: ['h2'],
-  });
+  const server = http2.createSecureServer({ ...mtls.serverOptions, ALPNProtocols: ['h2'] });
   server.on('stream', (stream, headers) => {
-    const socket = stream.session?.socket as TLSSocket | undefined;
-    const peer = socket ? peerIdentity(socket) : undefined;
-    const method = String(headers[':method'] ?? 'GET');
-    const refused = refusal(admission, peer, socket?.remoteAddress, { method, path: normalizedPath(String(headers[':path'] ?? '/')) });
-    if (refused) {
+    for (const name of IDENTITY_HEADERS) delete headers[name];
+    const socket = stream.session?.socket as TLSSocket;
+    const peer = peerIdentity(socket);
+    const request = { method: String(headers[':method'] ?? 'GET'), path: normalizedPath(String(headers[':path'] ?? '/')) };
+    const refused = refusal(mtls.admission, peer, socket.remoteAddress, request);
+    if (refused || !peer) {
       stream.respond({ ':status': 403, 'content-type': 'application/json', 'x-sidecar-error': ErrorCodes.AUTHZ_DENIED });
-      stream.end(JSON.stringify({ error: { code: ErrorCodes.AUTHZ_DENIED, message: refused } }));
+      stream.end(jsonErrorBody(ErrorCodes.AUTHZ_DENIED, refused ?? 'no verified client certificate'));
       return;
     }
-    for (const name of IDENTITY_HEADERS) delete headers[name];
-    if (peer && config.forwardClientCert === 'xfcc') headers['x-forwarded-client-cert'] = formatXfcc(peer);
+    Object.assign(headers, callerHeaders(config, peer, socket));
     if (config.rewriteHost) headers[':authority'] = config.rewriteHost;
     relayStream(stream, headers, app.get(), (err) => ({
       status: 502,
       code: ErrorCodes.APP_UNREACHABLE,
-      message: `the app at ${formatHostPort(config.target)} did not answer over HTTP/2 (${err.code ?? err.message})`,
+      message: `the app at ${targetText} did not answer over HTTP/2 (${err.code ?? err.message})`,
     }));
   });
-  contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
-  reportRejectedHandshakes(server, config.name, metrics, audit);
+  mtls.attach(server);
 
   return listenerHandle({
     config,
@@ -57,11 +48,9 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     kind: 'raw',
     direction: 'inbound',
     server,
-    metrics,
+    metrics: deps.metrics,
     logger: log,
-    details: { target: formatHostPort(config.target) },
-    afterDrain: () => {
-      app.close();
-    },
+    details: { target: targetText },
+    afterDrain: () => app.close(),
   });
 }

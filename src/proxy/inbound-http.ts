@@ -10,24 +10,19 @@ import httpProxy from 'http-proxy';
 import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
-import { AuthorizationPolicy } from '../tls/authorization.js';
-import { formatXfcc, peerIdentity, rfc9440Headers } from '../tls/peer.js';
-import { normalizedPath, refusal, reportRejectedHandshakes } from './admission.js';
+import { peerIdentity } from '../tls/peer.js';
+import { callerHeaders, IDENTITY_HEADERS, inboundMtls, normalizedPath, refusal } from './admission.js';
 import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
-import { sendJsonError } from './json-error.js';
+import { jsonErrorBody, sendJsonError } from './json-error.js';
 import { httpServerOptions } from './limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 
-/** Headers that carry caller identity; a client must never be able to set them itself. */
-const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'];
-
 export function createInboundHttpListener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
-  const { contexts, metrics, audit } = deps;
   const log = deps.logger.child({ listener: config.name, direction: 'inbound' });
-  const target = `http://${formatHostPort(config.target)}`;
+  const targetText = formatHostPort(config.target);
   const appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
   const proxy = httpProxy.createProxyServer({
-    target,
+    target: `http://${targetText}`,
     agent: appAgent,
     xfwd: true,
     ws: true,
@@ -40,16 +35,13 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
   proxy.on('error', (err, _req, res) => {
     const code = (err as NodeJS.ErrnoException).code ?? 'ERROR';
-    log.warn({ event: 'app_unreachable', target: formatHostPort(config.target), reason: code }, 'app request failed');
-    if (res instanceof http.ServerResponse) {
-      sendJsonError(res, 502, ErrorCodes.APP_UNREACHABLE, `the app at ${formatHostPort(config.target)} did not answer (${code})`);
-    } else {
-      res.destroy();
-    }
+    log.warn({ event: 'app_unreachable', target: targetText, reason: code }, 'app request failed');
+    if (res instanceof http.ServerResponse)
+      sendJsonError(res, 502, ErrorCodes.APP_UNREACHABLE, `the app at ${targetText} did not answer (${code})`);
+    else res.destroy();
   });
 
-  const policy = config.authorization ? new AuthorizationPolicy(config.authorization) : undefined;
-  const admission = { listener: config.name, policy, metrics, audit };
+  const mtls = inboundMtls(config, deps);
   /**
    * Strips identity headers a client sent, applies the listener's allow rules, and sets the headers
    * that tell the app who called. Returns why the request is refused, or undefined to forward it.
@@ -58,40 +50,29 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     for (const name of IDENTITY_HEADERS) delete req.headers[name];
     const socket = req.socket as TLSSocket;
     const peer = peerIdentity(socket);
-    const refused = refusal(
-      admission,
-      peer,
-      socket.remoteAddress,
-      policy ? { method: req.method ?? 'GET', path: normalizedPath(req.url) } : undefined,
-    );
+    const request = mtls.admission.policy ? { method: req.method ?? 'GET', path: normalizedPath(req.url) } : undefined;
+    const refused = refusal(mtls.admission, peer, socket.remoteAddress, request);
     if (refused || !peer) return refused;
-    if (config.forwardClientCert === 'xfcc') req.headers['x-forwarded-client-cert'] = formatXfcc(peer);
-    if (config.forwardClientCert === 'rfc9440') Object.assign(req.headers, rfc9440Headers(socket));
+    Object.assign(req.headers, callerHeaders(config, peer, socket));
     if (config.rewriteHost) req.headers.host = config.rewriteHost;
     return undefined;
   };
 
-  const server = https.createServer(
-    { ...httpServerOptions(config.limits), ...contexts.serverOptions(), requestCert: true, rejectUnauthorized: true },
-    (req, res) => {
-      const refused = admit(req);
-      if (refused) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, refused);
-      proxy.web(req, res);
-    },
-  );
+  const server = https.createServer({ ...httpServerOptions(config.limits), ...mtls.serverOptions }, (req, res) => {
+    const refused = admit(req);
+    if (refused) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, refused);
+    proxy.web(req, res);
+  });
   // WebSocket (and any HTTP/1.1 upgrade): the same admission, then a byte pipe.
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const refused = admit(req);
     if (!refused) return proxy.ws(req, socket, head);
-    const body = JSON.stringify({ error: { code: ErrorCodes.AUTHZ_DENIED, message: refused } });
+    const body = jsonErrorBody(ErrorCodes.AUTHZ_DENIED, refused);
     socket.end(
       `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
   });
-  // Rotation: new handshakes use the new certificate; established connections keep theirs.
-  contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
-
-  reportRejectedHandshakes(server, config.name, metrics, audit);
+  mtls.attach(server);
 
   return listenerHandle({
     config,
@@ -99,11 +80,9 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     kind: 'http',
     direction: 'inbound',
     server,
-    metrics,
+    metrics: deps.metrics,
     logger: log,
-    details: { target: formatHostPort(config.target) },
-    afterDrain: () => {
-      appAgent.destroy();
-    },
+    details: { target: targetText },
+    afterDrain: () => appAgent.destroy(),
   });
 }

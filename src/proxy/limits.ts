@@ -12,23 +12,22 @@ export interface ListenerLimits {
 
 /**
  * Options for http(s).createServer: Node checks the header and request timeouts on an interval
- * (30 s by default), which would let a slow-header client hold a connection far past its limit.
+ * (30 s by default), which would let a slow-header client hold a connection far past its limit,
+ * and that interval can only be set at construction. A slow-header client gets 408 and is closed.
  */
 export function httpServerOptions(limits: ListenerLimits): http.ServerOptions {
   return {
     headersTimeout: limits.headersTimeout * 1000,
+    // Bodies may stream for as long as they keep moving; idleness is bounded instead.
     requestTimeout: 0,
     connectionsCheckingInterval: Math.min(1000, (limits.headersTimeout * 1000) / 2),
   };
 }
 
-/** HTTP listeners: Node's own header timeout answers a slow-header client with 408 and closes it. */
+/** HTTP listeners, after construction with httpServerOptions(): connection cap and idleness. */
 export function applyHttpLimits(server: http.Server | https.Server, limits: ListenerLimits): void {
   // Past the cap Node closes new connections at once; open ones are untouched.
   server.maxConnections = limits.maxConnections;
-  server.headersTimeout = limits.headersTimeout * 1000;
-  // Bodies may stream for as long as they keep moving; idleness is bounded instead.
-  server.requestTimeout = 0;
   server.keepAliveTimeout = Math.min(limits.idleTimeout, 65) * 1000;
   server.setTimeout(limits.idleTimeout * 1000, (socket) => socket.destroy());
 }

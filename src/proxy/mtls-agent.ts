@@ -5,15 +5,9 @@
  */
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { TlsContexts } from '../tls/contexts.js';
-
-export interface UpstreamIdentity {
-  readonly expectedName: string;
-  readonly servername: string | undefined;
-  /** TCP connect plus TLS handshake must finish within this. */
-  readonly connectTimeoutMs: number;
-}
+import type { Upstream } from './upstream.js';
 
 export class MtlsAgent extends https.Agent {
   /**
@@ -24,8 +18,10 @@ export class MtlsAgent extends https.Agent {
   #generation = 0;
 
   constructor(
-    private readonly contexts: TlsContexts,
-    private readonly upstream: UpstreamIdentity,
+    contexts: TlsContexts,
+    private readonly upstream: Upstream,
+    /** TCP connect plus TLS handshake must finish within this. */
+    private readonly connectTimeoutMs: number,
   ) {
     super({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, maxCachedSessions: 100 });
     contexts.onChange(() => {
@@ -38,14 +34,7 @@ export class MtlsAgent extends https.Agent {
   }
 
   override createConnection(options: tls.ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
-    const { expectedName, servername } = this.upstream;
-    const dialOptions: tls.ConnectionOptions = {
-      ...options,
-      secureContext: this.contexts.clientContext(),
-      rejectUnauthorized: true,
-      servername,
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(expectedName, cert),
-    };
+    const dialOptions: tls.ConnectionOptions = { ...options, ...this.upstream.tlsOptions() };
     // https.Agent's own createConnection adds TLS session resumption; reuse it.
     const socket = (
       https.Agent.prototype as unknown as { createConnection: (o: tls.ConnectionOptions, cb?: unknown) => tls.TLSSocket }
@@ -53,11 +42,11 @@ export class MtlsAgent extends https.Agent {
     const timer = setTimeout(
       () =>
         socket.destroy(
-          Object.assign(new Error(`no mTLS connection to ${expectedName} within ${this.upstream.connectTimeoutMs} ms`), {
+          Object.assign(new Error(`no mTLS connection to ${this.upstream.expectedName} within ${this.connectTimeoutMs} ms`), {
             code: 'ETIMEDOUT',
           }),
         ),
-      this.upstream.connectTimeoutMs,
+      this.connectTimeoutMs,
     );
     socket.once('secureConnect', () => clearTimeout(timer));
     socket.once('close', () => clearTimeout(timer));

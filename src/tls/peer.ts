@@ -72,7 +72,20 @@ function buildXfcc(peer: PeerIdentity): string {
  * RFC 9440 headers: `Client-Cert` is the DER certificate as a structured-field byte sequence
  * (`:base64:`), `Client-Cert-Chain` the intermediates the client sent, leaf's issuer first.
  */
-export function rfc9440Headers(socket: TLSSocket): { 'client-cert': string; 'client-cert-chain'?: string } | undefined {
+type Rfc9440 = { 'client-cert': string; 'client-cert-chain'?: string };
+const rfc9440ByConnection = new WeakMap<TLSSocket, Rfc9440 | null>();
+
+/** Per connection, like peerIdentity(): the chain walk and base64 are not repeated per request. */
+export function rfc9440Headers(socket: TLSSocket): Rfc9440 | undefined {
+  let headers = rfc9440ByConnection.get(socket);
+  if (headers === undefined) {
+    headers = readRfc9440(socket) ?? null;
+    rfc9440ByConnection.set(socket, headers);
+  }
+  return headers ?? undefined;
+}
+
+function readRfc9440(socket: TLSSocket): Rfc9440 | undefined {
   const leaf = socket.getPeerCertificate(true);
   if (!leaf?.raw) return undefined;
   const chain: string[] = [];

@@ -1,0 +1,59 @@
+/**
+ * The remote end of an outbound listener, shared by every mode: how to dial it with mTLS (the
+ * current certificate, SNI, the server checked against its expected name), and how to report a
+ * failure — unreachable, or a handshake the server failed, which is counted and audited.
+ */
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import { formatHostPort } from '../config/parse.js';
+import type { OutboundListenerConfig } from '../config/schema.js';
+import { type ErrorCode, ErrorCodes } from '../errors.js';
+import { handshakeFailureReason } from '../telemetry/metrics.js';
+import type { ListenerDeps } from './listener.js';
+
+const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+
+export interface UpstreamFailure {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+export interface Upstream {
+  readonly targetText: string;
+  readonly expectedName: string;
+  /** TLS options for a dial, read at dial time so a rotation applies to the next one. */
+  tlsOptions(): tls.ConnectionOptions;
+  /** Classifies a failed dial or request; handshake failures are counted and audited here. */
+  failed(err: Error & { code?: string }): UpstreamFailure;
+}
+
+export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps): Upstream {
+  const { contexts, metrics, audit, logger } = deps;
+  const targetText = formatHostPort(config.target);
+  const expectedName = config.serverName ?? config.target.host;
+  // SNI carries host names only, never IP addresses (RFC 6066 §3).
+  const servername = isIP(expectedName) ? undefined : expectedName;
+  const checkServerIdentity = (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(expectedName, cert);
+  return {
+    targetText,
+    expectedName,
+    tlsOptions: () => ({ secureContext: contexts.clientContext(), servername, checkServerIdentity, rejectUnauthorized: true }),
+    failed(err) {
+      const detail = err.code ?? err.message;
+      if (NETWORK_ERRORS.has(err.code ?? '')) {
+        logger.warn({ event: 'upstream_unreachable', listener: config.name, target: targetText, reason: detail }, 'upstream unreachable');
+        return { code: ErrorCodes.UPSTREAM_UNREACHABLE, message: `cannot reach ${targetText} (${detail})` };
+      }
+      const reason = handshakeFailureReason(err);
+      metrics.handshakeFailures.inc({ listener: config.name, reason });
+      audit.record(
+        { event: 'upstream_handshake_failed', listener: config.name, remoteAddress: targetText, peer: expectedName, reason, detail },
+        'mTLS handshake with the upstream failed',
+      );
+      return {
+        code: ErrorCodes.UPSTREAM_HANDSHAKE_FAILED,
+        message: `mTLS to ${targetText} failed (${detail}); the server must present a certificate for "${expectedName}" from the trusted CA`,
+      };
+    },
+  };
+}
