@@ -102,7 +102,8 @@ export class Sidecar {
       ? new TrustRefresher({
           fetchTrust: source.fetchTrust.bind(source),
           trust: this.trust,
-          intervalSeconds: config.vault?.pki.refreshInterval ?? config.identity.files?.pollInterval ?? 300,
+          // Files report their own changes (see start()); the interval is a backstop there.
+          intervalSeconds: config.vault?.pki.refreshInterval ?? 300,
           crlMode: config.vault?.pki.crl ?? 'off',
           logger: logger.child({ module: 'trust' }),
         })

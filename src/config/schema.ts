@@ -158,7 +158,9 @@ const allowRule = z
     paths: z.array(z.string().startsWith('/')).optional(),
   })
   .strict()
-  .refine((rule) => Object.keys(rule).length > 0, 'an empty rule would allow everyone; name at least one field');
+  .refine((rule) => Object.keys(rule).length > 0, 'an empty rule would allow everyone; name at least one field')
+  // Both match URI SANs; a rule naming both would silently test only one.
+  .refine((rule) => !(rule.spiffe && rule.uri), 'spiffe and uri both match URI SANs; give one of them per rule');
 
 /** Per-listener limits, so one slow or greedy client cannot harm the others. */
 const limits = z

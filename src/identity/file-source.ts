@@ -84,8 +84,10 @@ export class FileCertificateSource implements CertificateSource {
     return { certPem: leaf, keyPem, chainPem: chain, trustPem };
   }
 
+  /** The CA file alone when there is one; a PKCS#12 bundle without it must be opened for its chain. */
   async fetchTrust(): Promise<TrustMaterial> {
-    return { caPems: (await this.issue()).trustPem, crlPems: [] };
+    const caPems = this.files.ca ? splitPemCertificates(read(this.files.ca, 'ca').toString('utf8')) : (await this.issue()).trustPem;
+    return { caPems, crlPems: [] };
   }
 
   /**

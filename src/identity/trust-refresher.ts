@@ -22,7 +22,6 @@ export class TrustRefresher {
   #failures = 0;
   #running = false;
   #inFlight: Promise<void> | undefined;
-  #lastGood: TrustMaterial | undefined;
 
   constructor(private readonly opts: TrustRefresherOptions) {}
 
@@ -57,7 +56,6 @@ export class TrustRefresher {
     let delaySeconds = this.opts.intervalSeconds;
     try {
       const material = await fetchTrust();
-      this.#lastGood = material;
       this.#failures = 0;
       trust.update(material);
       // Vault may serve a CRL that is already past its nextUpdate (auto_rebuild off): same policy.
@@ -87,11 +85,11 @@ export class TrustRefresher {
   #softenExpiredCrl(): void {
     const { trust, crlMode, logger } = this.opts;
     const next = trust.crl?.nextUpdate;
-    if (crlMode !== 'soft' || !this.#lastGood || !next || next > new Date() || trust.material.crlPems.length === 0) return;
+    if (crlMode !== 'soft' || !next || next > new Date() || trust.material.crlPems.length === 0) return;
     logger.warn(
       { code: ErrorCodes.CRL_STALE, nextUpdate: next.toISOString() },
       'the CRL is past its nextUpdate and no newer one could be fetched; revocation is not enforced until one can (vault.pki.crl: closed refuses handshakes instead)',
     );
-    trust.update({ caPems: this.#lastGood.caPems, crlPems: [] });
+    trust.update({ caPems: trust.material.caPems, crlPems: [] });
   }
 }

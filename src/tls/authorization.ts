@@ -48,7 +48,7 @@ export class AuthorizationPolicy {
 
   constructor(readonly config: AuthorizationConfig) {
     this.#rules = config.allow.map((rule) => ({
-      ...(rule.spiffe || rule.uri ? { uri: globToRegExp((rule.spiffe ?? rule.uri) as string, '/') } : {}),
+      ...(rule.spiffe || rule.uri ? { uri: globToRegExp(rule.spiffe ?? rule.uri ?? '', '/') } : {}),
       ...(rule.dns ? { dns: globToRegExp(rule.dns, '.') } : {}),
       ...(rule.cn ? { cn: globToRegExp(rule.cn, '') } : {}),
       ...(rule.ou ? { ou: globToRegExp(rule.ou, '') } : {}),

@@ -78,4 +78,23 @@ describe('AuthorizationPolicy', () => {
       ),
     ).toThrow(/inbound\[0\]\.authorization\.allow\[0\]: an empty rule would allow everyone/);
   });
+
+  it('refuses a rule naming both spiffe and uri, which would test only one of them', () => {
+    expect(() =>
+      buildConfig(
+        {
+          identity: { source: 'dev', commonName: 'x' },
+          inbound: [
+            {
+              name: 'a',
+              listen: '127.0.0.1:0',
+              target: '127.0.0.1:1',
+              authorization: { allow: [{ spiffe: 'spiffe://a/*', uri: 'https://b' }] },
+            },
+          ],
+        },
+        {},
+      ),
+    ).toThrow(/allow\[0\]: spiffe and uri both match URI SANs; give one of them per rule/);
+  });
 });
