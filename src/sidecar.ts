@@ -97,7 +97,7 @@ export class Sidecar {
     this.source = parts.source;
     this.store = new IdentityStore(requestedIdentity(config));
     this.contexts = new TlsContexts(this.store, this.trust);
-    const source = parts.source;
+    const source = this.source;
     this.trustRefresher = source.fetchTrust
       ? new TrustRefresher({
           fetchTrust: source.fetchTrust.bind(source),
@@ -110,13 +110,13 @@ export class Sidecar {
       : undefined;
     const { renewal } = config.identity;
     this.renewer = new Renewer({
-      source: parts.source,
+      source,
       store: this.store,
-      identity: requestedIdentity(config),
-      policy: { windowStart: renewal.windowStart, windowEnd: renewal.windowEnd, outageBudget: renewal.outageBudget },
+      identity: this.store.wanted,
+      policy: renewal,
       minBackoffSeconds: renewal.minBackoff,
       maxBackoffSeconds: renewal.maxBackoff,
-      logger: logger.child({ module: 'renewer', source: parts.source.kind }),
+      logger: logger.child({ module: 'renewer', source: source.kind }),
       recordResult: (result) => this.metrics.certRenewals.inc({ result }),
       startupHint: parts.startupHint,
     });
