@@ -5,7 +5,9 @@
  * the bottleneck. Prints req/s, p50/p99, MB/s, CPU time per request and RSS of each proxy, as
  * ratios to the nginx pair and to direct, all from one run (the machine is shared and noisy).
  *
- * Usage: npm run bench [-- --seconds 8 --connections 32]
+ * Usage: npm run bench [-- --seconds 8 --connections 32 --only "keep-alive,sidecar http"]
+ * (--only keeps the scenarios and sidecar paths whose names contain one of the comma-separated
+ * words; direct and nginx always run, since every ratio needs them).
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -21,6 +23,13 @@ const option = (name, fallback) => {
 };
 const SECONDS = option('seconds', 8);
 const CONNECTIONS = option('connections', 32);
+const onlyAt = args.indexOf('--only');
+const ONLY = onlyAt >= 0 ? args[onlyAt + 1].split(',').map((w) => w.trim()) : undefined;
+/** Keeps the names --only mentions; all of them when it mentions none of this kind. */
+function pick(names) {
+  const chosen = names.filter((n) => ONLY?.some((word) => n.includes(word)));
+  return chosen.length ? chosen : names;
+}
 const ROOT = path.resolve(import.meta.dirname, '..');
 const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-bench-'));
 const children = [];
@@ -242,11 +251,14 @@ const paths = {
   'sidecar http': { port: ports.sideOut, pids: () => [sideOut.pid, sideIn.pid] },
   'sidecar tcp': { port: ports.tcpOut, pids: () => [tcpOut.pid, tcpIn.pid] },
 };
-const scenarios = [
+const allScenarios = [
   { name: 'keep-alive small', path: '/small', close: false },
   { name: 'Connection: close small', path: '/small', close: true },
   { name: '1 MiB bodies', path: '/1m', close: false },
 ];
+const scenarios = allScenarios.filter((s) => pick(allScenarios.map((x) => x.name)).includes(s.name));
+const sidecarPaths = pick(['sidecar http', 'sidecar tcp']);
+for (const name of ['sidecar http', 'sidecar tcp']) if (!sidecarPaths.includes(name)) delete paths[name];
 
 const results = {};
 for (const scenario of scenarios) {

@@ -6,13 +6,13 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import httpProxy from 'http-proxy';
+import { Pool } from 'undici';
 import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { peerIdentity } from '../tls/peer.js';
 import { callerHeaders, IDENTITY_HEADERS, inboundMtls, normalizedPath, refusal } from './admission.js';
-import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
+import { createHttpForwarder } from './http-forwarder.js';
 import { jsonErrorBody, sendJsonError } from './json-error.js';
 import { httpServerOptions } from './limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
@@ -20,25 +20,22 @@ import { type Listener, type ListenerDeps, listenerHandle } from './listener.js'
 export function createInboundHttpListener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'inbound' });
   const targetText = formatHostPort(config.target);
-  const appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64 });
-  const proxy = httpProxy.createProxyServer({
+  // Kept-alive connections to the app; upgrades (WebSocket) get their own through http-proxy.
+  const appPool = new Pool(`http://${targetText}`, { connections: 256 });
+  const upgradeAgent = new http.Agent();
+  const forwarder = createHttpForwarder({
     target: `http://${targetText}`,
-    agent: appAgent,
+    pool: () => appPool,
+    upgradeAgent,
     xfwd: true,
-    ws: true,
-    proxyTimeout: config.limits.idleTimeout * 1000,
-  });
-
-  proxy.on('proxyReq', (proxyReq, req) => {
-    for (const name of hopByHopNames(req.headers)) proxyReq.removeHeader(name);
-  });
-  proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
-  proxy.on('error', (err, _req, res) => {
-    const code = (err as NodeJS.ErrnoException).code ?? 'ERROR';
-    log.warn({ event: 'app_unreachable', target: targetText, reason: code }, 'app request failed');
-    if (res instanceof http.ServerResponse)
-      sendJsonError(res, 502, ErrorCodes.APP_UNREACHABLE, `the app at ${targetText} did not answer (${code})`);
-    else res.destroy();
+    idleTimeoutMs: config.limits.idleTimeout * 1000,
+    onError(err, _req, res) {
+      const code = err.code ?? 'ERROR';
+      log.warn({ event: 'app_unreachable', target: targetText, reason: code }, 'app request failed');
+      if (res instanceof http.ServerResponse)
+        sendJsonError(res, 502, ErrorCodes.APP_UNREACHABLE, `the app at ${targetText} did not answer (${code})`);
+      else res.destroy();
+    },
   });
 
   const mtls = inboundMtls(config, deps);
@@ -61,12 +58,12 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   const server = https.createServer({ ...httpServerOptions(config.limits), ...mtls.serverOptions }, (req, res) => {
     const refused = admit(req);
     if (refused) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, refused);
-    proxy.web(req, res);
+    forwarder.web(req, res);
   });
   // WebSocket (and any HTTP/1.1 upgrade): the same admission, then a byte pipe.
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const refused = admit(req);
-    if (!refused) return proxy.ws(req, socket, head);
+    if (!refused) return forwarder.ws(req, socket, head);
     const body = jsonErrorBody(ErrorCodes.AUTHZ_DENIED, refused);
     socket.end(
       `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
@@ -83,6 +80,9 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     metrics: deps.metrics,
     logger: log,
     details: { target: targetText },
-    afterDrain: () => appAgent.destroy(),
+    afterDrain: () => {
+      upgradeAgent.destroy();
+      void appPool.destroy();
+    },
   });
 }

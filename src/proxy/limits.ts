@@ -24,12 +24,19 @@ export function httpServerOptions(limits: ListenerLimits): http.ServerOptions {
   };
 }
 
+/**
+ * A client waiting on a silent upstream is silent too. The forwarder gives up on the upstream after
+ * idleTimeout and answers a JSON 502; the client's connection is only cut this much later, so the
+ * answer gets there first.
+ */
+const ANSWER_BEFORE_CUT_MS = 1000;
+
 /** HTTP listeners, after construction with httpServerOptions(): connection cap and idleness. */
 export function applyHttpLimits(server: http.Server | https.Server, limits: ListenerLimits): void {
   // Past the cap Node closes new connections at once; open ones are untouched.
   server.maxConnections = limits.maxConnections;
   server.keepAliveTimeout = Math.min(limits.idleTimeout, 65) * 1000;
-  server.setTimeout(limits.idleTimeout * 1000, (socket) => socket.destroy());
+  server.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS, (socket) => socket.destroy());
 }
 
 /** Byte pipes (tcp mode). */

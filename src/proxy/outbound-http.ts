@@ -4,41 +4,39 @@
  * that the server carries the expected name.
  */
 import http from 'node:http';
-import httpProxy from 'http-proxy';
 import type { OutboundListenerConfig } from '../config/schema.js';
-import { hopByHopNames, stripHopByHop } from './hop-by-hop.js';
+import { createHttpForwarder } from './http-forwarder.js';
 import { sendJsonError } from './json-error.js';
 import { httpServerOptions } from './limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 import { MtlsAgent } from './mtls-agent.js';
+import { MtlsPool } from './mtls-pool.js';
 import { upstreamFor } from './upstream.js';
 
 export function createOutboundHttpListener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound' });
   const upstream = upstreamFor(config, deps);
-  const agent = new MtlsAgent(deps.contexts, upstream, config.limits.connectTimeout * 1000);
-  const proxy = httpProxy.createProxyServer({
+  const connectTimeoutMs = config.limits.connectTimeout * 1000;
+  const pool = new MtlsPool(deps.contexts, upstream, connectTimeoutMs);
+  const upgradeAgent = new MtlsAgent(deps.contexts, upstream, connectTimeoutMs);
+  const forwarder = createHttpForwarder({
     target: `https://${upstream.targetText}`,
-    agent,
-    secure: true,
+    pool: () => pool.current(),
+    upgradeAgent,
     // The upstream sees its own name in Host, as if the app had called it directly.
-    changeOrigin: true,
-    proxyTimeout: config.limits.idleTimeout * 1000,
+    host: upstream.targetText,
+    xfwd: false,
+    idleTimeoutMs: config.limits.idleTimeout * 1000,
+    onError(err, _req, res) {
+      const failure = upstream.failed(err);
+      if (res instanceof http.ServerResponse) sendJsonError(res, 502, failure.code, failure.message);
+      else res.destroy();
+    },
   });
 
-  proxy.on('proxyReq', (proxyReq, req) => {
-    for (const name of hopByHopNames(req.headers)) proxyReq.removeHeader(name);
-  });
-  proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
-  proxy.on('error', (err, _req, res) => {
-    const failure = upstream.failed(err as Error & { code?: string });
-    if (res instanceof http.ServerResponse) sendJsonError(res, 502, failure.code, failure.message);
-    else res.destroy();
-  });
-
-  const server = http.createServer(httpServerOptions(config.limits), (req, res) => proxy.web(req, res));
-  // WebSocket upgrades go through the same mTLS agent as requests.
-  server.on('upgrade', (req, socket, head) => proxy.ws(req, socket, head));
+  const server = http.createServer(httpServerOptions(config.limits), (req, res) => forwarder.web(req, res));
+  // WebSocket upgrades go through an mTLS agent built from the same upstream description.
+  server.on('upgrade', (req, socket, head) => forwarder.ws(req, socket, head));
 
   return listenerHandle({
     config,
@@ -49,6 +47,9 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     metrics: deps.metrics,
     logger: log,
     details: { target: upstream.targetText, expectedName: upstream.expectedName },
-    afterDrain: () => agent.destroy(),
+    afterDrain: () => {
+      upgradeAgent.destroy();
+      void pool.destroy();
+    },
   });
 }

@@ -12,6 +12,8 @@ import { handshakeFailureReason } from '../telemetry/metrics.js';
 import type { ListenerDeps } from './listener.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+/** The upstream connected but then went silent past limits.idleTimeout (undici's codes). */
+const SILENCE_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 export interface UpstreamFailure {
   readonly code: ErrorCode;
@@ -39,12 +41,21 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
     expectedName,
     tlsOptions: () => ({ secureContext: contexts.clientContext(), servername, checkServerIdentity, rejectUnauthorized: true }),
     failed(err) {
-      const detail = err.code ?? err.message;
-      if (NETWORK_ERRORS.has(err.code ?? '')) {
+      // undici names its connect timeout (TCP connect plus TLS handshake) its own way.
+      const code = err.code === 'UND_ERR_CONNECT_TIMEOUT' ? 'ETIMEDOUT' : err.code;
+      const detail = code ?? err.message;
+      if (SILENCE_ERRORS.has(detail)) {
+        logger.warn({ event: 'upstream_timeout', listener: config.name, target: targetText, reason: detail }, 'upstream stopped answering');
+        return {
+          code: ErrorCodes.UPSTREAM_UNREACHABLE,
+          message: `${targetText} stopped answering (${detail}); limits.idleTimeout bounds the wait`,
+        };
+      }
+      if (NETWORK_ERRORS.has(detail)) {
         logger.warn({ event: 'upstream_unreachable', listener: config.name, target: targetText, reason: detail }, 'upstream unreachable');
         return { code: ErrorCodes.UPSTREAM_UNREACHABLE, message: `cannot reach ${targetText} (${detail})` };
       }
-      const reason = handshakeFailureReason(err);
+      const reason = handshakeFailureReason({ code, message: err.message });
       metrics.handshakeFailures.inc({ listener: config.name, reason });
       audit.record(
         { event: 'upstream_handshake_failed', listener: config.name, remoteAddress: targetText, peer: expectedName, reason, detail },
