@@ -6,31 +6,36 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
-import type { Config } from './config/schema.js';
+import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
-import { DevCertificateAuthority, DevCertificateSource } from './identity/dev-ca.js';
-import { FileCertificateSource } from './identity/file-source.js';
 import { Renewer } from './identity/renewer.js';
 import type { CertificateSource, RequestedIdentity } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
 import { TrustStore } from './identity/trust.js';
 import { TrustRefresher } from './identity/trust-refresher.js';
-import { createInboundH2Listener } from './proxy/inbound-h2.js';
-import { createInboundHttpListener } from './proxy/inbound-http.js';
-import { createInboundTcpListener } from './proxy/inbound-tcp.js';
 import type { Listener, ListenerDeps } from './proxy/listener.js';
-import { createOutboundH2Listener } from './proxy/outbound-h2.js';
-import { createOutboundHttpListener } from './proxy/outbound-http.js';
-import { createOutboundTcpListener } from './proxy/outbound-tcp.js';
 import { AuditLog } from './telemetry/audit.js';
 import { Metrics } from './telemetry/metrics.js';
 import { TlsContexts } from './tls/contexts.js';
-import { VaultSession } from './vault/auth.js';
-import { createVaultClient } from './vault/client.js';
-import { VaultPkiSource } from './vault/pki.js';
+import type { VaultSession } from './vault/auth.js';
 
-const INBOUND_BY_MODE = { http: createInboundHttpListener, h2: createInboundH2Listener, tcp: createInboundTcpListener } as const;
-const OUTBOUND_BY_MODE = { http: createOutboundHttpListener, h2: createOutboundH2Listener, tcp: createOutboundTcpListener } as const;
+type ListenerFactory<C> = (config: C, index: number, deps: ListenerDeps) => Listener;
+
+/*
+ * Each mode, source and its libraries (undici, http2, node-vault, node-forge, the X.509 parser) is
+ * loaded only when the config uses it: a loaded module stays in the heap for good, and every
+ * megabyte there is RSS and garbage-collector marking work for the life of the pod.
+ */
+const INBOUND_BY_MODE: Record<InboundListenerConfig['mode'], () => Promise<ListenerFactory<InboundListenerConfig>>> = {
+  http: async () => (await import('./proxy/inbound-http.js')).createInboundHttpListener,
+  h2: async () => (await import('./proxy/inbound-h2.js')).createInboundH2Listener,
+  tcp: async () => (await import('./proxy/inbound-tcp.js')).createInboundTcpListener,
+};
+const OUTBOUND_BY_MODE: Record<OutboundListenerConfig['mode'], () => Promise<ListenerFactory<OutboundListenerConfig>>> = {
+  http: async () => (await import('./proxy/outbound-http.js')).createOutboundHttpListener,
+  h2: async () => (await import('./proxy/outbound-h2.js')).createOutboundH2Listener,
+  tcp: async () => (await import('./proxy/outbound-tcp.js')).createOutboundTcpListener,
+};
 
 export interface SidecarOptions {
   /** Overrides the source the config names (the demo shares one dev CA with its client). */
@@ -54,15 +59,22 @@ interface SourceParts {
 
 async function createSource(config: Config, logger: Logger, metrics: Metrics): Promise<SourceParts> {
   if (config.identity.source === 'files' && config.identity.files) {
+    const { FileCertificateSource } = await import('./identity/file-source.js');
     const source = new FileCertificateSource(config.identity.files);
     return { source, startupHint: 'check the identity.files paths and that the certificate matches its key and CA' };
   }
   if (config.identity.source === 'dev') {
     logger.warn('identity.source is dev: certificates come from an in-memory CA that no other pod trusts');
+    const { DevCertificateAuthority, DevCertificateSource } = await import('./identity/dev-ca.js');
     return { source: new DevCertificateSource(await DevCertificateAuthority.create()), startupHint: 'the dev CA failed to issue' };
   }
   const vault = config.vault;
   if (!vault) throw new Error('unreachable: validateConfig requires vault for identity.source vault');
+  const [{ createVaultClient }, { VaultSession }, { VaultPkiSource }] = await Promise.all([
+    import('./vault/client.js'),
+    import('./vault/auth.js'),
+    import('./vault/pki.js'),
+  ]);
   const client = createVaultClient(vault);
   const session = new VaultSession(client, vault.auth, vault.address, logger.child({ module: 'vault' }), vault.token, {
     request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds),
@@ -168,7 +180,7 @@ export class Sidecar {
     this.#state = 'starting';
     await this.admin.listen();
     this.renewer.start();
-    if (this.source instanceof FileCertificateSource) {
+    if (this.source.watch) {
       this.source.watch(() => {
         this.logger.info('identity files changed; reloading');
         // A reload already in flight may have read the files before this change: go again after it.
@@ -181,8 +193,8 @@ export class Sidecar {
     await this.trustRefresher?.start();
     const deps: ListenerDeps = { contexts: this.contexts, logger: this.logger, metrics: this.metrics, audit: this.audit };
     this.#listeners = [
-      ...this.config.inbound.map((l, i) => INBOUND_BY_MODE[l.mode](l, i, deps)),
-      ...this.config.outbound.map((l, i) => OUTBOUND_BY_MODE[l.mode](l, i, deps)),
+      ...(await Promise.all(this.config.inbound.map(async (l, i) => (await INBOUND_BY_MODE[l.mode]())(l, i, deps)))),
+      ...(await Promise.all(this.config.outbound.map(async (l, i) => (await OUTBOUND_BY_MODE[l.mode]())(l, i, deps)))),
     ];
     for (const listener of this.#listeners) await listener.listen();
     this.#state = 'running';

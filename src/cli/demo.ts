@@ -2,7 +2,6 @@
 import path from 'node:path';
 import { pino } from 'pino';
 import type { Argv } from 'yargs';
-import { startDemo } from '../demo/demo.js';
 import { createLogger } from '../telemetry/logger.js';
 
 export interface DemoArgs {
@@ -29,6 +28,8 @@ export function demoOptions(yargs: Argv): Argv<DemoArgs> {
 
 export async function demoCommand(args: DemoArgs): Promise<number> {
   const logger = createLogger(args['log-level'], pino.destination(2), 'auto', process.stderr.isTTY === true);
+  // Loaded here, not at start-up: the demo's dev CA brings an X.509 library `run` does not need.
+  const { startDemo } = await import('../demo/demo.js');
   const demo = await startDemo({
     dir: path.resolve(args.dir),
     inboundPort: args['inbound-port'],

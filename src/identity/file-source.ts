@@ -4,10 +4,8 @@
  * change on disk triggers one, so a rotated certificate goes through the same verify-before-publish
  * as a Vault one: half-written or mismatched files are refused and the old certificate stays.
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import path from 'node:path';
-import forge from 'node-forge';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type CertificateBundle, splitPemCertificates } from './bundle.js';
 import type { CertificateSource } from './source.js';
@@ -34,32 +32,6 @@ function read(file: string, field: string): Buffer {
   }
 }
 
-/** Leaf, chain and key from a PKCS#12 file (the password may be empty). */
-function fromPkcs12(content: Buffer, password: string, file: string): { certs: string[]; keyPem: string } {
-  let p12: forge.pkcs12.Pkcs12Pfx;
-  try {
-    p12 = forge.pkcs12.pkcs12FromAsn1(forge.asn1.fromDer(content.toString('binary')), password);
-  } catch (err) {
-    throw new SidecarError(
-      ErrorCodes.FILES_UNREADABLE,
-      `identity.files.pkcs12: cannot open ${file} (${err instanceof Error ? err.message : String(err)}); check the file and identity.files.passwordFile`,
-      { cause: err },
-    );
-  }
-  const oids = forge.pki.oids as Record<string, string>;
-  const bags = (type: string) => p12.getBags({ bagType: type })[type] ?? [];
-  // node-forge decodes only RSA keys and certificates, so we take each bag's raw ASN.1 (already
-  // decrypted) and let Node's crypto, which reads every key type, handle the DER.
-  const derOf = (bag: forge.pkcs12.Bag) => Buffer.from(forge.asn1.toDer(bag.asn1).getBytes(), 'binary');
-  const keyBag = bags(oids.pkcs8ShroudedKeyBag ?? '')[0] ?? bags(oids.keyBag ?? '')[0];
-  if (!keyBag) throw new SidecarError(ErrorCodes.FILES_UNREADABLE, `identity.files.pkcs12: ${file} holds no private key`);
-  const keyPem = createPrivateKey({ key: derOf(keyBag), format: 'der', type: 'pkcs8' })
-    .export({ format: 'pem', type: 'pkcs8' })
-    .toString();
-  const certs = bags(oids.certBag ?? '').map((bag) => new X509Certificate(derOf(bag)).toString());
-  return { certs, keyPem };
-}
-
 export class FileCertificateSource implements CertificateSource {
   readonly kind = 'files';
   #watchers: FSWatcher[] = [];
@@ -73,6 +45,8 @@ export class FileCertificateSource implements CertificateSource {
     let keyPem: string;
     if ('pkcs12' in files) {
       const password = files.passwordFile ? read(files.passwordFile, 'passwordFile').toString('utf8').trim() : '';
+      // node-forge is loaded only for PKCS#12 files.
+      const { fromPkcs12 } = await import('./pkcs12.js');
       ({ certs, keyPem } = fromPkcs12(read(files.pkcs12, 'pkcs12'), password, files.pkcs12));
     } else {
       certs = splitPemCertificates(read(files.cert, 'cert').toString('utf8'));

@@ -3,12 +3,11 @@
  * mount (Vault keeps old issuers after a rotation, so old and new are trusted together) and their
  * CRLs. Kept apart from the sidecar's own certificate because it changes on its own schedule.
  */
-import './x509-setup.js';
-import { X509Crl } from '@peculiar/x509';
-
 export interface TrustMaterial {
   readonly caPems: readonly string[];
   readonly crlPems: readonly string[];
+  /** The earliest nextUpdate among crlPems, read by the source that fetched them. */
+  readonly crlNextUpdate?: Date | undefined;
 }
 
 export interface CrlState {
@@ -34,7 +33,7 @@ export class TrustStore {
 
   /** Replaces the material; listeners run only when something changed. */
   update(material: TrustMaterial, now: Date = new Date()): void {
-    if (material.crlPems.length > 0) this.#crl = { fetchedAt: now, nextUpdate: earliestNextUpdate(material.crlPems) };
+    if (material.crlPems.length > 0) this.#crl = { fetchedAt: now, nextUpdate: material.crlNextUpdate };
     const changed =
       material.caPems.join('') !== this.#material.caPems.join('') || material.crlPems.join('') !== this.#material.crlPems.join('');
     this.#material = material;
@@ -45,13 +44,4 @@ export class TrustStore {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
-}
-
-function earliestNextUpdate(crlPems: readonly string[]): Date | undefined {
-  let earliest: Date | undefined;
-  for (const pem of crlPems) {
-    const next = new X509Crl(pem).nextUpdate;
-    if (next && (!earliest || next < earliest)) earliest = next;
-  }
-  return earliest;
 }

@@ -2,8 +2,12 @@
  * One root pino logger; modules take `child({ module })`. Every path that can hold a secret is
  * redacted, whatever a caller passes in, so a token or key cannot reach the log by accident.
  */
+import { createRequire } from 'node:module';
 import { type DestinationStream, type Logger, pino } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
+
+/** pino-pretty (and its colour and date libraries) only when a human reads the logs. */
+const loadPretty = (): typeof PinoPretty => createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
 
 export const REDACT_PATHS = [
   'token',
@@ -34,7 +38,7 @@ export type LogFormat = 'auto' | 'json' | 'pretty';
 export function createLogger(level: string, destination?: DestinationStream, format: LogFormat = 'json', isTerminal = false): Logger {
   const human = format === 'pretty' || (format === 'auto' && isTerminal);
   const stream = human
-    ? pretty({ sync: true, destination: destination ?? 1, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' })
+    ? loadPretty()({ sync: true, destination: destination ?? 1, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' })
     : destination;
   return pino(
     {

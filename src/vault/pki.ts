@@ -2,6 +2,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { splitPemCertificates } from '../identity/bundle.js';
+import { earliestNextUpdate } from '../identity/crl-dates.js';
 import type { CertificateSource, RequestedIdentity } from '../identity/source.js';
 import type { TrustMaterial } from '../identity/trust.js';
 import type { VaultSession } from './auth.js';
@@ -85,7 +86,7 @@ export class VaultPkiSource implements CertificateSource {
         if (crl.data.crl) crlPems.push(crl.data.crl);
       }
     }
-    return { caPems: [...caPems], crlPems };
+    return { caPems: [...caPems], crlPems, crlNextUpdate: earliestNextUpdate(crlPems) };
   }
 
   /**
