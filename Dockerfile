@@ -19,5 +19,6 @@ COPY --from=build /src/dist ./dist
 # readOnlyRootFilesystem works.
 USER 1000:1000
 EXPOSE 8443 15000
-ENTRYPOINT ["node", "/app/dist/main.js"]
+# Run through the bin's #! line, which carries the node flags the sidecar is measured with.
+ENTRYPOINT ["/app/dist/main.js"]
 CMD ["run", "--config", "/etc/sidecar/config.yaml"]

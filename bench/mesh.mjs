@@ -205,12 +205,15 @@ const nginxOut = nginxConf(
   }`,
 );
 
+/** The node flags the sidecar's bin runs with (its #! line), so the bench measures what ships. */
+const NODE_FLAGS = readFileSync(path.join(ROOT, 'dist/main.js'), 'utf8').split('\n')[0].split(/\s+/).slice(3);
+
 function sidecar(name, yaml) {
   const file = path.join(dir, `${name}.yaml`);
   writeFileSync(file, yaml);
   // BENCH_CPU_PROF=<dir> writes a V8 CPU profile per sidecar (node --cpu-prof) for `node bench/profile-summary.mjs`.
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-  return start(`sidecar ${name}`, process.execPath, [...profile, path.join(ROOT, 'dist/main.js'), 'run', '--config', file, '--log-level', 'warn']);
+  return start(`sidecar ${name}`, process.execPath, [...NODE_FLAGS, ...profile, path.join(ROOT, 'dist/main.js'), 'run', '--config', file, '--log-level', 'warn']);
 }
 const files = (name) => `identity: { source: files, files: { cert: ${certs[name].cert}, key: ${certs[name].key}, ca: ${caFile} } }`;
 const sideIn = sidecar(
