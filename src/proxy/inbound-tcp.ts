@@ -3,14 +3,13 @@
  * authorization to the peer, then pipe bytes to the app. A denied peer's connection is closed
  * right after the handshake.
  */
-import net from 'node:net';
 import tls from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { peerIdentity } from '../tls/peer.js';
 import { inboundMtls, refusal } from './admission.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
-import { pipeBothWays } from './pipe.js';
+import { dialAndPipe } from './pipe.js';
 
 export function createInboundTcpListener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'tcp' });
@@ -21,11 +20,10 @@ export function createInboundTcpListener(config: InboundListenerConfig, index: n
       socket.destroy();
       return;
     }
-    const app = net.connect({ host: config.target.host, port: config.target.port, allowHalfOpen: true });
+    const app = dialAndPipe(socket, config.target);
     app.on('error', (err: NodeJS.ErrnoException) =>
       log.warn({ event: 'app_unreachable', reason: err.code ?? err.message }, 'app connection failed'),
     );
-    pipeBothWays(socket, app);
   });
   mtls.attach(server);
 

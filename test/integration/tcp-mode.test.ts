@@ -3,6 +3,7 @@
  * Vault certificates: bytes both ways, half-close honoured, and a denied peer cut off right after
  * its handshake.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
@@ -29,12 +30,21 @@ afterAll(async () => {
   echoServer.close();
 });
 
-/** Sends `payload`, half-closes, and collects everything until the other side closes. */
-function exchange(port: number, payload: Buffer): Promise<Buffer> {
+/**
+ * Sends `payload`, half-closes, and collects everything until the other side closes. A slow
+ * reader stops reading for a while after the first chunk, so the sidecars' queues fill up.
+ */
+function exchange(port: number, payload: Buffer, slowReader = false): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
     const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('data', (c: Buffer) => {
+      if (slowReader && chunks.length === 0) {
+        socket.pause();
+        setTimeout(() => socket.resume(), 300);
+      }
+      chunks.push(c);
+    });
     socket.on('end', () => resolve(Buffer.concat(chunks)));
     socket.on('error', reject);
     socket.on('connect', () => socket.end(payload));
@@ -73,11 +83,14 @@ async function chain(callerSpiffe: string) {
 
 it('carries bytes both ways through two sidecars and honours half-close', async () => {
   const { a } = await chain('spiffe://test/ns/prod/sa/api');
-  const payload = Buffer.alloc(256 * 1024, 7);
-  const reply = await exchange(a.listenerAddress('db').port, payload);
-  expect(reply.length).toBe(payload.length + 3);
-  expect(reply.subarray(0, payload.length).equals(payload)).toBe(true);
-  expect(reply.subarray(payload.length).toString()).toBe('bye');
+  // Random bytes, many reads long: a read buffer reused too early would show as corruption.
+  const payload = randomBytes(4 * 1024 * 1024);
+  for (const slowReader of [false, true]) {
+    const reply = await exchange(a.listenerAddress('db').port, payload, slowReader);
+    expect(reply.length).toBe(payload.length + 3);
+    expect(reply.subarray(0, payload.length).equals(payload)).toBe(true);
+    expect(reply.subarray(payload.length).toString()).toBe('bye');
+  }
 });
 
 it('closes a denied peer’s connection right after the handshake', async () => {
