@@ -183,7 +183,7 @@ const inboundListener = z
     listen: hostPort,
     /** The app, in plaintext; loopback in a pod. */
     target: hostPort,
-    /** http: HTTP/1.1 through http-proxy; h2: HTTP/2 and gRPC (ALPN h2, cleartext h2 to the app); tcp: a raw byte pipe. */
+    /** http: HTTP/1.1 (http-proxy passes and upgrades, an undici pool for requests); h2: HTTP/2 and gRPC (ALPN h2, cleartext h2 to the app); tcp: a raw byte pipe. */
     mode: z.enum(['http', 'h2', 'tcp']).default('http'),
     limits,
     /** How the app learns who called: Envoy's x-forwarded-client-cert, RFC 9440 Client-Cert, or nothing. */

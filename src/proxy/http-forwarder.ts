@@ -81,15 +81,21 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse, opts: Http
  * has already answered `100-continue`, and the body follows in the request stream.
  */
 function requestHeaders(headers: http.IncomingHttpHeaders, host: string | undefined): string[] {
+  const out = forwardable(headers, (name) => name === 'expect' || (host !== undefined && name === 'host'));
+  if (host !== undefined) out.push('host', host);
+  return out;
+}
+
+/** A message's headers as a flat [name, value, …] list, without hop-by-hop ones and those `drop` names. */
+function forwardable(headers: http.IncomingHttpHeaders, drop?: (name: string) => boolean): string[] {
   const skip = hopByHop(headers.connection);
   const out: string[] = [];
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || skip.has(name) || name === 'expect' || (host !== undefined && name === 'host')) continue;
+    if (value === undefined || skip.has(name) || drop?.(name)) continue;
     if (typeof value === 'string') out.push(name, value);
     else for (const v of value) out.push(name, v);
   }
-  if (host !== undefined) out.push('host', host);
   return out;
 }
 
@@ -122,14 +128,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   ): void {
     // 1xx: Node's server already answered `Expect: 100-continue`; other interim responses are dropped.
     if (statusCode < 200) return;
-    const skip = hopByHop(headers.connection);
-    const out: string[] = [];
-    for (const name in headers) {
-      const value = headers[name];
-      if (value === undefined || skip.has(name)) continue;
-      if (typeof value === 'string') out.push(name, value);
-      else for (const v of value) out.push(name, v);
-    }
+    const out = forwardable(headers);
     if (statusMessage) this.res.writeHead(statusCode, statusMessage, out);
     else this.res.writeHead(statusCode, out);
   }
