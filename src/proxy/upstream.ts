@@ -12,6 +12,8 @@ import { handshakeFailureReason } from '../telemetry/metrics.js';
 import type { ListenerDeps } from './listener.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+/** The connection was closed or reset under us (undici's code for a close). */
+const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
 /** The upstream connected but then went silent past limits.idleTimeout (undici's codes). */
 const SILENCE_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -61,9 +63,13 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
         { event: 'upstream_handshake_failed', listener: config.name, remoteAddress: targetText, peer: expectedName, reason, detail },
         'mTLS handshake with the upstream failed',
       );
+      // A server that refuses our certificate after a TLS 1.3 handshake just closes the connection.
+      const closedOnUs = CLOSED_ERRORS.has(detail);
       return {
         code: ErrorCodes.UPSTREAM_HANDSHAKE_FAILED,
-        message: `mTLS to ${targetText} failed (${detail}); the server must present a certificate for "${expectedName}" from the trusted CA`,
+        message: closedOnUs
+          ? `${targetText} closed the mTLS connection before answering (${detail}); check that it trusts this sidecar's CA and allows its identity`
+          : `mTLS to ${targetText} failed (${detail}); the server must present a certificate for "${expectedName}" from the trusted CA`,
       };
     },
   };

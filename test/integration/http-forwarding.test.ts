@@ -4,10 +4,14 @@
  * 100-continue, repeated response headers, hop-by-hop headers stripped in both directions, an app
  * that goes silent, and a client that leaves mid-response.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { DevCertificateAuthority } from '../../src/identity/dev-ca.js';
 import type { Sidecar } from '../../src/sidecar.js';
 import { startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
 
@@ -157,4 +161,37 @@ it('stops pulling a response from the app when the client leaves mid-stream', as
   await new Promise<void>((resolve) => socket.once('data', () => resolve()));
   socket.destroy();
   expect(await seen.streamClosedEarly).toBe(true);
+});
+
+it('names the likely cause when the upstream refuses this sidecar’s certificate', async () => {
+  // The upstream (its own dev CA) does not trust the caller's CA; the caller trusts the upstream.
+  const upstream = await startSidecar({
+    identity: { source: 'dev', commonName: 'vault-free.test', dnsNames: ['localhost'] },
+    inbound: [{ name: 'strict', listen: '127.0.0.1:0', target: `127.0.0.1:${(app.address() as AddressInfo).port}` }],
+  });
+  const strangers = await DevCertificateAuthority.create('a CA the upstream does not trust');
+  const caller = await strangers.issue({ commonName: 'stranger.test', ttlSeconds: 600 });
+  const dir = mkdtempSync(path.join(tmpdir(), 'stranger-'));
+  const file = (name: string, text: string) => {
+    writeFileSync(path.join(dir, name), text, { mode: 0o600 });
+    return path.join(dir, name);
+  };
+  const stranger = await startSidecar({
+    identity: {
+      source: 'files',
+      files: {
+        cert: file('tls.crt', caller.certPem),
+        key: file('tls.key', caller.keyPem),
+        ca: file('ca.crt', [...(upstream.store.current()?.bundle.trustPem ?? []), ...caller.trustPem].join('\n')),
+      },
+    },
+    outbound: [
+      { name: 'strict', listen: '127.0.0.1:0', target: `127.0.0.1:${upstream.listenerAddress('strict').port}`, serverName: 'localhost' },
+    ],
+  });
+  const res = await fetch(`http://127.0.0.1:${stranger.listenerAddress('strict').port}/`);
+  expect(res.status).toBe(502);
+  const body = (await res.json()) as { error: { code: string; message: string } };
+  expect(body.error.code).toBe('SIDECAR_UPSTREAM_HANDSHAKE_FAILED');
+  expect(body.error.message).toContain("check that it trusts this sidecar's CA");
 });
