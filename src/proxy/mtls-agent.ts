@@ -1,7 +1,8 @@
 /**
- * An https.Agent whose connections present the *current* certificate: the secure context is read
- * from TlsContexts at dial time, so after a rotation the next new connection uses the new
- * certificate while pooled ones carry on. The server must present `expectedName`.
+ * The https.Agent http-proxy dials with for upgrades (WebSocket) on an outbound http listener;
+ * plain requests use MtlsPool. Its connections present the *current* certificate: the secure
+ * context is read from TlsContexts at dial time, so after a rotation the next new connection uses
+ * the new certificate. The server must present `expectedName`.
  */
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
