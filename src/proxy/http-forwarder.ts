@@ -13,6 +13,9 @@ import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
 import { hopByHop } from './hop-by-hop.js';
 
+/** Upstream connections kept per listener (app or mTLS target); more requests queue for a free one. */
+export const POOL_CONNECTIONS = 256;
+
 export interface HttpForwarderOptions {
   /** http:// or https:// URL of the upstream. */
   readonly target: string;

@@ -12,7 +12,7 @@ import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { peerIdentity } from '../tls/peer.js';
 import { callerHeaders, IDENTITY_HEADERS, inboundMtls, normalizedPath, refusal } from './admission.js';
-import { createHttpForwarder } from './http-forwarder.js';
+import { createHttpForwarder, POOL_CONNECTIONS } from './http-forwarder.js';
 import { jsonErrorBody, sendJsonError } from './json-error.js';
 import { httpServerOptions } from './limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
@@ -21,7 +21,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   const log = deps.logger.child({ listener: config.name, direction: 'inbound' });
   const targetText = formatHostPort(config.target);
   // Kept-alive connections to the app; upgrades (WebSocket) get their own through http-proxy.
-  const appPool = new Pool(`http://${targetText}`, { connections: 256 });
+  const appPool = new Pool(`http://${targetText}`, { connections: POOL_CONNECTIONS });
   const upgradeAgent = new http.Agent();
   const forwarder = createHttpForwarder({
     target: `http://${targetText}`,

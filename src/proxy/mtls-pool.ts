@@ -6,10 +6,8 @@
  */
 import { buildConnector, Pool } from 'undici';
 import type { TlsContexts } from '../tls/contexts.js';
+import { POOL_CONNECTIONS } from './http-forwarder.js';
 import type { Upstream } from './upstream.js';
-
-/** Upstream connections kept per listener; more requests than this queue for a free one. */
-const MAX_CONNECTIONS = 256;
 
 export class MtlsPool {
   #pool: Pool;
@@ -40,6 +38,6 @@ export class MtlsPool {
 
   #create(): Pool {
     const connect = buildConnector({ ...this.upstream.tlsOptions(), timeout: this.connectTimeoutMs, maxCachedSessions: 100 });
-    return new Pool(`https://${this.upstream.targetText}`, { connect, connections: MAX_CONNECTIONS });
+    return new Pool(`https://${this.upstream.targetText}`, { connect, connections: POOL_CONNECTIONS });
   }
 }
