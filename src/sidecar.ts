@@ -6,6 +6,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
+import { formatHostPort } from './config/parse.js';
 import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
 import { Renewer } from './identity/renewer.js';
@@ -178,7 +179,8 @@ export class Sidecar {
   async start(): Promise<void> {
     if (this.#state !== 'new') throw new Error('Sidecar.start() called twice');
     this.#state = 'starting';
-    await this.admin.listen();
+    const admin = await this.admin.listen();
+    this.logger.info({ address: formatHostPort({ host: admin.address, port: admin.port }) }, 'admin server ready');
     this.renewer.start();
     if (this.source.watch) {
       this.source.watch(() => {

@@ -33,7 +33,11 @@ beforeAll(async () => {
     '--admin-port',
     String(ports[2]),
   ]);
-  await waitFor(() => demo.stdout().includes('Press Ctrl-C'), 15_000, `the demo to start (stderr: ${demo.stderr()})`);
+  await waitFor(
+    () => demo.stdout().includes('Press Ctrl-C'),
+    15_000,
+    () => `the demo to start (stderr: ${demo.stderr()})`,
+  );
   commands = demo
     .stdout()
     .split('\n')

@@ -8,8 +8,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { spawnCli, waitFor } from '../support/cli.js';
-import { freePort } from '../support/ports.js';
+import { loggedPort, spawnCli, waitFor } from '../support/cli.js';
 import { httpsRequest, issueFromVault } from '../support/sidecars.js';
 
 const vault = inject('vault');
@@ -32,19 +31,19 @@ afterAll(() => {
 });
 
 async function startCli(drainTimeout: string) {
-  const [admin, inbound] = [await freePort(), await freePort()];
   const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-lifecycle-'));
   const file = path.join(dir, 'config.yaml');
   writeFileSync(
     file,
     `vault: { pki: { mount: ${vault.pkiMount}, role: ${vault.role} } }
 identity: { commonName: drain.test, dnsNames: [localhost], ttl: 10m }
-inbound: [{ name: app, listen: "127.0.0.1:${inbound}", target: "127.0.0.1:${slowPort}" }]
-admin: { listen: "127.0.0.1:${admin}" }
+inbound: [{ name: app, listen: "127.0.0.1:0", target: "127.0.0.1:${slowPort}" }]
+admin: { listen: "127.0.0.1:0" }
 drainTimeout: ${drainTimeout}
 `,
   );
   const run = spawnCli(['run', '--config', file], { VAULT_ADDR: vault.address, VAULT_TOKEN: vault.rootToken });
+  const admin = await loggedPort(run, 'admin server ready');
   const readyz = async () => {
     try {
       return (await fetch(`http://127.0.0.1:${admin}/readyz`)).status;
@@ -52,7 +51,12 @@ drainTimeout: ${drainTimeout}
       return 0;
     }
   };
-  await waitFor(async () => (await readyz()) === 200, 15_000, `/readyz (stderr: ${run.stderr()})`);
+  await waitFor(
+    async () => (await readyz()) === 200,
+    15_000,
+    () => `/readyz (stderr: ${run.stderr()})`,
+  );
+  const inbound = await loggedPort(run, 'inbound listener ready');
   const serial = async () => ((await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as { serial: string }).serial;
   return { run, inbound, readyz, serial };
 }

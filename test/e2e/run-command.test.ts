@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { type Spawned, spawnCli, waitFor } from '../support/cli.js';
+import { loggedPort, type Spawned, spawnCli, waitFor } from '../support/cli.js';
 import { freePort } from '../support/ports.js';
 
 const vault = inject('vault');
@@ -33,7 +33,6 @@ async function readyz(port: number): Promise<number> {
 
 describe('run with a config file', () => {
   it('gets a certificate from Vault, turns ready, and exits 0 on SIGTERM', async () => {
-    const [admin, inbound] = [await freePort(), await freePort()];
     const file = writeConfig(
       'service.yaml',
       `
@@ -46,15 +45,20 @@ identity:
   ttl: 10m
 inbound:
   - name: app
-    listen: 127.0.0.1:${inbound}
+    listen: 127.0.0.1:0
     target: 127.0.0.1:1
 admin:
-  listen: 127.0.0.1:${admin}
+  listen: 127.0.0.1:0
 `,
     );
     const run = spawnCli(['run', '--config', file], { VAULT_ADDR: vault.address, VAULT_TOKEN: vault.rootToken });
     started.push(run);
-    await waitFor(async () => (await readyz(admin)) === 200, 15_000, `/readyz (stderr: ${run.stderr()})`);
+    const admin = await loggedPort(run, 'admin server ready');
+    await waitFor(
+      async () => (await readyz(admin)) === 200,
+      15_000,
+      () => `/readyz (stderr: ${run.stderr()})`,
+    );
     const certs = (await (await fetch(`http://127.0.0.1:${admin}/certs`)).json()) as { subject: string };
     expect(certs.subject).toContain('CN=cli.test');
     // Logs are JSON lines and never carry the token or the key.
@@ -107,13 +111,14 @@ describe('bad configuration', () => {
   });
 
   it('says what to check when Vault is unreachable at start-up, and keeps trying, not ready', async () => {
-    const [admin, dead] = [await freePort(), await freePort()];
+    const dead = await freePort();
     const file = writeConfig(
       'unreachable.yaml',
-      `vault:\n  address: http://127.0.0.1:${dead}\n  pki: { role: web }\nidentity: { commonName: web.test }\nadmin: { listen: "127.0.0.1:${admin}" }\nstartupTimeout: 2s\n`,
+      `vault:\n  address: http://127.0.0.1:${dead}\n  pki: { role: web }\nidentity: { commonName: web.test }\nadmin: { listen: "127.0.0.1:0" }\nstartupTimeout: 2s\n`,
     );
     const run = spawnCli(['run', '--config', file], { VAULT_TOKEN: 't' });
     started.push(run);
+    const admin = await loggedPort(run, 'admin server ready');
     await waitFor(() => run.stdout().includes('SIDECAR_STARTUP_TIMEOUT'), 10_000, 'the start-up timeout line');
     const line = JSON.parse(
       run

@@ -30,11 +30,37 @@ export function spawnCli(args: string[], env: Record<string, string> = {}): Spaw
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+/** `what` may be a function, to describe the state at the time of failure (e.g. stderr so far). */
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string | (() => string),
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await predicate()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
+}
+
+/**
+ * The port a CLI bound, read from its JSON log line with message `msg` ("admin server ready",
+ * "inbound listener ready"). Configs use port 0, so parallel tests cannot race for a port.
+ */
+export async function loggedPort(run: Spawned, msg: string, timeoutMs = 15_000): Promise<number> {
+  let port = 0;
+  await waitFor(
+    () => {
+      const line = run
+        .stdout()
+        .split('\n')
+        .find((l) => l.includes(`"msg":"${msg}"`));
+      port = line ? Number((JSON.parse(line) as { address: string }).address.split(':').pop()) : 0;
+      return port > 0;
+    },
+    timeoutMs,
+    () => `"${msg}" in the logs (stdout: ${run.stdout().slice(-2000)} stderr: ${run.stderr()})`,
+  );
+  return port;
 }
