@@ -5,10 +5,14 @@
  */
 import http2 from 'node:http2';
 import type { ErrorCode } from '../errors.js';
+import { HOP_BY_HOP } from './hop-by-hop.js';
 import { jsonErrorBody } from './json-error.js';
 
-/** Headers that describe one hop of the connection, never forwarded. */
-const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te']);
+/**
+ * Headers that describe one hop of the connection, never forwarded: HTTP/1's hop-by-hop set, which
+ * Node's HTTP/2 refuses to send, except `trailer`, which announces gRPC's trailers.
+ */
+const CONNECTION_HEADERS = new Set([...HOP_BY_HOP].filter((name) => name !== 'trailer'));
 
 export class H2Session {
   #session: http2.ClientHttp2Session | undefined;

@@ -6,7 +6,7 @@
  * connection (Transfer-Encoding included: bodies are re-framed on each side). Upgrades (WebSocket)
  * go through a different path and keep theirs.
  */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',

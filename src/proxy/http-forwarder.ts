@@ -52,9 +52,12 @@ export function createHttpForwarder(opts: HttpForwarderOptions): HttpForwarder {
     proxyTimeout: opts.idleTimeoutMs,
   });
   proxy.on('error', (err, req, res) => opts.onError(err, req, res as http.ServerResponse | Duplex));
+  // `expect`: Node's server has already answered `100-continue`; the body follows in the request stream.
+  const dropFromRequest =
+    opts.host === undefined ? (name: string) => name === 'expect' : (name: string) => name === 'expect' || name === 'host';
   // Runs after http-proxy's deleteLength/timeout/XHeaders passes and ends the pipeline (true).
   (proxy as unknown as PassPipeline).before('web', 'stream', function pooledStream(req, res) {
-    forward(req, res, opts);
+    forward(req, res, opts, dropFromRequest);
     return true;
   });
   return {
@@ -63,14 +66,19 @@ export function createHttpForwarder(opts: HttpForwarderOptions): HttpForwarder {
   };
 }
 
-function forward(req: http.IncomingMessage, res: http.ServerResponse, opts: HttpForwarderOptions): void {
+function forward(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  opts: HttpForwarderOptions,
+  dropFromRequest: (name: string) => boolean,
+): void {
   const length = req.headers['content-length'];
   const hasBody = length === undefined ? req.headers['transfer-encoding'] !== undefined : length !== '0';
   opts.pool().dispatch(
     {
       path: req.url ?? '/',
       method: req.method ?? 'GET',
-      headers: requestHeaders(req.headers, opts.host),
+      headers: requestHeaders(req.headers, dropFromRequest, opts.host),
       body: hasBody ? req : null,
       headersTimeout: opts.idleTimeoutMs,
       bodyTimeout: opts.idleTimeoutMs,
@@ -79,12 +87,9 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse, opts: Http
   );
 }
 
-/**
- * The client's headers minus hop-by-hop ones, as undici's flat list. `expect` too: Node's server
- * has already answered `100-continue`, and the body follows in the request stream.
- */
-function requestHeaders(headers: http.IncomingHttpHeaders, host: string | undefined): string[] {
-  const out = forwardable(headers, (name) => name === 'expect' || (host !== undefined && name === 'host'));
+/** The client's headers minus hop-by-hop and `drop` ones, as undici's flat list, with our Host if any. */
+function requestHeaders(headers: http.IncomingHttpHeaders, drop: (name: string) => boolean, host: string | undefined): string[] {
+  const out = forwardable(headers, drop);
   if (host !== undefined) out.push('host', host);
   return out;
 }

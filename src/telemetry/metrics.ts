@@ -87,40 +87,42 @@ export class Metrics {
 
   /** Registers the gauges that are read from the identity's state at scrape time. */
   watchIdentity(sources: MetricsSources): void {
+    const age = (since: Date) => (Date.now() - since.getTime()) / 1000;
+    this.#scrapeGauge(
+      'sidecar_cert_expiry_timestamp_seconds',
+      'notAfter of the certificate being served, as a Unix timestamp.',
+      () => sources.certificateNotAfter(),
+      seconds,
+    );
+    this.#scrapeGauge(
+      'sidecar_cert_next_renewal_timestamp_seconds',
+      'When the next certificate renewal is scheduled, as a Unix timestamp.',
+      () => sources.nextRenewal(),
+      seconds,
+    );
+    this.#scrapeGauge(
+      'sidecar_vault_token_ttl_seconds',
+      'Seconds left on the Vault token (absent for a token that never expires).',
+      () => sources.vaultTokenExpiresAt(),
+      (expiresAt) => Math.max(0, -age(expiresAt)),
+    );
+    this.#scrapeGauge(
+      'sidecar_crl_age_seconds',
+      'Seconds since the CRLs were last fetched (absent without CRLs).',
+      () => sources.crlFetchedAt(),
+      age,
+    );
+  }
+
+  /** A gauge set at scrape time from a date, absent while `read` has none. */
+  #scrapeGauge(name: string, help: string, read: () => Date | undefined, value: (date: Date) => number): void {
     new Gauge({
-      name: 'sidecar_cert_expiry_timestamp_seconds',
-      help: 'notAfter of the certificate being served, as a Unix timestamp.',
+      name,
+      help,
       registers: [this.registry],
       collect() {
-        const notAfter = sources.certificateNotAfter();
-        if (notAfter) this.set(seconds(notAfter));
-      },
-    });
-    new Gauge({
-      name: 'sidecar_cert_next_renewal_timestamp_seconds',
-      help: 'When the next certificate renewal is scheduled, as a Unix timestamp.',
-      registers: [this.registry],
-      collect() {
-        const next = sources.nextRenewal();
-        if (next) this.set(seconds(next));
-      },
-    });
-    new Gauge({
-      name: 'sidecar_vault_token_ttl_seconds',
-      help: 'Seconds left on the Vault token (absent for a token that never expires).',
-      registers: [this.registry],
-      collect() {
-        const expiresAt = sources.vaultTokenExpiresAt();
-        if (expiresAt) this.set(Math.max(0, (expiresAt.getTime() - Date.now()) / 1000));
-      },
-    });
-    new Gauge({
-      name: 'sidecar_crl_age_seconds',
-      help: 'Seconds since the CRLs were last fetched (absent without CRLs).',
-      registers: [this.registry],
-      collect() {
-        const fetchedAt = sources.crlFetchedAt();
-        if (fetchedAt) this.set((Date.now() - fetchedAt.getTime()) / 1000);
+        const date = read();
+        if (date) this.set(value(date));
       },
     });
   }

@@ -14,20 +14,23 @@ export interface PeerIdentity {
 }
 
 /**
- * One parse per connection, not per request: getPeerCertificate() decodes the certificate and we
- * hash it, which on a keep-alive connection would otherwise repeat for every request.
+ * `read` memoised per key (a connection, or the identity read from it): on a keep-alive
+ * connection, decoding the certificate, hashing it and formatting headers would otherwise repeat
+ * for every request.
  */
-const identities = new WeakMap<TLSSocket, PeerIdentity | null>();
-const xfccs = new WeakMap<PeerIdentity, string>();
-
-export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
-  let identity = identities.get(socket);
-  if (identity === undefined) {
-    identity = readPeerIdentity(socket) ?? null;
-    identities.set(socket, identity);
-  }
-  return identity ?? undefined;
+function oncePer<K extends object, V>(read: (key: K) => V | undefined): (key: K) => V | undefined {
+  const cache = new WeakMap<K, V | null>();
+  return (key) => {
+    let value = cache.get(key);
+    if (value === undefined) {
+      value = read(key) ?? null;
+      cache.set(key, value);
+    }
+    return value ?? undefined;
+  };
 }
+
+export const peerIdentity: (socket: TLSSocket) => PeerIdentity | undefined = oncePer(readPeerIdentity);
 
 function readPeerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   const cert = socket.getPeerCertificate();
@@ -51,14 +54,8 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity | undefined {
  * Envoy's x-forwarded-client-cert format: `Hash=...;Subject="...";URI=...;DNS=...`.
  * Values with `,;=` are quoted so the app can split safely.
  */
-export function formatXfcc(peer: PeerIdentity): string {
-  let header = xfccs.get(peer);
-  if (header === undefined) {
-    header = buildXfcc(peer);
-    xfccs.set(peer, header);
-  }
-  return header;
-}
+// buildXfcc always returns a string, so the memoised form never answers undefined.
+export const formatXfcc = oncePer(buildXfcc) as (peer: PeerIdentity) => string;
 
 function buildXfcc(peer: PeerIdentity): string {
   const quote = (v: string) => (/[,;="]/.test(v) ? `"${v.replace(/"/g, '\\"')}"` : v);
@@ -73,17 +70,9 @@ function buildXfcc(peer: PeerIdentity): string {
  * (`:base64:`), `Client-Cert-Chain` the intermediates the client sent, leaf's issuer first.
  */
 type Rfc9440 = { 'client-cert': string; 'client-cert-chain'?: string };
-const rfc9440ByConnection = new WeakMap<TLSSocket, Rfc9440 | null>();
 
 /** Per connection, like peerIdentity(): the chain walk and base64 are not repeated per request. */
-export function rfc9440Headers(socket: TLSSocket): Rfc9440 | undefined {
-  let headers = rfc9440ByConnection.get(socket);
-  if (headers === undefined) {
-    headers = readRfc9440(socket) ?? null;
-    rfc9440ByConnection.set(socket, headers);
-  }
-  return headers ?? undefined;
-}
+export const rfc9440Headers: (socket: TLSSocket) => Rfc9440 | undefined = oncePer(readRfc9440);
 
 function readRfc9440(socket: TLSSocket): Rfc9440 | undefined {
   const leaf = socket.getPeerCertificate(true);
