@@ -109,7 +109,7 @@ export class Sidecar {
   ) {
     this.source = parts.source;
     this.store = new IdentityStore(requestedIdentity(config));
-    this.contexts = new TlsContexts(this.store, this.trust);
+    this.contexts = new TlsContexts(this.store, this.trust, config.tls);
     const source = this.source;
     this.trustRefresher = source.fetchTrust
       ? new TrustRefresher({
@@ -140,13 +140,17 @@ export class Sidecar {
       crlFetchedAt: () => this.trust.crl?.fetchedAt,
     });
     this.audit = new AuditLog(options.auditLogger ?? logger.child({ module: 'audit' }));
-    this.admin = new AdminServer(config.admin.listen, {
-      notReadyReasons: () => this.notReadyReasons(),
-      certificate: () => this.store.current()?.info,
-      nextRenewal: () => this.renewer.nextRenewal,
-      metrics: async () => ({ contentType: this.metrics.contentType, text: await this.metrics.text() }),
-      rotate: () => this.#state === 'running' && this.renewer.renewNow(),
-    });
+    this.admin = new AdminServer(
+      config.admin.listen,
+      {
+        notReadyReasons: () => this.notReadyReasons(),
+        certificate: () => this.store.current()?.info,
+        nextRenewal: () => this.renewer.nextRenewal,
+        metrics: async () => ({ contentType: this.metrics.contentType, text: await this.metrics.text() }),
+        rotate: () => this.#state === 'running' && this.renewer.renewNow(),
+      },
+      config.admin.rotateMinInterval,
+    );
   }
 
   static async create(config: Config, logger: Logger, options: SidecarOptions = {}): Promise<Sidecar> {

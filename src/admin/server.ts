@@ -2,10 +2,16 @@
  * The admin server, on localhost by default: /healthz (alive), /readyz (a valid certificate is
  * published, every listener is bound, and we are not draining), /metrics (Prometheus), /certs
  * (what we present, never key material) and POST /rotate (renew now).
+ *
+ * Kubelet probes come from the node, so the server may listen on the pod IP; the read-only
+ * endpoints are then reachable from the cluster. POST /rotate changes state (a Vault issuance per
+ * call), so it answers loopback callers only — a process in the pod — and at most once per
+ * admin.rotateMinInterval.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { HostPort } from '../config/parse.js';
+import { ErrorCodes } from '../errors.js';
 import type { CertificateInfo } from '../identity/bundle.js';
 import { drainServer, listenOn } from '../proxy/server-lifecycle.js';
 
@@ -27,14 +33,51 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
   res.end(text);
 }
 
-async function route(state: AdminState, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+/** 127.0.0.0/8, ::1, and IPv4 loopback seen through a dual-stack socket. */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
+}
+
+export interface RotateThrottle {
+  /** Seconds between accepted rotations. */
+  readonly minIntervalSeconds: number;
+  lastAcceptedAt: number | undefined;
+}
+
+function rotate(state: AdminState, throttle: RotateThrottle, req: http.IncomingMessage, res: http.ServerResponse, now: number): void {
+  if (!isLoopback(req.socket.remoteAddress)) {
+    sendJson(res, 403, {
+      error: { code: ErrorCodes.ADMIN_FORBIDDEN, message: 'POST /rotate answers loopback callers only; run it from inside the pod' },
+    });
+    return;
+  }
+  const waitMs = throttle.lastAcceptedAt === undefined ? 0 : throttle.lastAcceptedAt + throttle.minIntervalSeconds * 1000 - now;
+  if (waitMs > 0) {
+    res.setHeader('retry-after', String(Math.ceil(waitMs / 1000)));
+    sendJson(res, 429, {
+      error: {
+        code: ErrorCodes.ROTATE_THROTTLED,
+        message: `a rotation was requested less than admin.rotateMinInterval (${throttle.minIntervalSeconds}s) ago; retry later`,
+      },
+    });
+    return;
+  }
+  if (!state.rotate()) {
+    sendJson(res, 409, { rotating: false, message: 'a renewal is already in progress, or the sidecar is not running' });
+    return;
+  }
+  throttle.lastAcceptedAt = now;
+  sendJson(res, 202, { rotating: true, message: 'renewal started; watch /certs for the new serial' });
+}
+
+async function route(state: AdminState, throttle: RotateThrottle, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   const method = req.method === 'HEAD' ? 'GET' : req.method;
   if (path === '/rotate') {
     if (method !== 'POST') return sendJson(res, 405, { error: 'use POST /rotate' });
-    return state.rotate()
-      ? sendJson(res, 202, { rotating: true, message: 'renewal started; watch /certs for the new serial' })
-      : sendJson(res, 409, { rotating: false, message: 'a renewal is already in progress, or the sidecar is not running' });
+    return rotate(state, throttle, req, res, Date.now());
   }
   if (method !== 'GET') return sendJson(res, 405, { error: 'method not allowed', endpoints: ENDPOINTS });
   if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
@@ -63,9 +106,11 @@ export class AdminServer {
   constructor(
     private readonly listenAddress: HostPort,
     state: AdminState,
+    rotateMinIntervalSeconds: number,
   ) {
+    const throttle: RotateThrottle = { minIntervalSeconds: rotateMinIntervalSeconds, lastAcceptedAt: undefined };
     this.#server = http.createServer((req, res) => {
-      route(state, req, res).catch((err: unknown) => {
+      route(state, throttle, req, res).catch((err: unknown) => {
         if (!res.headersSent) sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) });
         else res.destroy();
       });

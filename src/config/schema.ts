@@ -155,7 +155,18 @@ const allowRule = z
     cn: z.string().min(1).optional(),
     ou: z.string().min(1).optional(),
     methods: z.array(z.string().min(1).toUpperCase()).optional(),
-    paths: z.array(z.string().startsWith('/')).optional(),
+    paths: z
+      .array(
+        z
+          .string()
+          .startsWith('/')
+          // Requests are matched on their normalized path, so a rule that is not normalized could never match.
+          .refine(
+            (path) => !/\/\/|\/\.\.?(\/|$)|[?#\\]/.test(path),
+            'write the path normalized, as requests are matched: no //, no . or .. segments, no ? # or \\',
+          ),
+      )
+      .optional(),
   })
   .strict()
   .refine((rule) => Object.keys(rule).length > 0, 'an empty rule would allow everyone; name at least one field')
@@ -163,19 +174,44 @@ const allowRule = z
   .refine((rule) => !(rule.spiffe && rule.uri), 'spiffe and uri both match URI SANs; give one of them per rule');
 
 /** Per-listener limits, so one slow or greedy client cannot harm the others. */
+const LIMIT_DEFAULTS = {
+  connectTimeout: 5,
+  idleTimeout: 120,
+  handshakeTimeout: 10,
+  headersTimeout: 10,
+  requestTimeout: 300,
+  bodyIdleTimeout: 30,
+  maxConnections: 1024,
+  maxPendingHandshakes: 256,
+  maxConcurrentStreams: 128,
+};
 const limits = z
   .object({
     /** Dialling the app (inbound) or the upstream (outbound), including the TLS handshake. */
-    connectTimeout: duration.default(5),
+    connectTimeout: duration.default(LIMIT_DEFAULTS.connectTimeout),
     /** A connection with no traffic for this long is closed. */
-    idleTimeout: duration.default(120),
+    idleTimeout: duration.default(LIMIT_DEFAULTS.idleTimeout),
+    /** A client must complete its TLS handshake within this (silent sockets). */
+    handshakeTimeout: duration.default(LIMIT_DEFAULTS.handshakeTimeout),
     /** A client must send its complete request headers within this (slow-header attacks). */
-    headersTimeout: duration.default(10),
-    /** Connections beyond this are closed at once; existing ones are unaffected. */
-    maxConnections: z.number().int().positive().default(1024),
+    headersTimeout: duration.default(LIMIT_DEFAULTS.headersTimeout),
+    /** A client must send its whole request, body included, within this (http mode). */
+    requestTimeout: duration.default(LIMIT_DEFAULTS.requestTimeout),
+    /** Silence allowed while a request body is arriving (slow-body attacks; http mode). */
+    bodyIdleTimeout: duration.default(LIMIT_DEFAULTS.bodyIdleTimeout),
+    /** Connections that completed their handshake, beyond this, are closed at once; existing ones are unaffected. */
+    maxConnections: z.number().int().positive().default(LIMIT_DEFAULTS.maxConnections),
+    /**
+     * Connections still in their TLS handshake (inbound). Counted apart from maxConnections, so
+     * silent sockets can never lock out clients that completed a handshake; past this, the oldest
+     * pending one is closed.
+     */
+    maxPendingHandshakes: z.number().int().positive().default(LIMIT_DEFAULTS.maxPendingHandshakes),
+    /** HTTP/2 streams open at once on one connection (h2 mode). */
+    maxConcurrentStreams: z.number().int().positive().max(1000).default(LIMIT_DEFAULTS.maxConcurrentStreams),
   })
   .strict()
-  .default({ connectTimeout: 5, idleTimeout: 120, headersTimeout: 10, maxConnections: 1024 });
+  .default(LIMIT_DEFAULTS);
 
 const inboundListener = z
   .object({
@@ -190,6 +226,18 @@ const inboundListener = z
     forwardClientCert: z.enum(['xfcc', 'rfc9440', 'none']).default('xfcc'),
     /** Host header the app sees (e.g. a virtual host it routes on); the client's Host when unset. */
     rewriteHost: z.string().min(1).optional(),
+    /** How request paths are normalized before they are authorized and forwarded (http and h2 modes). */
+    requestPath: z
+      .object({
+        /** `//a//b` is `/a/b`. */
+        mergeSlashes: z.boolean().default(true),
+        /** An encoded `/` or `\\` (%2F, %5C): reject the request with a 400, or keep it as it is. */
+        escapedSlashes: z.enum(['reject', 'keep']).default('reject'),
+      })
+      .strict()
+      .default({ mergeSlashes: true, escapedSlashes: 'reject' }),
+    /** X-Forwarded-For/-Proto/-Port/-Host a client sent: replaced by ours (default), or kept with ours appended (behind a trusted proxy). */
+    forwardedHeaders: z.enum(['replace', 'append']).default('replace'),
     /** Who may call, beyond holding a certificate from the trusted CA. Absent: every such peer. */
     authorization: z
       .object({
@@ -231,9 +279,24 @@ export const configSchema = z
          * validity left; below it the pod leaves the Service before peers start failing handshakes.
          */
         readyMinValidity: duration.default(10),
+        /** POST /rotate (loopback callers only) is refused with 429 sooner than this after the last one. */
+        rotateMinInterval: duration.default(10),
       })
       .strict()
-      .default({ listen: { host: '127.0.0.1', port: 15000 }, readyMinValidity: 10 }),
+      .default({ listen: { host: '127.0.0.1', port: 15000 }, readyMinValidity: 10, rotateMinInterval: 10 }),
+    /** TLS policy for every listener and outbound dial. */
+    tls: z
+      .object({
+        /**
+         * intermediate (Mozilla's profile): TLS 1.2 with ECDHE and AEAD suites, and TLS 1.3.
+         * modern: TLS 1.3 only.
+         */
+        profile: z.enum(['intermediate', 'modern']).default('intermediate'),
+        /** An OpenSSL cipher list for TLS 1.2, replacing the profile's (TLS 1.3 suites are not affected). */
+        ciphers: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ profile: 'intermediate' }),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),

@@ -2,6 +2,7 @@
  * Cross-field checks the schema cannot express. Each is a small function whose message names the
  * field and says what to do (ghostunnel's validate*() style); the first failure is thrown.
  */
+import tls from 'node:tls';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { formatHostPort } from './parse.js';
 import type { Config } from './schema.js';
@@ -59,7 +60,31 @@ function validateRenewal(config: Config): void {
   if (config.identity.ttl < 10) fail('identity.ttl: must be at least 10s so renewal has time to happen');
 }
 
+function validateLimits(config: Config): void {
+  const all = [
+    ...config.inbound.map((l, i) => ({ l, field: `inbound[${i}]` })),
+    ...config.outbound.map((l, i) => ({ l, field: `outbound[${i}]` })),
+  ];
+  for (const { l, field } of all) {
+    // Node refuses a header timeout longer than the whole-request timeout.
+    if (l.limits.headersTimeout > l.limits.requestTimeout)
+      fail(`${field}.limits.headersTimeout: must not exceed ${field}.limits.requestTimeout (${l.limits.requestTimeout}s)`);
+  }
+}
+
+function validateTls(config: Config): void {
+  const { ciphers } = config.tls;
+  if (!ciphers) return;
+  try {
+    tls.createSecureContext({ ciphers });
+  } catch {
+    fail(`tls.ciphers: OpenSSL accepts none of "${ciphers}"; give an OpenSSL cipher list such as ECDHE-ECDSA-AES128-GCM-SHA256`);
+  }
+}
+
 export function validateConfig(config: Config): void {
+  validateLimits(config);
+  validateTls(config);
   validateIdentity(config);
   validateVault(config);
   validateListeners(config);

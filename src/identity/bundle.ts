@@ -29,18 +29,43 @@ export function splitPemCertificates(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((c) => `${c}\n`) ?? [];
 }
 
-/** Node prints SANs as `DNS:a, IP Address:1.2.3.4, URI:spiffe://x`; split into kinds. */
+/**
+ * Node prints SANs as `DNS:a, IP Address:1.2.3.4, URI:spiffe://x`; split into kinds. A value with
+ * a comma, quote or other special character is printed as a JSON string (`URI:"a, DNS:b"`), so a
+ * naive split on ", " would let one crafted SAN smuggle in another (what Node's own
+ * checkServerIdentity guards against too): quoted values are read as JSON strings.
+ */
 export function parseSubjectAltName(san: string | undefined): Pick<CertificateInfo, 'dnsNames' | 'ipAddresses' | 'uris'> {
   const dnsNames: string[] = [];
   const ipAddresses: string[] = [];
   const uris: string[] = [];
-  for (const entry of san ? san.split(/,\s*/) : []) {
-    const colon = entry.indexOf(':');
-    const kind = entry.slice(0, colon);
-    const value = entry.slice(colon + 1).replace(/^"|"$/g, '');
+  let i = 0;
+  const text = san ?? '';
+  while (i < text.length) {
+    const colon = text.indexOf(':', i);
+    if (colon === -1) break;
+    const kind = text.slice(i, colon);
+    let value: string;
+    let next: number;
+    if (text[colon + 1] === '"') {
+      // The JSON string runs to the first quote not escaped by a backslash.
+      let end = colon + 2;
+      while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      try {
+        value = JSON.parse(text.slice(colon + 1, end + 1)) as string;
+      } catch {
+        value = '';
+      }
+      next = text.indexOf(', ', end);
+    } else {
+      next = text.indexOf(', ', colon);
+      value = text.slice(colon + 1, next === -1 ? undefined : next);
+    }
     if (kind === 'DNS') dnsNames.push(value);
     else if (kind === 'IP Address') ipAddresses.push(value);
     else if (kind === 'URI') uris.push(value);
+    if (next === -1) break;
+    i = next + 2;
   }
   return { dnsNames, ipAddresses, uris };
 }

@@ -6,20 +6,24 @@
 import type tls from 'node:tls';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { InboundListenerConfig } from '../config/schema.js';
+import { type ErrorCode, ErrorCodes } from '../errors.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
 import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
-import { formatXfcc, type PeerIdentity, rfc9440Headers } from '../tls/peer.js';
+import type { PeerIdentity } from '../tls/peer.js';
+import { type ConnectionGate, gateConnections } from './connection-gate.js';
 import type { ListenerDeps } from './listener.js';
-
-/** Headers that carry caller identity; a client must never be able to set them itself. */
-export const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'] as const;
+import { normalizeTarget } from './request-target.js';
 
 export interface InboundMtls {
   readonly admission: AdmissionContext;
-  /** Options for the TLS server: our certificate, client certificates required and verified. */
+  /** Options for the TLS server: our certificate, client certificates required and verified, the handshake bounded. */
   readonly serverOptions: tls.TlsOptions;
-  /** Keeps the server on the current certificate (rotation) and reports its rejected handshakes. */
+  /**
+   * Keeps the server on the current certificate (rotation), refuses CA certificates as client
+   * leaves, applies the connection limits, and reports rejected handshakes. Call it before adding
+   * the mode's own secureConnection handler, so refused sockets are closed before it sees them.
+   */
   attach(server: TlsServer): void;
 }
 
@@ -27,35 +31,78 @@ export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): 
   const { contexts, metrics, audit } = deps;
   const policy = config.authorization ? new AuthorizationPolicy(config.authorization) : undefined;
   return {
-    admission: { listener: config.name, policy, metrics, audit },
-    serverOptions: { ...contexts.serverOptions(), requestCert: true, rejectUnauthorized: true },
+    admission: { listener: config.name, policy, metrics, audit, config },
+    serverOptions: {
+      ...contexts.serverOptions(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      handshakeTimeout: config.limits.handshakeTimeout * 1000,
+    },
     attach(server) {
       // Rotation: new handshakes use the new certificate; established connections keep theirs.
       contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
-      reportRejectedHandshakes(server, config.name, metrics, audit);
+      refuseCaLeaves(server, config.name, metrics, audit);
+      const gate = gateConnections(server, config.name, config.limits, metrics, audit);
+      reportRejectedHandshakes(server, config.name, gate, metrics, audit);
     },
   };
 }
 
-/** The headers that tell the app who called, in the form the listener was configured for. */
-export function callerHeaders(config: InboundListenerConfig, peer: PeerIdentity, socket: TLSSocket): Record<string, string> {
-  if (config.forwardClientCert === 'xfcc') return { 'x-forwarded-client-cert': formatXfcc(peer) };
-  if (config.forwardClientCert === 'rfc9440') return rfc9440Headers(socket) ?? {};
-  return {};
+/**
+ * OpenSSL accepts a CA certificate (basicConstraints CA:TRUE) as a client's own certificate; a
+ * leaf is never a CA, and a CA key in a client's hands means a mis-issued credential.
+ */
+function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, audit: AuditLog): void {
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (!socket.getPeerCertificate().ca) return;
+    const remoteAddress = socket.remoteAddress;
+    socket.destroy();
+    metrics.handshakeFailures.inc({ listener, reason: 'ca_as_leaf' });
+    audit.record(
+      {
+        event: 'tls_handshake_rejected',
+        listener,
+        remoteAddress,
+        reason: 'ca_as_leaf',
+        detail: 'the client presented a CA certificate as its own',
+      },
+      'rejected a TLS handshake',
+    );
+  });
 }
 
-/** Counts and audits every handshake the listener refuses. */
-export function reportRejectedHandshakes(server: TlsServer, listener: string, metrics: Metrics, audit: AuditLog): void {
+/** Errors of a peer that closed or reset the socket; with no bytes received, a connect-and-close (probe, scan). */
+const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE']);
+
+/** Counts and audits every handshake the listener refuses, with the real reason and the peer's address. */
+export function reportRejectedHandshakes(
+  server: TlsServer,
+  listener: string,
+  gate: ConnectionGate,
+  metrics: Metrics,
+  audit: AuditLog,
+): void {
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     // A certificate that fails verification (unknown CA, expired, revoked) reaches us as a bare
     // "socket hang up": Node verifies after OpenSSL's handshake and destroys the socket, leaving the
     // real reason on the socket's authorizationError.
     const authorizationError: unknown = socket.authorizationError;
     const code = typeof authorizationError === 'string' ? authorizationError : err.code;
-    const reason = handshakeFailureReason({ code, message: err.message });
+    const closed = CLOSED_CODES.has(code ?? '') || (code === undefined && err.message === 'socket hang up');
+    // A TCP connect-and-close (load-balancer health check, port scan) is not a refused handshake.
+    if (closed && gate.bytesReceivedBy(socket) === 0) return;
+    const reason = closed ? 'peer_closed' : handshakeFailureReason({ code, message: err.message });
+    const remoteAddress = gate.remoteAddressOf(socket);
     metrics.handshakeFailures.inc({ listener, reason });
+    if (reason === 'peer_refused_certificate') {
+      audit.record(
+        { event: 'tls_handshake_failed', listener, remoteAddress, reason, detail: code ?? err.message },
+        "the client refused this sidecar's certificate; check that it trusts this sidecar's CA",
+      );
+      return;
+    }
     audit.record(
-      { event: 'tls_handshake_rejected', listener, remoteAddress: socket.remoteAddress, reason, detail: code ?? err.message },
+      { event: 'tls_handshake_rejected', listener, remoteAddress, reason, detail: code ?? err.message },
       'rejected a TLS handshake',
     );
   });
@@ -63,6 +110,7 @@ export function reportRejectedHandshakes(server: TlsServer, listener: string, me
 
 export interface AdmissionContext {
   readonly listener: string;
+  readonly config: InboundListenerConfig;
   readonly policy: AuthorizationPolicy | undefined;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
@@ -96,7 +144,38 @@ export function refusal(
     : `${who}: ${decision.reason}`;
 }
 
-/** The request path as the app will see it, dot segments resolved ("/api/../admin" is "/admin"). */
-export function normalizedPath(url: string | undefined): string {
-  return new URL(url ?? '/', 'http://authz.invalid').pathname;
+export interface RequestRefusal {
+  readonly status: 400 | 403;
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+/**
+ * An HTTP request (http, h2 or an upgrade): the target normalized once — what is authorized is
+ * what is forwarded — then the allow rules. Returns the target to forward, or why not.
+ */
+export function admitRequest(
+  ctx: AdmissionContext,
+  peer: PeerIdentity | undefined,
+  remoteAddress: string | undefined,
+  method: string,
+  rawTarget: string,
+): { target: string } | { refused: RequestRefusal } {
+  const normalized = normalizeTarget(rawTarget, ctx.config.requestPath);
+  if (!normalized.ok) {
+    ctx.metrics.badRequests.inc({ listener: ctx.listener, reason: 'request_target' });
+    ctx.audit.record(
+      {
+        event: 'request_target_refused',
+        listener: ctx.listener,
+        remoteAddress,
+        reason: normalized.reason,
+        detail: rawTarget.slice(0, 200),
+      },
+      'refused a request target that cannot be normalized safely',
+    );
+    return { refused: { status: 400, code: ErrorCodes.BAD_REQUEST, message: `${normalized.reason}; the request was not forwarded` } };
+  }
+  const refused = refusal(ctx, peer, remoteAddress, ctx.policy ? { method, path: normalized.path } : undefined);
+  return refused ? { refused: { status: 403, code: ErrorCodes.AUTHZ_DENIED, message: refused } } : { target: normalized.target };
 }

@@ -1,18 +1,29 @@
 /**
  * HTTP/2 forwarding shared by the h2 listeners: one multiplexed client session per target
- * (reconnected when it closes, replaced after a rotation), and a stream relay that carries
- * headers, body and trailers — what gRPC needs.
+ * (reconnected when it closes, replaced after a rotation), a stream relay that carries headers,
+ * body and trailers — what gRPC needs — and the server-side guards every h2 listener gets.
+ *
+ * No peer may end the process: every stream and session has an error path, and every call that
+ * throws on a stream the peer already closed (respond, sendTrailers, request on a closing session)
+ * checks first and is guarded. A peer reset, a dead app or a cancelled call ends one stream.
  */
 import http2 from 'node:http2';
 import type { ErrorCode } from '../errors.js';
+import type { AuditLog } from '../telemetry/audit.js';
+import type { Metrics } from '../telemetry/metrics.js';
 import { HOP_BY_HOP } from './hop-by-hop.js';
 import { jsonErrorBody } from './json-error.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
 /**
  * Headers that describe one hop of the connection, never forwarded: HTTP/1's hop-by-hop set, which
  * Node's HTTP/2 refuses to send, except `trailer`, which announces gRPC's trailers.
  */
 const CONNECTION_HEADERS = new Set([...HOP_BY_HOP].filter((name) => name !== 'trailer'));
+
+/** Swallows an error event whose consequence (a closed stream or session) is handled where it matters. */
+const ignore = () => undefined;
 
 export class H2Session {
   #session: http2.ClientHttp2Session | undefined;
@@ -51,29 +62,73 @@ export interface RelayFailure {
   readonly message: string;
 }
 
-/** Relays one incoming stream to `session`, returning its response, body and trailers. */
-export function relayStream(
-  incoming: http2.ServerHttp2Stream,
+/** Whether a response can still be started on the stream (respond() throws otherwise). */
+function canRespond(stream: http2.ServerHttp2Stream): boolean {
+  return !stream.destroyed && !stream.closed && !stream.headersSent;
+}
+
+/** Answers with a JSON error when the stream can still take one; otherwise resets it. */
+export function answerStream(stream: http2.ServerHttp2Stream, status: number, code: ErrorCode, message: string): void {
+  if (!canRespond(stream)) {
+    if (!stream.destroyed && !stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  stream.respond({ ':status': status, 'content-type': 'application/json', 'x-sidecar-error': code });
+  stream.end(jsonErrorBody(code, message));
+}
+
+/** The headers to send on: without connection-specific ones and those `drop` names; `extra` ([name, value, …]) set last. */
+export function forwardHeaders(
   headers: http2.IncomingHttpHeaders,
-  session: http2.ClientHttp2Session,
-  onFailure: (err: Error & { code?: string }) => RelayFailure,
-): void {
-  const outgoing: http2.OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || CONNECTION_HEADERS.has(name)) continue;
-    outgoing[name] = value;
+  drop?: (name: string) => boolean,
+  extra?: readonly string[],
+): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || CONNECTION_HEADERS.has(name) || drop?.(name)) continue;
+    out[name] = value;
   }
   // gRPC sends "te: trailers", the one TE value HTTP/2 allows; keep it.
-  if (headers.te === 'trailers') outgoing.te = 'trailers';
-  const upstream = session.request(outgoing);
+  if (headers.te === 'trailers') out.te = 'trailers';
+  if (extra) for (let i = 0; i < extra.length; i += 2) out[extra[i] as string] = extra[i + 1];
+  return out;
+}
+
+/** Relays one incoming stream to the session `session()` returns: its response, body and trailers. */
+export function relayStream(
+  incoming: http2.ServerHttp2Stream,
+  outgoing: http2.OutgoingHttpHeaders,
+  session: () => http2.ClientHttp2Session,
+  onFailure: (err: Error & { code?: string }) => RelayFailure,
+): void {
+  const fail = (err: Error & { code?: string }) => {
+    if (!canRespond(incoming)) {
+      if (!incoming.destroyed && !incoming.closed) incoming.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    const failure = onFailure(err);
+    answerStream(incoming, failure.status, failure.code, failure.message);
+  };
+  let upstream: http2.ClientHttp2Stream;
+  try {
+    // Throws when the session is closing or destroyed (a GOAWAY in the same tick, a dead target).
+    upstream = session().request(outgoing);
+  } catch (err) {
+    fail(err as Error & { code?: string });
+    return;
+  }
+  upstream.on('error', fail);
+  incoming.on('close', () => {
+    if (!upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+  });
   incoming.pipe(upstream);
   upstream.on('response', (responseHeaders) => {
-    const forwarded: http2.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(responseHeaders)) {
-      if (value !== undefined && !CONNECTION_HEADERS.has(name)) forwarded[name] = value;
+    if (!canRespond(incoming)) {
+      upstream.close(NGHTTP2_CANCEL);
+      return;
     }
-    if (incoming.closed) return;
-    incoming.respond(forwarded, { waitForTrailers: true });
+    incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
     upstream.pipe(incoming);
   });
   let trailers: http2.OutgoingHttpHeaders = {};
@@ -81,18 +136,97 @@ export function relayStream(
     trailers = {};
     for (const [name, value] of Object.entries(received)) if (typeof value === 'string' || Array.isArray(value)) trailers[name] = value;
   });
-  incoming.on('wantTrailers', () => incoming.sendTrailers(trailers));
-  upstream.on('error', (err: Error & { code?: string }) => {
-    if (incoming.headersSent) {
-      incoming.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-      return;
+  incoming.on('wantTrailers', () => {
+    if (incoming.destroyed || incoming.closed) return;
+    try {
+      incoming.sendTrailers(trailers);
+    } catch {
+      incoming.close(NGHTTP2_INTERNAL_ERROR);
     }
-    const failure = onFailure(err);
-    const body = jsonErrorBody(failure.code, failure.message);
-    incoming.respond({ ':status': failure.status, 'content-type': 'application/json', 'x-sidecar-error': failure.code });
-    incoming.end(body);
   });
-  incoming.on('close', () => {
-    if (!upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL);
+}
+
+export interface H2GuardOptions {
+  readonly listener: string;
+  readonly maxConcurrentStreams: number;
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
+}
+
+/**
+ * Settings for an h2 server: a bounded number of concurrent streams and bounded memory per
+ * connection (Node's defaults for the rest, written out so they are visible and deliberate).
+ */
+export function h2ServerOptions(maxConcurrentStreams: number): http2.ServerOptions {
+  return {
+    settings: { maxConcurrentStreams },
+    // Per-session buffered data (MB); beyond it new streams are refused with ENHANCE_YOUR_CALM.
+    maxSessionMemory: 10,
+    // Header pairs per block, and refused/invalid frames before the session is torn down.
+    maxHeaderListPairs: 128,
+    maxSessionRejectedStreams: 100,
+    maxSessionInvalidFrames: 1000,
+  };
+}
+
+/**
+ * Rapid reset (CVE-2023-44487): a client opening streams and resetting them at once makes the
+ * server do the work of each while never being limited by maxConcurrentStreams. Like Envoy, a
+ * connection whose streams are mostly reset by the peer before any response (past a minimum count,
+ * so gRPC clients cancelling calls on deadline are fine) gets GOAWAY(ENHANCE_YOUR_CALM).
+ */
+const RAPID_RESET_MIN_STREAMS = 200;
+
+interface SessionStats {
+  streams: number;
+  prematureResets: number;
+}
+
+/** Error paths for every session and stream of `server`, and the rapid-reset defence. Call before adding a 'stream' handler. */
+export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServer, opts: H2GuardOptions): void {
+  const { listener, metrics, audit } = opts;
+  const stats = new WeakMap<http2.Http2Session, SessionStats>();
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    stats.set(session, { streams: 0, prematureResets: 0 });
+    session.on('error', ignore);
+  });
+  // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
+  server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
+    metrics.h2SessionsClosed.inc({ listener, reason: 'protocol_error' });
+    audit.warn(
+      {
+        event: 'h2_session_error',
+        listener,
+        remoteAddress: session?.socket?.remoteAddress,
+        reason: err.code ?? 'error',
+        detail: err.message,
+      },
+      'an HTTP/2 connection failed',
+    );
+    session?.destroy();
+  });
+  server.on('stream', (stream: http2.ServerHttp2Stream) => {
+    stream.on('error', ignore);
+    const session = stream.session;
+    const counts = session ? stats.get(session) : undefined;
+    if (!session || !counts) return;
+    counts.streams++;
+    stream.once('close', () => {
+      if (stream.headersSent || stream.rstCode === NGHTTP2_NO_ERROR) return;
+      counts.prematureResets++;
+      if (counts.streams < RAPID_RESET_MIN_STREAMS || counts.prematureResets * 2 <= counts.streams || session.destroyed) return;
+      metrics.h2SessionsClosed.inc({ listener, reason: 'rapid_reset' });
+      audit.record(
+        {
+          event: 'h2_rapid_reset',
+          listener,
+          remoteAddress: session.socket?.remoteAddress,
+          reason: 'rapid_reset',
+          detail: `${counts.prematureResets} of ${counts.streams} streams reset before a response`,
+        },
+        'closed an HTTP/2 connection that reset most of its streams (rapid reset)',
+      );
+      session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+    });
   });
 }

@@ -27,7 +27,8 @@ export function hopByHop(connection: string | string[] | undefined): ReadonlySet
   const names = new Set(HOP_BY_HOP);
   for (const name of value.split(',')) {
     const trimmed = name.trim().toLowerCase();
-    if (trimmed) names.add(trimmed);
+    // Host is end to end: a client must not make the app see our pool's address instead.
+    if (trimmed && trimmed !== 'host') names.add(trimmed);
   }
   return names;
 }

@@ -1,10 +1,11 @@
 /**
- * HTTP/1.1 forwarding shared by inbound and outbound listeners. http-proxy runs its request passes
- * (length fixes, X-Forwarded-*) and handles upgrades (WebSocket); plain requests then leave through
- * our pass, in place of http-proxy's own `stream` pass, over an undici connection pool. Why: the
- * stream pass builds a Node ClientRequest and an Agent lookup per request, which `npm run bench`
- * profiled as the largest share of the sidecar's CPU; the undici pool (llhttp, no per-request
- * socket bookkeeping) about halved the CPU per request on each side.
+ * HTTP/1.1 forwarding shared by inbound and outbound listeners. Plain requests leave over an undici
+ * connection pool (llhttp, no per-request socket bookkeeping: in `npm run bench` about half the CPU
+ * per request of http-proxy's ClientRequest-per-request pass); upgrades (WebSocket) go through
+ * http-proxy, which pipes the upgraded sockets.
+ *
+ * Headers: hop-by-hop ones are dropped both ways (see hop-by-hop.ts), then the listener's caller
+ * headers are appended last, so nothing a client sends can remove or replace them.
  */
 import type http from 'node:http';
 import type { Agent } from 'node:http';
@@ -12,9 +13,6 @@ import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
 import { hopByHop } from './hop-by-hop.js';
-
-/** Upstream connections kept per listener (app or mTLS target); more requests queue for a free one. */
-export const POOL_CONNECTIONS = 256;
 
 export interface HttpForwarderOptions {
   /** http:// or https:// URL of the upstream. */
@@ -25,8 +23,8 @@ export interface HttpForwarderOptions {
   readonly upgradeAgent: Agent;
   /** Host header the upstream sees; undefined keeps the client's. */
   readonly host?: string;
-  /** Set X-Forwarded-For/-Port/-Proto/-Host. */
-  readonly xfwd: boolean;
+  /** Request headers (lower-case names) the listener sets itself and a client's copy must not pass. */
+  readonly dropRequestHeader?: (name: string) => boolean;
   /** Upstream silence allowed while waiting for response headers and between body chunks. */
   readonly idleTimeoutMs: number;
   /** Answers a request that failed before its response started, or closes an upgrade's socket. */
@@ -34,35 +32,35 @@ export interface HttpForwarderOptions {
 }
 
 export interface HttpForwarder {
-  web(req: http.IncomingMessage, res: http.ServerResponse): void;
-  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Forwards `req` with its URL as is (already normalized by the caller) and `extraHeaders` ([name, value, …]) appended last. */
+  web(req: http.IncomingMessage, res: http.ServerResponse, extraHeaders?: readonly string[]): void;
+  /** Forwards an upgrade; `extraHeaders` replace any copy the client sent, and Connection names only the upgrade. */
+  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, extraHeaders?: readonly string[]): void;
 }
-
-type Pass = (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
-/** http-proxy's pass pipeline API, which its type definitions leave out. */
-type PassPipeline = { before(type: 'web' | 'ws', passName: string, pass: Pass): void };
 
 export function createHttpForwarder(opts: HttpForwarderOptions): HttpForwarder {
   const proxy = httpProxy.createProxyServer({
     target: opts.target,
     agent: opts.upgradeAgent,
-    xfwd: opts.xfwd,
     ws: true,
     changeOrigin: opts.host !== undefined,
     proxyTimeout: opts.idleTimeoutMs,
   });
   proxy.on('error', (err, req, res) => opts.onError(err, req, res as http.ServerResponse | Duplex));
+  const listenerDrops = opts.dropRequestHeader;
   // `expect`: Node's server has already answered `100-continue`; the body follows in the request stream.
-  const dropFromRequest =
-    opts.host === undefined ? (name: string) => name === 'expect' : (name: string) => name === 'expect' || name === 'host';
-  // Runs after http-proxy's deleteLength/timeout/XHeaders passes and ends the pipeline (true).
-  (proxy as unknown as PassPipeline).before('web', 'stream', function pooledStream(req, res) {
-    forward(req, res, opts, dropFromRequest);
-    return true;
-  });
+  const dropFromRequest = (name: string) =>
+    name === 'expect' || (opts.host !== undefined && name === 'host') || (listenerDrops?.(name) ?? false);
   return {
-    web: (req, res) => proxy.web(req, res),
-    ws: (req, socket, head) => proxy.ws(req, socket, head),
+    web: (req, res, extraHeaders) => forward(req, res, opts, dropFromRequest, extraHeaders),
+    ws(req, socket, head, extraHeaders) {
+      // http-proxy copies the request's headers as they are: clean them here.
+      for (const name of Object.keys(req.headers)) if (dropFromRequest(name)) delete req.headers[name];
+      if (extraHeaders) for (let i = 0; i < extraHeaders.length; i += 2) req.headers[extraHeaders[i] as string] = extraHeaders[i + 1];
+      if (opts.host !== undefined) req.headers.host = opts.host;
+      req.headers.connection = 'Upgrade';
+      proxy.ws(req, socket, head);
+    },
   };
 }
 
@@ -71,27 +69,24 @@ function forward(
   res: http.ServerResponse,
   opts: HttpForwarderOptions,
   dropFromRequest: (name: string) => boolean,
+  extraHeaders: readonly string[] | undefined,
 ): void {
   const length = req.headers['content-length'];
   const hasBody = length === undefined ? req.headers['transfer-encoding'] !== undefined : length !== '0';
+  const headers = forwardable(req.headers, dropFromRequest);
+  if (opts.host !== undefined) headers.push('host', opts.host);
+  if (extraHeaders) headers.push(...extraHeaders);
   opts.pool().dispatch(
     {
       path: req.url ?? '/',
       method: req.method ?? 'GET',
-      headers: requestHeaders(req.headers, dropFromRequest, opts.host),
+      headers,
       body: hasBody ? req : null,
       headersTimeout: opts.idleTimeoutMs,
       bodyTimeout: opts.idleTimeoutMs,
     },
     new ResponseRelay(req, res, opts.onError),
   );
-}
-
-/** The client's headers minus hop-by-hop and `drop` ones, as undici's flat list, with our Host if any. */
-function requestHeaders(headers: http.IncomingHttpHeaders, drop: (name: string) => boolean, host: string | undefined): string[] {
-  const out = forwardable(headers, drop);
-  if (host !== undefined) out.push('host', host);
-  return out;
 }
 
 /** A message's headers as a flat [name, value, …] list, without hop-by-hop ones and those `drop` names. */

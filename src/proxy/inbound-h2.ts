@@ -1,7 +1,7 @@
 /**
  * Inbound mTLS in h2 mode (gRPC and any HTTP/2): TLS with ALPN `h2` and a required client
- * certificate, the same authorization and caller headers as http mode, and streams relayed to the
- * app over cleartext HTTP/2 (prior knowledge) on one multiplexed session.
+ * certificate, the same target normalization, authorization and caller headers as http mode, and
+ * streams relayed to the app over cleartext HTTP/2 (prior knowledge) on one multiplexed session.
  */
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
@@ -9,9 +9,9 @@ import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { peerIdentity } from '../tls/peer.js';
-import { callerHeaders, IDENTITY_HEADERS, inboundMtls, normalizedPath, refusal } from './admission.js';
-import { H2Session, relayStream } from './h2-forward.js';
-import { jsonErrorBody } from './json-error.js';
+import { admitRequest, inboundMtls } from './admission.js';
+import { callerHeaders, isCallerHeader } from './caller-headers.js';
+import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 
 export function createInboundH2Listener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
@@ -20,25 +20,42 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
   const mtls = inboundMtls(config, deps);
   const app = new H2Session(`http://${targetText}`, () => ({}));
 
-  const server = http2.createSecureServer({ ...mtls.serverOptions, ALPNProtocols: ['h2'] });
+  const server = http2.createSecureServer({
+    ...mtls.serverOptions,
+    ...h2ServerOptions(config.limits.maxConcurrentStreams),
+    ALPNProtocols: ['h2'],
+  });
+  guardH2Server(server, { listener: config.name, maxConcurrentStreams: config.limits.maxConcurrentStreams, ...deps });
   server.on('stream', (stream, headers) => {
-    for (const name of IDENTITY_HEADERS) delete headers[name];
-    const socket = stream.session?.socket as TLSSocket;
+    // The session (and its socket) may already be gone when a stream event is delivered.
+    const socket = stream.session?.socket as TLSSocket | undefined;
+    if (!socket || stream.destroyed) return;
     const peer = peerIdentity(socket);
-    const request = { method: String(headers[':method'] ?? 'GET'), path: normalizedPath(String(headers[':path'] ?? '/')) };
-    const refused = refusal(mtls.admission, peer, socket.remoteAddress, request);
-    if (refused || !peer) {
-      stream.respond({ ':status': 403, 'content-type': 'application/json', 'x-sidecar-error': ErrorCodes.AUTHZ_DENIED });
-      stream.end(jsonErrorBody(ErrorCodes.AUTHZ_DENIED, refused ?? 'no verified client certificate'));
-      return;
-    }
-    Object.assign(headers, callerHeaders(config, peer, socket));
-    if (config.rewriteHost) headers[':authority'] = config.rewriteHost;
-    relayStream(stream, headers, app.get(), (err) => ({
-      status: 502,
-      code: ErrorCodes.APP_UNREACHABLE,
-      message: `the app at ${targetText} did not answer over HTTP/2 (${err.code ?? err.message})`,
-    }));
+    const method = String(headers[':method'] ?? '');
+    const decision = admitRequest(mtls.admission, peer, socket.remoteAddress, method, String(headers[':path'] ?? ''));
+    if ('refused' in decision) return answerStream(stream, decision.refused.status, decision.refused.code, decision.refused.message);
+    if (!peer) return answerStream(stream, 403, ErrorCodes.AUTHZ_DENIED, 'no verified client certificate');
+    const authority = config.rewriteHost ?? headers[':authority'];
+    const facts = { host: headers[':authority'], forwardedFor: headers['x-forwarded-for'] };
+    const outgoing = forwardHeaders(headers, isCallerHeader, callerHeaders(config, peer, socket, facts));
+    outgoing[':path'] = decision.target;
+    if (authority !== undefined) outgoing[':authority'] = authority;
+    relayStream(
+      stream,
+      outgoing,
+      () => app.get(),
+      (err) => {
+        deps.audit.warn(
+          { event: 'app_unreachable', listener: config.name, remoteAddress: targetText, reason: err.code ?? err.message },
+          'app request failed',
+        );
+        return {
+          status: 502,
+          code: ErrorCodes.APP_UNREACHABLE,
+          message: `the app at ${targetText} did not answer over HTTP/2 (${err.code ?? err.message})`,
+        };
+      },
+    );
   });
   mtls.attach(server);
 
@@ -49,6 +66,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     direction: 'inbound',
     server,
     metrics: deps.metrics,
+    audit: deps.audit,
     logger: log,
     details: { target: targetText },
     afterDrain: () => app.close(),

@@ -1,6 +1,7 @@
 /**
  * Inbound mTLS in http mode: terminates TLS with the pod's certificate, requires and verifies a
- * client certificate, tells the app who called, and forwards plaintext HTTP to the app.
+ * client certificate, normalizes and authorizes the request target, tells the app who called, and
+ * forwards plaintext HTTP to the app.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -11,27 +12,29 @@ import { formatHostPort } from '../config/parse.js';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { ErrorCodes } from '../errors.js';
 import { peerIdentity } from '../tls/peer.js';
-import { callerHeaders, IDENTITY_HEADERS, inboundMtls, normalizedPath, refusal } from './admission.js';
-import { createHttpForwarder, POOL_CONNECTIONS } from './http-forwarder.js';
+import { admitRequest, inboundMtls, type RequestRefusal } from './admission.js';
+import { callerHeaders, isCallerHeader } from './caller-headers.js';
+import { createHttpForwarder } from './http-forwarder.js';
 import { jsonErrorBody, sendJsonError } from './json-error.js';
-import { httpServerOptions } from './limits.js';
+import { guardRequestBody, httpServerOptions } from './limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 
 export function createInboundHttpListener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'inbound' });
   const targetText = formatHostPort(config.target);
-  // Kept-alive connections to the app; upgrades (WebSocket) get their own through http-proxy.
-  const appPool = new Pool(`http://${targetText}`, { connections: POOL_CONNECTIONS });
+  // Kept-alive connections to the app, as many as the listener admits clients: a client holding one
+  // (a slow body) only ever holds its own. Upgrades (WebSocket) get their own through http-proxy.
+  const appPool = new Pool(`http://${targetText}`, { connections: config.limits.maxConnections });
   const upgradeAgent = new http.Agent();
   const forwarder = createHttpForwarder({
     target: `http://${targetText}`,
     pool: () => appPool,
     upgradeAgent,
-    xfwd: true,
+    dropRequestHeader: isCallerHeader,
     idleTimeoutMs: config.limits.idleTimeout * 1000,
     onError(err, _req, res) {
       const code = err.code ?? 'ERROR';
-      log.warn({ event: 'app_unreachable', target: targetText, reason: code }, 'app request failed');
+      deps.audit.warn({ event: 'app_unreachable', listener: config.name, remoteAddress: targetText, reason: code }, 'app request failed');
       if (res instanceof http.ServerResponse)
         sendJsonError(res, 502, ErrorCodes.APP_UNREACHABLE, `the app at ${targetText} did not answer (${code})`);
       else res.destroy();
@@ -40,34 +43,41 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
 
   const mtls = inboundMtls(config, deps);
   /**
-   * Strips identity headers a client sent, applies the listener's allow rules, and sets the headers
-   * that tell the app who called. Returns why the request is refused, or undefined to forward it.
+   * Normalizes the target (the app gets exactly the path that was authorized), applies the allow
+   * rules, and returns the caller headers to append — or why the request is refused.
    */
-  const admit = (req: http.IncomingMessage): string | undefined => {
-    // Deleting a property turns the headers object into a slow dictionary; only when there is one.
-    for (const name of IDENTITY_HEADERS) if (req.headers[name] !== undefined) delete req.headers[name];
+  const admit = (req: http.IncomingMessage): { headers: string[] } | { refused: RequestRefusal } => {
     const socket = req.socket as TLSSocket;
     const peer = peerIdentity(socket);
-    const request = mtls.admission.policy ? { method: req.method ?? 'GET', path: normalizedPath(req.url) } : undefined;
-    const refused = refusal(mtls.admission, peer, socket.remoteAddress, request);
-    if (refused || !peer) return refused;
-    Object.assign(req.headers, callerHeaders(config, peer, socket));
+    const decision = admitRequest(mtls.admission, peer, socket.remoteAddress, req.method ?? 'GET', req.url ?? '/');
+    if ('refused' in decision) return decision;
+    if (!peer) return { refused: { status: 403, code: ErrorCodes.AUTHZ_DENIED, message: 'no verified client certificate' } };
+    req.url = decision.target;
     if (config.rewriteHost) req.headers.host = config.rewriteHost;
-    return undefined;
+    const facts = { host: req.headers.host, forwardedFor: req.headers['x-forwarded-for'] };
+    return { headers: callerHeaders(config, peer, socket, facts) };
   };
 
   const server = https.createServer({ ...httpServerOptions(config.limits), ...mtls.serverOptions }, (req, res) => {
-    const refused = admit(req);
-    if (refused) return sendJsonError(res, 403, ErrorCodes.AUTHZ_DENIED, refused);
-    forwarder.web(req, res);
+    const admitted = admit(req);
+    if ('refused' in admitted) {
+      const { status, code, message } = admitted.refused;
+      // A refused request's body is never read: close the connection after the answer.
+      if (status === 400) res.shouldKeepAlive = false;
+      return sendJsonError(res, status, code, message);
+    }
+    guardRequestBody(req, config.limits);
+    forwarder.web(req, res, admitted.headers);
   });
   // WebSocket (and any HTTP/1.1 upgrade): the same admission, then a byte pipe.
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    const refused = admit(req);
-    if (!refused) return forwarder.ws(req, socket, head);
-    const body = jsonErrorBody(ErrorCodes.AUTHZ_DENIED, refused);
+    socket.on('error', () => socket.destroy());
+    const admitted = admit(req);
+    if (!('refused' in admitted)) return forwarder.ws(req, socket, head, admitted.headers);
+    const { status, code, message } = admitted.refused;
+    const body = jsonErrorBody(code, message);
     socket.end(
-      `HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\nx-sidecar-error: ${code}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
   });
   mtls.attach(server);
@@ -79,6 +89,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     direction: 'inbound',
     server,
     metrics: deps.metrics,
+    audit: deps.audit,
     logger: log,
     details: { target: targetText },
     afterDrain: () => {

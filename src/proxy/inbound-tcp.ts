@@ -15,17 +15,23 @@ export function createInboundTcpListener(config: InboundListenerConfig, index: n
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'tcp' });
   const mtls = inboundMtls(config, deps);
 
-  const server = tls.createServer({ ...mtls.serverOptions, allowHalfOpen: true }, (socket) => {
+  const server = tls.createServer({ ...mtls.serverOptions, allowHalfOpen: true });
+  // First, so limits and CA-leaf refusals close a socket before it is piped anywhere.
+  mtls.attach(server);
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    if (socket.destroyed) return;
     if (refusal(mtls.admission, peerIdentity(socket), socket.remoteAddress)) {
       socket.destroy();
       return;
     }
     const app = dialAndPipe(socket, config.target);
     app.on('error', (err: NodeJS.ErrnoException) =>
-      log.warn({ event: 'app_unreachable', reason: err.code ?? err.message }, 'app connection failed'),
+      deps.audit.warn(
+        { event: 'app_unreachable', listener: config.name, remoteAddress: formatHostPort(config.target), reason: err.code ?? err.message },
+        'app connection failed',
+      ),
     );
   });
-  mtls.attach(server);
 
   return listenerHandle({
     config,
@@ -34,6 +40,7 @@ export function createInboundTcpListener(config: InboundListenerConfig, index: n
     direction: 'inbound',
     server,
     metrics: deps.metrics,
+    audit: deps.audit,
     logger: log,
     details: { target: formatHostPort(config.target) },
   });

@@ -1,4 +1,4 @@
-/** Applies a listener's limits to its server: connection cap, idle and header timeouts. */
+/** Applies a listener's limits to its server: connection cap, idle, header, request and body timeouts. */
 import type http from 'node:http';
 import type https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
@@ -6,8 +6,13 @@ import type { Server as NetServer, Socket } from 'node:net';
 export interface ListenerLimits {
   readonly connectTimeout: number;
   readonly idleTimeout: number;
+  readonly handshakeTimeout: number;
   readonly headersTimeout: number;
+  readonly requestTimeout: number;
+  readonly bodyIdleTimeout: number;
   readonly maxConnections: number;
+  readonly maxPendingHandshakes: number;
+  readonly maxConcurrentStreams: number;
 }
 
 /**
@@ -18,8 +23,8 @@ export interface ListenerLimits {
 export function httpServerOptions(limits: ListenerLimits): http.ServerOptions {
   return {
     headersTimeout: limits.headersTimeout * 1000,
-    // Bodies may stream for as long as they keep moving; idleness is bounded instead.
-    requestTimeout: 0,
+    // The whole request, body included; a body that stalls is cut sooner (bodyIdleTimeout).
+    requestTimeout: limits.requestTimeout * 1000,
     connectionsCheckingInterval: Math.min(1000, (limits.headersTimeout * 1000) / 2),
   };
 }
@@ -31,17 +36,52 @@ export function httpServerOptions(limits: ListenerLimits): http.ServerOptions {
  */
 const ANSWER_BEFORE_CUT_MS = 1000;
 
-/** HTTP listeners, after construction with httpServerOptions(): connection cap and idleness. */
-export function applyHttpLimits(server: http.Server | https.Server, limits: ListenerLimits): void {
-  // Past the cap Node closes new connections at once; open ones are untouched.
-  server.maxConnections = limits.maxConnections;
+/** Sockets that are receiving a request body: their timeout is bodyIdleTimeout, not idleTimeout. */
+const receivingBody = new WeakSet<Socket>();
+
+export type TimeoutReport = (reason: 'body_idle' | 'idle', socket: Socket) => void;
+
+/**
+ * HTTP listeners, after construction with httpServerOptions(): idleness, and no silent loss of
+ * headers. `capConnections`: plaintext (outbound) listeners cap connections here; TLS listeners
+ * count only completed handshakes (see connection-gate.ts).
+ */
+export function applyHttpLimits(
+  server: http.Server | https.Server,
+  limits: ListenerLimits,
+  capConnections: boolean,
+  report: TimeoutReport,
+): void {
+  if (capConnections) server.maxConnections = limits.maxConnections;
+  // Node keeps the first 2,000 headers and silently drops the rest — Transfer-Encoding among them,
+  // which turned a body into nothing. No count limit: the header size limit (16 KiB, 431) holds.
+  server.maxHeadersCount = 0;
   server.keepAliveTimeout = Math.min(limits.idleTimeout, 65) * 1000;
-  server.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS, (socket) => socket.destroy());
+  server.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS, (socket: Socket) => {
+    report(receivingBody.has(socket) ? 'body_idle' : 'idle', socket);
+    socket.destroy();
+  });
 }
 
-/** Byte pipes (tcp mode). */
-export function applyRawLimits(server: NetServer, limits: ListenerLimits): void {
-  server.maxConnections = limits.maxConnections;
+/**
+ * While a request body arrives, the connection may be silent for bodyIdleTimeout only: a client
+ * trickling bodies holds an app connection per request, and must not hold it for idleTimeout.
+ */
+export function guardRequestBody(req: http.IncomingMessage, limits: ListenerLimits): void {
+  const length = req.headers['content-length'];
+  if (length === undefined ? req.headers['transfer-encoding'] === undefined : length === '0') return;
+  const socket = req.socket;
+  receivingBody.add(socket);
+  socket.setTimeout(limits.bodyIdleTimeout * 1000);
+  req.once('end', () => {
+    receivingBody.delete(socket);
+    if (!socket.destroyed) socket.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS);
+  });
+}
+
+/** Byte pipes and h2 servers. */
+export function applyRawLimits(server: NetServer, limits: ListenerLimits, capConnections: boolean): void {
+  if (capConnections) server.maxConnections = limits.maxConnections;
   server.on('connection', (socket: Socket) => {
     socket.setTimeout(limits.idleTimeout * 1000, () => socket.destroy());
   });

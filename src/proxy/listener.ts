@@ -6,6 +6,7 @@ import { formatHostPort, type HostPort } from '../config/parse.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { TlsContexts } from '../tls/contexts.js';
+import { answerClientErrors } from './client-errors.js';
 import { applyHttpLimits, applyRawLimits, type ListenerLimits } from './limits.js';
 import { drainRawServer, drainServer, listenOn, trackSockets } from './server-lifecycle.js';
 import { trackConnections, trackRequests } from './server-metrics.js';
@@ -37,6 +38,7 @@ export interface ListenerHandleOptions {
   readonly kind: 'http' | 'raw';
   readonly server: NetServer;
   readonly metrics: Metrics;
+  readonly audit: AuditLog;
   readonly logger: Logger;
   /** Logged with "listener ready": target, expected name. */
   readonly details: Record<string, unknown>;
@@ -49,16 +51,42 @@ export interface ListenerHandleOptions {
  * it (with a clear error), reports it, and drains it gracefully.
  */
 export function listenerHandle(opts: ListenerHandleOptions): Listener {
-  const { server, metrics, direction } = opts;
+  const { server, metrics, audit, direction } = opts;
   const { name, limits } = opts.config;
   const field = `${direction}[${opts.index}].listen`;
   trackConnections(server, name, metrics);
+  // Inbound (TLS) listeners cap connections that completed a handshake, in connection-gate.ts;
+  // outbound ones are plaintext on loopback and use Node's cap, counting what it drops.
+  const capConnections = direction === 'outbound';
+  if (capConnections) {
+    server.on('drop', (dropped?: { remoteAddress?: string }) => {
+      metrics.connectionsShed.inc({ listener: name, reason: 'max_connections' });
+      audit.record(
+        { event: 'connection_over_limit', listener: name, remoteAddress: dropped?.remoteAddress, reason: 'max_connections' },
+        'closed a connection over the listener limit',
+      );
+    });
+  }
   let sockets: Set<Socket> | undefined;
   if (opts.kind === 'http') {
-    applyHttpLimits(server as http.Server, limits);
+    applyHttpLimits(server as http.Server, limits, capConnections, (reason, socket) => {
+      if (reason !== 'body_idle') return;
+      metrics.badRequests.inc({ listener: name, reason: 'body_timeout' });
+      audit.warn(
+        {
+          event: 'bad_request',
+          listener: name,
+          remoteAddress: socket.remoteAddress,
+          reason: 'body_timeout',
+          detail: `no body bytes for limits.bodyIdleTimeout (${limits.bodyIdleTimeout}s)`,
+        },
+        'closed a connection whose request body stalled',
+      );
+    });
+    answerClientErrors(server as http.Server, name, { metrics, audit });
     trackRequests(server as http.Server, name, metrics);
   } else {
-    applyRawLimits(server, limits);
+    applyRawLimits(server, limits, capConnections);
     sockets = trackSockets(server);
   }
   let bound: AddressInfo | undefined;

@@ -6,7 +6,6 @@
  */
 import { buildConnector, Pool } from 'undici';
 import type { TlsContexts } from '../tls/contexts.js';
-import { POOL_CONNECTIONS } from './http-forwarder.js';
 import type { Upstream } from './upstream.js';
 
 export class MtlsPool {
@@ -17,6 +16,8 @@ export class MtlsPool {
     private readonly upstream: Upstream,
     /** TCP connect plus TLS handshake must finish within this. */
     private readonly connectTimeoutMs: number,
+    /** The listener's maxConnections: each client connection can hold one, so slow clients only ever wait on themselves. */
+    private readonly connections: number,
   ) {
     this.#pool = this.#create();
     contexts.onChange(() => {
@@ -38,6 +39,6 @@ export class MtlsPool {
 
   #create(): Pool {
     const connect = buildConnector({ ...this.upstream.tlsOptions(), timeout: this.connectTimeoutMs, maxCachedSessions: 100 });
-    return new Pool(`https://${this.upstream.targetText}`, { connect, connections: POOL_CONNECTIONS });
+    return new Pool(`https://${this.upstream.targetText}`, { connect, connections: this.connections });
   }
 }

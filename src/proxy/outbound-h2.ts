@@ -5,7 +5,7 @@
  */
 import http2 from 'node:http2';
 import type { OutboundListenerConfig } from '../config/schema.js';
-import { H2Session, relayStream } from './h2-forward.js';
+import { forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 import { upstreamFor } from './upstream.js';
 
@@ -15,11 +15,19 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
   const session = new H2Session(`https://${upstream.targetText}`, () => ({ ...upstream.tlsOptions(), ALPNProtocols: ['h2'] }));
   deps.contexts.onChange(() => session.renew());
 
-  const server = http2.createServer();
+  const server = http2.createServer(h2ServerOptions(config.limits.maxConcurrentStreams));
+  guardH2Server(server, { listener: config.name, maxConcurrentStreams: config.limits.maxConcurrentStreams, ...deps });
   server.on('stream', (stream, headers) => {
-    headers[':authority'] = upstream.expectedName;
-    headers[':scheme'] = 'https';
-    relayStream(stream, headers, session.get(), (err) => ({ status: 502, ...upstream.failed(err) }));
+    if (stream.destroyed) return;
+    const outgoing = forwardHeaders(headers);
+    outgoing[':authority'] = upstream.expectedName;
+    outgoing[':scheme'] = 'https';
+    relayStream(
+      stream,
+      outgoing,
+      () => session.get(),
+      (err) => ({ status: 502, ...upstream.failed(err) }),
+    );
   });
 
   return listenerHandle({
@@ -29,6 +37,7 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
     direction: 'outbound',
     server,
     metrics: deps.metrics,
+    audit: deps.audit,
     logger: log,
     details: { target: upstream.targetText, expectedName: upstream.expectedName },
     afterDrain: () => session.close(),

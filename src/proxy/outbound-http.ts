@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { OutboundListenerConfig } from '../config/schema.js';
 import { createHttpForwarder } from './http-forwarder.js';
 import { sendJsonError } from './json-error.js';
-import { httpServerOptions } from './limits.js';
+import { guardRequestBody, httpServerOptions } from './limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 import { MtlsAgent } from './mtls-agent.js';
 import { MtlsPool } from './mtls-pool.js';
@@ -17,7 +17,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
   const log = deps.logger.child({ listener: config.name, direction: 'outbound' });
   const upstream = upstreamFor(config, deps);
   const connectTimeoutMs = config.limits.connectTimeout * 1000;
-  const pool = new MtlsPool(deps.contexts, upstream, connectTimeoutMs);
+  const pool = new MtlsPool(deps.contexts, upstream, connectTimeoutMs, config.limits.maxConnections);
   const upgradeAgent = new MtlsAgent(deps.contexts, upstream, connectTimeoutMs);
   const forwarder = createHttpForwarder({
     target: `https://${upstream.targetText}`,
@@ -25,7 +25,6 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     upgradeAgent,
     // The upstream sees its own name in Host, as if the app had called it directly.
     host: upstream.targetText,
-    xfwd: false,
     idleTimeoutMs: config.limits.idleTimeout * 1000,
     onError(err, _req, res) {
       const failure = upstream.failed(err);
@@ -34,7 +33,10 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     },
   });
 
-  const server = http.createServer(httpServerOptions(config.limits), (req, res) => forwarder.web(req, res));
+  const server = http.createServer(httpServerOptions(config.limits), (req, res) => {
+    guardRequestBody(req, config.limits);
+    forwarder.web(req, res);
+  });
   // WebSocket upgrades go through an mTLS agent built from the same upstream description.
   server.on('upgrade', (req, socket, head) => forwarder.ws(req, socket, head));
 
@@ -45,6 +47,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     direction: 'outbound',
     server,
     metrics: deps.metrics,
+    audit: deps.audit,
     logger: log,
     details: { target: upstream.targetText, expectedName: upstream.expectedName },
     afterDrain: () => {

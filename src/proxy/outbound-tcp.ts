@@ -40,13 +40,17 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     });
     remote.once('secureConnect', () => {
       secured = true;
+      remote.disableRenegotiation();
       remote.setTimeout(config.limits.idleTimeout * 1000, () => remote.destroy());
     });
     remote.once('error', (err: Error & { code?: string }) => {
       // Only a dial that never got through is the upstream's failure; later errors are the stream's.
       if (!secured) upstream.failed(err);
       else
-        log.warn({ event: 'upstream_failed', target: upstream.targetText, reason: err.code ?? err.message }, 'upstream connection failed');
+        deps.audit.warn(
+          { event: 'upstream_failed', listener: config.name, remoteAddress: upstream.targetText, reason: err.code ?? err.message },
+          'upstream connection failed',
+        );
     });
     pipeBothWays(client, remote);
   });
@@ -58,6 +62,7 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     direction: 'outbound',
     server,
     metrics: deps.metrics,
+    audit: deps.audit,
     logger: log,
     details: { target: upstream.targetText, expectedName: upstream.expectedName },
   });

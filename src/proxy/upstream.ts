@@ -14,6 +14,14 @@ import type { ListenerDeps } from './listener.js';
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 /** The connection was closed or reset under us (undici's code for a close). */
 const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+/** HTTP/2: the stream or session was refused or reset after the connection was up. */
+const RESET_ERRORS = new Set([
+  'ERR_HTTP2_STREAM_ERROR',
+  'ERR_HTTP2_SESSION_ERROR',
+  'ERR_HTTP2_GOAWAY_SESSION',
+  'ERR_HTTP2_STREAM_CANCEL',
+  'ERR_HTTP2_INVALID_SESSION',
+]);
 /** The upstream connected but then went silent past limits.idleTimeout (undici's codes). */
 const SILENCE_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -32,12 +40,16 @@ export interface Upstream {
 }
 
 export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps): Upstream {
-  const { contexts, metrics, audit, logger } = deps;
+  const { contexts, metrics, audit } = deps;
   const targetText = formatHostPort(config.target);
   const expectedName = config.serverName ?? config.target.host;
   // SNI carries host names only, never IP addresses (RFC 6066 §3).
   const servername = isIP(expectedName) ? undefined : expectedName;
-  const checkServerIdentity = (_host: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(expectedName, cert);
+  const checkServerIdentity = (_host: string, cert: tls.PeerCertificate) =>
+    // A CA certificate is never a server's own (OpenSSL would accept it as a leaf).
+    cert.ca
+      ? Object.assign(new Error(`${expectedName} presented a CA certificate as its own`), { code: 'ERR_TLS_CA_AS_LEAF' })
+      : tls.checkServerIdentity(expectedName, cert);
   return {
     targetText,
     expectedName,
@@ -47,15 +59,32 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
       const code = err.code === 'UND_ERR_CONNECT_TIMEOUT' ? 'ETIMEDOUT' : err.code;
       const detail = code ?? err.message;
       if (SILENCE_ERRORS.has(detail)) {
-        logger.warn({ event: 'upstream_timeout', listener: config.name, target: targetText, reason: detail }, 'upstream stopped answering');
+        audit.warn(
+          { event: 'upstream_timeout', listener: config.name, remoteAddress: targetText, reason: detail },
+          'upstream stopped answering',
+        );
         return {
           code: ErrorCodes.UPSTREAM_UNREACHABLE,
           message: `${targetText} stopped answering (${detail}); limits.idleTimeout bounds the wait`,
         };
       }
       if (NETWORK_ERRORS.has(detail)) {
-        logger.warn({ event: 'upstream_unreachable', listener: config.name, target: targetText, reason: detail }, 'upstream unreachable');
+        audit.warn(
+          { event: 'upstream_unreachable', listener: config.name, remoteAddress: targetText, reason: detail },
+          'upstream unreachable',
+        );
         return { code: ErrorCodes.UPSTREAM_UNREACHABLE, message: `cannot reach ${targetText} (${detail})` };
+      }
+      // A stream refused or reset on an established HTTP/2 session is not a handshake failure.
+      if (RESET_ERRORS.has(detail)) {
+        audit.warn(
+          { event: 'upstream_reset', listener: config.name, remoteAddress: targetText, reason: detail },
+          'upstream reset the request',
+        );
+        return {
+          code: ErrorCodes.UPSTREAM_RESET,
+          message: `${targetText} reset the request (${detail}); it may be overloaded or restarting`,
+        };
       }
       const reason = handshakeFailureReason({ code, message: err.message });
       metrics.handshakeFailures.inc({ listener: config.name, reason });

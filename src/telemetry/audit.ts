@@ -3,6 +3,8 @@
  * remote address, the peer identity when known and the reason. A token bucket per event kind
  * keeps a scanner from flooding the log; what is held back is counted and reported in the next
  * line that gets through (and in a summary line), while the metrics still count every event.
+ * Per-request warnings (app or upstream unreachable, bad requests) go through the same buckets
+ * with `warn()`: a down app answered 5,000 times in 10 s is a few lines, not 5,000.
  */
 import type { Logger } from 'pino';
 
@@ -43,7 +45,17 @@ export class AuditLog {
     this.#summary.unref();
   }
 
+  /** A security event (refused handshake, denied request): logged with `audit: true`. */
   record(event: AuditEvent, message: string): void {
+    this.#log(event, message, true);
+  }
+
+  /** An operational warning that can repeat per request or per connection. */
+  warn(event: AuditEvent, message: string): void {
+    this.#log(event, message, false);
+  }
+
+  #log(event: AuditEvent, message: string, audit: boolean): void {
     const key = `${event.event}/${event.listener}`;
     const bucket = this.#refill(key);
     if (bucket.tokens < 1) {
@@ -53,7 +65,7 @@ export class AuditLog {
     bucket.tokens -= 1;
     const suppressed = bucket.suppressed;
     bucket.suppressed = 0;
-    this.logger.warn({ audit: true, ...event, ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}) }, message);
+    this.logger.warn({ ...(audit ? { audit } : {}), ...event, ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}) }, message);
   }
 
   /** Logs one summary line per event kind that had events held back. */
@@ -61,7 +73,7 @@ export class AuditLog {
     for (const [key, bucket] of this.#buckets) {
       if (bucket.suppressed === 0) continue;
       const [event, listener] = key.split('/');
-      this.logger.warn({ audit: true, event, listener, suppressed: bucket.suppressed }, 'audit events suppressed by rate limit');
+      this.logger.warn({ event, listener, suppressed: bucket.suppressed }, 'log lines suppressed by rate limit');
       bucket.suppressed = 0;
     }
   }

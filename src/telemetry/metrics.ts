@@ -7,7 +7,19 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Why a TLS handshake failed, as a bounded label set. */
-export type HandshakeFailureReason = 'no_certificate' | 'unknown_ca' | 'expired' | 'revoked' | 'identity_denied' | 'protocol';
+export type HandshakeFailureReason =
+  | 'no_certificate'
+  | 'unknown_ca'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'revoked'
+  | 'wrong_purpose'
+  | 'ca_as_leaf'
+  | 'identity_denied'
+  | 'peer_refused_certificate'
+  | 'peer_closed'
+  | 'timeout'
+  | 'protocol';
 
 export interface MetricsSources {
   certificateNotAfter(): Date | undefined;
@@ -49,6 +61,27 @@ export class Metrics {
     name: 'sidecar_authz_denials_total',
     help: 'Requests or connections refused by an authorization rule, by listener.',
     labelNames: ['listener'] as const,
+    registers: [this.registry],
+  });
+
+  readonly connectionsShed = new Counter({
+    name: 'sidecar_connections_shed_total',
+    help: 'Connections closed by a listener limit, by listener and reason (max_connections, pending_handshakes).',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly badRequests = new Counter({
+    name: 'sidecar_bad_requests_total',
+    help: 'Requests refused before forwarding because they were malformed, too large or too slow, by listener and reason.',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly h2SessionsClosed = new Counter({
+    name: 'sidecar_h2_sessions_refused_total',
+    help: 'HTTP/2 connections the sidecar closed with GOAWAY for abuse (rapid_reset, protocol_error), by listener and reason.',
+    labelNames: ['listener', 'reason'] as const,
     registers: [this.registry],
   });
 
@@ -136,12 +169,23 @@ export class Metrics {
   }
 }
 
-/** Maps a Node/OpenSSL handshake error to a reason label. */
+/** Maps a Node/OpenSSL handshake error to a reason label. The order matters: an alert the peer sent names *our* certificate. */
 export function handshakeFailureReason(err: { code?: string | undefined; message: string }): HandshakeFailureReason {
   const text = `${err.code ?? ''} ${err.message}`.toUpperCase();
+  if (
+    /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|DECRYPT_ERROR)|ALERT (UNKNOWN CA|BAD CERTIFICATE|CERTIFICATE )/.test(
+      text,
+    )
+  ) {
+    return 'peer_refused_certificate';
+  }
   if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(text)) return 'no_certificate';
+  if (/HANDSHAKE_TIMEOUT|ETIMEDOUT/.test(text)) return 'timeout';
+  if (/NOT_YET_VALID/.test(text)) return 'not_yet_valid';
   if (/EXPIRED/.test(text)) return 'expired';
   if (/REVOKED/.test(text)) return 'revoked';
+  if (/PURPOSE/.test(text)) return 'wrong_purpose';
+  if (/INVALID_CA|CA_AS_LEAF/.test(text)) return 'ca_as_leaf';
   if (
     /UNKNOWN_CA|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY|LOCAL_ISSUER|SELF.SIGNED|SIGNATURE_FAILURE|CERTIFICATE_VERIFY_FAILED|UNABLE TO GET/.test(
       text,

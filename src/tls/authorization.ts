@@ -1,7 +1,8 @@
 /**
  * Authorization by peer identity: allow rules over the SPIFFE ID / URI SANs, DNS SANs, CN and OU
- * of a verified client certificate, optionally narrowed by HTTP method and path prefix. Rules are
- * compiled once per listener; evaluating one is a few regex tests.
+ * of a verified client certificate, optionally narrowed by HTTP method and path. Rules are
+ * compiled once per listener; evaluating one is a few regex tests. Paths are checked on the
+ * normalized target (see proxy/request-target.ts), which is also what the app receives.
  */
 import type { AuthorizationConfig } from '../config/schema.js';
 import type { PeerIdentity } from './peer.js';
@@ -38,7 +39,22 @@ interface CompiledRule {
   readonly cn?: RegExp;
   readonly ou?: RegExp;
   readonly methods?: ReadonlySet<string>;
-  readonly paths?: readonly string[];
+  readonly paths?: readonly PathMatcher[];
+}
+
+type PathMatcher = (path: string) => boolean;
+
+/**
+ * A rule path matches whole segments: `/api/orders` admits `/api/orders` and `/api/orders/7`, never
+ * `/api/orders-admin`. `*` (one segment) and `**` (any depth) are explicit globs over the whole path.
+ */
+export function pathMatcher(rule: string): PathMatcher {
+  if (rule.includes('*')) {
+    const glob = globToRegExp(rule, '/');
+    return (path) => glob.test(path);
+  }
+  const under = rule.endsWith('/') ? rule : `${rule}/`;
+  return (path) => path === rule || path.startsWith(under);
 }
 
 const anyMatches = (pattern: RegExp | undefined, values: readonly string[]) => pattern === undefined || values.some((v) => pattern.test(v));
@@ -53,7 +69,7 @@ export class AuthorizationPolicy {
       ...(rule.cn ? { cn: globToRegExp(rule.cn, '') } : {}),
       ...(rule.ou ? { ou: globToRegExp(rule.ou, '') } : {}),
       ...(rule.methods ? { methods: new Set(rule.methods) } : {}),
-      ...(rule.paths ? { paths: rule.paths } : {}),
+      ...(rule.paths ? { paths: rule.paths.map(pathMatcher) } : {}),
     }));
   }
 
@@ -68,7 +84,7 @@ export class AuthorizationPolicy {
       if (!identityMatches) continue;
       if (request) {
         if (rule.methods && !rule.methods.has(request.method.toUpperCase())) continue;
-        if (rule.paths && !rule.paths.some((prefix) => request.path.startsWith(prefix))) continue;
+        if (rule.paths && !rule.paths.some((matches) => matches(request.path))) continue;
       }
       return { allowed: true, reason: `allow[${index}]` };
     }

@@ -3,26 +3,59 @@
  * every connection until the next rotation: building a context per connection (what
  * `tls.connect({cert, key, ca})` does) doubles the CPU cost of a handshake.
  */
+import { constants } from 'node:crypto';
 import tls from 'node:tls';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import type { IdentityStore, PublishedCertificate } from '../identity/store.js';
 import { type TrustMaterial, TrustStore } from '../identity/trust.js';
 
-/** TLS 1.2 is the floor; 1.3 is negotiated whenever the peer supports it. */
-export const MIN_TLS_VERSION = 'TLSv1.2' as const;
+export interface TlsPolicy {
+  readonly profile: 'intermediate' | 'modern';
+  /** OpenSSL cipher list for TLS 1.2, replacing the profile's. */
+  readonly ciphers?: string | undefined;
+}
+
+export const DEFAULT_TLS_POLICY: TlsPolicy = { profile: 'intermediate' };
+
+/** TLS 1.3 suites: all AEAD; named explicitly so a custom TLS 1.2 list never turns TLS 1.3 off. */
+const TLS13_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+/**
+ * Mozilla's "intermediate" TLS 1.2 suites without the finite-field DHE ones: forward secrecy from
+ * ECDHE, AEAD only. Node's default list also accepts CBC and static-RSA suites (no forward
+ * secrecy, padding-oracle history), which a TLS scan reports as weak.
+ */
+const INTERMEDIATE_TLS12_SUITES = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Protocol versions, suites and options every context gets, inbound and outbound alike. */
+export function policyOptions(policy: TlsPolicy): tls.SecureContextOptions {
+  return {
+    minVersion: policy.profile === 'modern' ? 'TLSv1.3' : 'TLSv1.2',
+    ciphers: `${TLS13_SUITES}:${policy.ciphers ?? INTERMEDIATE_TLS12_SUITES}`,
+    // No renegotiation in either direction: it has been a DoS and injection vector, and nothing
+    // this sidecar talks to needs it (TLS 1.3 has none). Sockets also call disableRenegotiation().
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+  };
+}
 
 /**
  * Our certificate and key, and what peers must chain to: the CA that issued us plus every CA of the
  * trust bundle (old and new issuers during a rotation), with their CRLs when revocation is enforced.
  */
-export function secureContextOptions(bundle: CertificateBundle, trust: TrustMaterial): tls.SecureContextOptions {
+export function secureContextOptions(bundle: CertificateBundle, trust: TrustMaterial, policy: TlsPolicy): tls.SecureContextOptions {
   return {
     cert: [bundle.certPem, ...bundle.chainPem].join(''),
     key: bundle.keyPem,
     ca: [...new Set([...bundle.trustPem, ...trust.caPems])],
     ...(trust.crlPems.length > 0 ? { crl: [...trust.crlPems] } : {}),
-    minVersion: MIN_TLS_VERSION,
+    ...policyOptions(policy),
   };
 }
 
@@ -41,6 +74,7 @@ export class TlsContexts {
   constructor(
     store: IdentityStore,
     private readonly trust: TrustStore = new TrustStore(),
+    private readonly policy: TlsPolicy = DEFAULT_TLS_POLICY,
   ) {
     const existing = store.current();
     if (existing) this.#rebuild(existing);
@@ -73,7 +107,7 @@ export class TlsContexts {
   }
 
   #rebuild(published: PublishedCertificate): void {
-    const options = secureContextOptions(published.bundle, this.trust.material);
+    const options = secureContextOptions(published.bundle, this.trust.material, this.policy);
     this.#current = { published, options, context: tls.createSecureContext(options) };
     for (const listener of this.#listeners) listener();
   }

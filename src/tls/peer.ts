@@ -35,9 +35,7 @@ export const peerIdentity: (socket: TLSSocket) => PeerIdentity | undefined = onc
 function readPeerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   const cert = socket.getPeerCertificate();
   if (!cert?.raw) return undefined;
-  const subject = Object.entries(cert.subject ?? {})
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`)
-    .join(',');
+  const subject = formatDistinguishedName(cert.subject ?? {});
   const sans = parseSubjectAltName(cert.subjectaltname);
   const values = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   return {
@@ -51,17 +49,54 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity | undefined {
 }
 
 /**
- * Envoy's x-forwarded-client-cert format: `Hash=...;Subject="...";URI=...;DNS=...`.
- * Values with `,;=` are quoted so the app can split safely.
+ * A distinguished name as RFC 4514 writes it: most specific attribute first (`CN=…,O=…,C=…`),
+ * special characters escaped with `\`, control characters as `\XX`. Node gives the attributes in
+ * certificate order, a repeated one as a list.
+ */
+export function formatDistinguishedName(name: Record<string, string | string[] | undefined>): string {
+  const rdns: string[] = [];
+  for (const [type, value] of Object.entries(name)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) rdns.push(`${type}=${escapeDnValue(v)}`);
+  }
+  return rdns.reverse().join(',');
+}
+
+function escapeDnValue(value: string): string {
+  const chars = [...value];
+  let out = '';
+  for (const [i, ch] of chars.entries()) {
+    const code = ch.codePointAt(0) ?? 0;
+    // Control characters and non-ASCII as \XX UTF-8 bytes (RFC 4514 §2.4): the header stays ASCII.
+    if (code < 0x20 || code >= 0x7f) out += hexBytes(ch, '\\');
+    else if ('"+,;<>\\'.includes(ch) || (i === 0 && (ch === '#' || ch === ' ')) || (i === chars.length - 1 && ch === ' ')) {
+      out += `\\${ch}`;
+    } else out += ch;
+  }
+  return out;
+}
+
+const hexBytes = (ch: string, prefix: string) =>
+  [...Buffer.from(ch, 'utf8')].map((b) => `${prefix}${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+
+/**
+ * Envoy's x-forwarded-client-cert format: `Hash=...;Subject="...";URI=...;DNS=...`. A value with
+ * `,`, `;`, `=`, `"`, `\` or a space is double-quoted, with `"` and `\` escaped by a backslash, so
+ * whatever a certificate's names hold, the app splits the header back into the same fields.
  */
 // buildXfcc always returns a string, so the memoised form never answers undefined.
 export const formatXfcc = oncePer(buildXfcc) as (peer: PeerIdentity) => string;
 
+export function quoteXfccValue(value: string): string {
+  // SAN values are IA5 (ASCII); a control character or other byte has no place in a header, so it is %-encoded.
+  const safe = value.replace(/[^\x20-\x7e]/gu, (ch) => hexBytes(ch, '%'));
+  return /[,;="\\\s]/.test(safe) ? `"${safe.replace(/["\\]/g, '\\$&')}"` : safe;
+}
+
 function buildXfcc(peer: PeerIdentity): string {
-  const quote = (v: string) => (/[,;="]/.test(v) ? `"${v.replace(/"/g, '\\"')}"` : v);
-  const parts = [`Hash=${peer.hash}`, `Subject=${quote(peer.subject)}`];
-  for (const uri of peer.uris) parts.push(`URI=${quote(uri)}`);
-  for (const dns of peer.dnsNames) parts.push(`DNS=${quote(dns)}`);
+  const parts = [`Hash=${peer.hash}`, `Subject=${quoteXfccValue(peer.subject)}`];
+  for (const uri of peer.uris) parts.push(`URI=${quoteXfccValue(uri)}`);
+  for (const dns of peer.dnsNames) parts.push(`DNS=${quoteXfccValue(dns)}`);
   return parts.join(';');
 }
 

@@ -48,7 +48,13 @@ it('limits each listener separately', () => {
 
 it.each([
   [{ code: 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE', message: 'peer did not return a certificate' }, 'no_certificate'],
-  [{ code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', message: 'tlsv1 alert unknown ca' }, 'unknown_ca'],
+  // An alert is what the *peer* sent: it refused our certificate.
+  [{ code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA', message: 'tlsv1 alert unknown ca' }, 'peer_refused_certificate'],
+  [{ code: 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE', message: 'sslv3 alert bad certificate' }, 'peer_refused_certificate'],
+  [{ code: 'CERT_NOT_YET_VALID', message: 'socket hang up' }, 'not_yet_valid'],
+  [{ code: 'UNSUPPORTED_CERTIFICATE_PURPOSE', message: 'socket hang up' }, 'wrong_purpose'],
+  [{ code: 'ERR_TLS_HANDSHAKE_TIMEOUT', message: 'TLS handshake timeout' }, 'timeout'],
+  [{ code: 'ERR_TLS_CA_AS_LEAF', message: 'presented a CA certificate as its own' }, 'ca_as_leaf'],
   [{ code: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', message: 'unable to get local issuer certificate' }, 'unknown_ca'],
   [{ code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', message: 'socket hang up' }, 'unknown_ca'],
   [{ code: 'CERT_HAS_EXPIRED', message: 'socket hang up' }, 'expired'],

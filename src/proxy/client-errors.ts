@@ -1,0 +1,40 @@
+/**
+ * Requests Node's HTTP parser refuses before they become requests: malformed (400), headers too
+ * large (431), too slow (408). Node answers them itself but says nothing; here each is answered
+ * the same way, counted, and logged (rate-limited), so a scanner or a broken client is visible.
+ */
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ListenerDeps } from './listener.js';
+
+function statusFor(code: string | undefined): 400 | 408 | 431 {
+  if (code === 'HPE_HEADER_OVERFLOW') return 431;
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 408;
+  return 400;
+}
+
+const REASONS = { 400: 'malformed', 408: 'request_timeout', 431: 'headers_too_large' } as const;
+const PHRASES = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' } as const;
+
+export function answerClientErrors(server: http.Server, listener: string, deps: Pick<ListenerDeps, 'metrics' | 'audit'>): void {
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex & { remoteAddress?: string; _httpMessage?: unknown }) => {
+    // A client that reset or closed mid-request: nothing to answer, nothing it did wrong.
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = statusFor(err.code);
+    deps.metrics.badRequests.inc({ listener, reason: REASONS[status] });
+    deps.metrics.requests.inc({ listener, status: String(status) });
+    deps.audit.warn(
+      { event: 'bad_request', listener, remoteAddress: socket.remoteAddress, reason: REASONS[status], detail: err.code ?? err.message },
+      `refused a request (${status})`,
+    );
+    // Mid-response (a pipelined request after one in progress), a status line would corrupt the stream.
+    if (socket._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    socket.end(`HTTP/1.1 ${status} ${PHRASES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * Admission of TLS connections on an inbound listener, with two separate bounds. Node's own
+ * `server.maxConnections` counts a socket from its first byte, so a thousand sockets that never
+ * finish a handshake (held for Node's 120 s default) locked every real client out. Here:
+ *
+ * - connections still in their handshake are capped by `maxPendingHandshakes`; when a new one
+ *   arrives at the cap, the *oldest* pending one is closed (it has had the longest to finish), so
+ *   a flood of silent sockets only ever competes with itself, however fast it reconnects;
+ * - only connections that completed a handshake count toward `maxConnections`; past it, the new
+ *   connection is closed and the ones already open are untouched;
+ * - `handshakeTimeout` (set on the server at construction) closes a socket that stays silent.
+ *
+ * Every shed connection is counted (`sidecar_connections_shed_total`) and audited.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import type { AuditLog } from '../telemetry/audit.js';
+import type { Metrics } from '../telemetry/metrics.js';
+
+export interface GateLimits {
+  readonly maxConnections: number;
+  readonly maxPendingHandshakes: number;
+}
+
+export interface ConnectionGate {
+  /** The peer's address, also for a socket whose handshake failed (Node forgets it once the socket is destroyed). */
+  remoteAddressOf(socket: TLSSocket): string | undefined;
+  /** How many bytes the peer sent before the handshake ended (0: a connect-and-close, e.g. a health check or a port scan). */
+  bytesReceivedBy(socket: TLSSocket): number;
+}
+
+/** The TCP socket under a server-side TLS socket; Node keeps it as `_parent`. */
+function rawSocketOf(socket: TLSSocket): Socket | undefined {
+  return (socket as TLSSocket & { _parent?: Socket })._parent;
+}
+
+export function gateConnections(
+  server: TlsServer,
+  listener: string,
+  limits: GateLimits,
+  metrics: Metrics,
+  audit: AuditLog,
+): ConnectionGate {
+  // A Set iterates in insertion order: its first element is the oldest pending handshake.
+  const pending = new Set<Socket>();
+  const remoteAddresses = new WeakMap<Socket, string>();
+  let established = 0;
+
+  server.on('connection', (raw: Socket) => {
+    if (raw.remoteAddress) remoteAddresses.set(raw, raw.remoteAddress);
+    if (pending.size >= limits.maxPendingHandshakes) {
+      const oldest = pending.values().next().value as Socket;
+      pending.delete(oldest);
+      oldest.destroy();
+      metrics.connectionsShed.inc({ listener, reason: 'pending_handshakes' });
+      audit.record(
+        {
+          event: 'handshake_evicted',
+          listener,
+          remoteAddress: remoteAddresses.get(oldest),
+          reason: 'pending_handshakes',
+          detail: `${limits.maxPendingHandshakes} handshakes were pending (limits.maxPendingHandshakes); the oldest was closed`,
+        },
+        'closed the oldest unfinished TLS handshake to make room',
+      );
+    }
+    pending.add(raw);
+    raw.once('close', () => pending.delete(raw));
+  });
+
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const raw = rawSocketOf(socket);
+    if (raw) pending.delete(raw);
+    if (socket.destroyed) return;
+    // A client asking to renegotiate gets an error and is closed (the context refuses it too).
+    socket.disableRenegotiation();
+    if (established >= limits.maxConnections) {
+      socket.destroy();
+      metrics.connectionsShed.inc({ listener, reason: 'max_connections' });
+      audit.record(
+        {
+          event: 'connection_over_limit',
+          listener,
+          remoteAddress: raw ? remoteAddresses.get(raw) : undefined,
+          reason: 'max_connections',
+          detail: `${limits.maxConnections} connections are open (limits.maxConnections)`,
+        },
+        'closed a connection over the listener limit',
+      );
+      return;
+    }
+    established++;
+    socket.once('close', () => {
+      established--;
+    });
+  });
+
+  return {
+    remoteAddressOf(socket) {
+      const raw = rawSocketOf(socket);
+      return socket.remoteAddress ?? (raw ? remoteAddresses.get(raw) : undefined);
+    },
+    bytesReceivedBy(socket) {
+      return rawSocketOf(socket)?.bytesRead ?? socket.bytesRead;
+    },
+  };
+}

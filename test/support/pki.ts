@@ -1,0 +1,144 @@
+/**
+ * Certificates as people make them with openssl: a CA, leaves for servers and clients, and the
+ * wrong ones an attacker or a broken setup brings (another CA, a CA certificate used as a leaf,
+ * not yet valid, client auth not allowed by its EKU). Made at test time in a temporary folder.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export interface Pem {
+  readonly cert: string;
+  readonly key: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export interface LeafOptions {
+  readonly cn: string;
+  readonly dns?: readonly string[];
+  readonly uris?: readonly string[];
+  /** Extended key usage; both by default. */
+  readonly eku?: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth';
+  /** A CA certificate (CA:TRUE, no keyUsage) presented as a leaf. */
+  readonly caTrue?: boolean;
+  readonly days?: number;
+  /** An RSA 2048 key instead of EC P-256 (static-RSA suites need one to be offered at all). */
+  readonly rsa?: boolean | undefined;
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export class TestPki {
+  readonly ca: Pem;
+
+  private constructor(
+    readonly dir: string,
+    private readonly name: string,
+  ) {
+    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}-ca.key`], dir);
+    openssl(
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        `${name}-ca.key`,
+        '-subj',
+        `/CN=${name} test CA`,
+        '-days',
+        '2',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+        '-out',
+        `${name}-ca.crt`,
+      ],
+      dir,
+    );
+    this.ca = this.#read(`${name}-ca`);
+  }
+
+  static create(name = 'adversary'): TestPki {
+    return new TestPki(mkdtempSync(path.join(tmpdir(), `sidecar-pki-${name}-`)), name);
+  }
+
+  /** A leaf signed by this CA. */
+  leaf(file: string, opts: LeafOptions): Pem {
+    const base = `${this.name}-${file}`;
+    const keyAlgorithm = opts.rsa
+      ? ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']
+      : ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+    openssl(['genpkey', ...keyAlgorithm, '-out', `${base}.key`], this.dir);
+    openssl(['req', '-new', '-key', `${base}.key`, '-subj', `/CN=${opts.cn}`, '-out', `${base}.csr`], this.dir);
+    const sans = [...(opts.dns ?? []).map((d) => `DNS:${d}`), ...(opts.uris ?? []).map((u) => `URI:${u}`)];
+    const ext = opts.caTrue
+      ? ['basicConstraints=critical,CA:TRUE']
+      : [
+          'basicConstraints=critical,CA:FALSE',
+          `keyUsage=critical,digitalSignature${opts.rsa ? ',keyEncipherment' : ''}`,
+          `extendedKeyUsage=${opts.eku ?? 'serverAuth,clientAuth'}`,
+        ];
+    if (sans.length > 0) ext.push(`subjectAltName=${sans.join(',')}`);
+    writeFileSync(path.join(this.dir, `${base}.ext`), `${ext.join('\n')}\n`);
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${base}.csr`,
+        '-CA',
+        `${this.name}-ca.crt`,
+        '-CAkey',
+        `${this.name}-ca.key`,
+        '-CAcreateserial',
+        '-days',
+        String(opts.days ?? 1),
+        '-extfile',
+        `${base}.ext`,
+        '-out',
+        `${base}.crt`,
+      ],
+      this.dir,
+    );
+    return this.#read(base);
+  }
+
+  /** A client leaf whose validity starts tomorrow (openssl 3.0's x509 cannot backdate or postdate). */
+  async notYetValid(file: string, cn: string): Promise<Pem> {
+    await import('../../src/identity/x509-setup.js');
+    const x509 = await import('@peculiar/x509');
+    const { webcrypto } = await import('node:crypto');
+    const alg = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+    const caKeyDer = Buffer.from(this.ca.key.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    const caKey = await webcrypto.subtle.importKey('pkcs8', caKeyDer, alg, false, ['sign']);
+    const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+    const tomorrow = Date.now() + 86_400_000;
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: '0badf00d',
+      subject: `CN=${cn}`,
+      issuer: new x509.X509Certificate(this.ca.cert).subject,
+      notBefore: new Date(tomorrow),
+      notAfter: new Date(tomorrow + 86_400_000),
+      publicKey: keys.publicKey,
+      signingKey: caKey,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      extensions: [new x509.BasicConstraintsExtension(false, undefined, true)],
+    });
+    const base = `${this.name}-${file}`;
+    const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
+    writeFileSync(path.join(this.dir, `${base}.crt`), cert.toString('pem'));
+    writeFileSync(path.join(this.dir, `${base}.key`), `-----BEGIN PRIVATE KEY-----\n${pkcs8}\n-----END PRIVATE KEY-----\n`);
+    return this.#read(base);
+  }
+
+  #read(base: string): Pem {
+    const certFile = path.join(this.dir, `${base}.crt`);
+    const keyFile = path.join(this.dir, `${base}.key`);
+    return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8'), certFile, keyFile };
+  }
+}
