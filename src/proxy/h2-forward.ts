@@ -176,6 +176,8 @@ export function h2ServerOptions(maxConcurrentStreams: number): http2.ServerOptio
  * so gRPC clients cancelling calls on deadline are fine) gets GOAWAY(ENHANCE_YOUR_CALM).
  */
 const RAPID_RESET_MIN_STREAMS = 200;
+/** Time for a GOAWAY to reach an abusive peer before its connection is destroyed. */
+const GOAWAY_GRACE_MS = 200;
 
 interface SessionStats {
   streams: number;
@@ -214,7 +216,7 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
     stream.once('close', () => {
       if (stream.headersSent || stream.rstCode === NGHTTP2_NO_ERROR) return;
       counts.prematureResets++;
-      if (counts.streams < RAPID_RESET_MIN_STREAMS || counts.prematureResets * 2 <= counts.streams || session.destroyed) return;
+      if (counts.streams < RAPID_RESET_MIN_STREAMS || counts.prematureResets * 2 <= counts.streams || session.closed) return;
       metrics.h2SessionsClosed.inc({ listener, reason: 'rapid_reset' });
       audit.record(
         {
@@ -226,7 +228,10 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
         },
         'closed an HTTP/2 connection that reset most of its streams (rapid reset)',
       );
-      session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+      // GOAWAY first, so the client learns why; the socket is cut shortly after, whatever it does.
+      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+      session.close();
+      setTimeout(() => session.destroy(), GOAWAY_GRACE_MS).unref();
     });
   });
 }

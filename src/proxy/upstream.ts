@@ -54,7 +54,10 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
     targetText,
     expectedName,
     tlsOptions: () => ({ secureContext: contexts.clientContext(), servername, checkServerIdentity, rejectUnauthorized: true }),
-    failed(err) {
+    failed(failure) {
+      // An h2 stream cancelled because its session failed carries the session's error as its cause.
+      const cause = failure.cause as (Error & { code?: string }) | undefined;
+      const err = failure.code === 'ERR_HTTP2_STREAM_CANCEL' && cause instanceof Error ? cause : failure;
       // undici names its connect timeout (TCP connect plus TLS handshake) its own way.
       const code = err.code === 'UND_ERR_CONNECT_TIMEOUT' ? 'ETIMEDOUT' : err.code;
       const detail = code ?? err.message;
