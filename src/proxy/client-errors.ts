@@ -18,8 +18,11 @@ const PHRASES = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Head
 
 export function answerClientErrors(server: http.Server, listener: string, deps: Pick<ListenerDeps, 'metrics' | 'audit'>): void {
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex & { remoteAddress?: string; _httpMessage?: unknown }) => {
-    // A client that reset or closed mid-request: nothing to answer, nothing it did wrong.
-    if (err.code === 'ECONNRESET' || !socket.writable) {
+    // A client that reset or closed mid-request: nothing to answer, nothing it did wrong. A failed
+    // TLS handshake reaches https servers here too; it is reported as tlsClientError, and an HTTP
+    // answer could not be written on a connection without TLS anyway.
+    const tlsFailure = /^ERR_(TLS|SSL)_/.test(err.code ?? '') || 'library' in err || err.message === 'socket hang up';
+    if (err.code === 'ECONNRESET' || tlsFailure || !socket.writable) {
       socket.destroy();
       return;
     }

@@ -4,8 +4,8 @@
  * finish a handshake (held for Node's 120 s default) locked every real client out. Here:
  *
  * - connections still in their handshake are capped by `maxPendingHandshakes`; when a new one
- *   arrives at the cap, the *oldest* pending one is closed (it has had the longest to finish), so
- *   a flood of silent sockets only ever competes with itself, however fast it reconnects;
+ *   arrives at the cap, the oldest pending one that has sent nothing is closed (else the oldest of
+ *   all), so a flood of silent sockets only ever competes with itself, however fast it reconnects;
  * - only connections that completed a handshake count toward `maxConnections`; past it, the new
  *   connection is closed and the ones already open are untouched;
  * - `handshakeTimeout` (set on the server at construction) closes a socket that stays silent.
@@ -29,6 +29,15 @@ export interface ConnectionGate {
   bytesReceivedBy(socket: TLSSocket): number;
 }
 
+/**
+ * The oldest pending socket that has sent nothing yet. A real client sends its ClientHello at once,
+ * so evicting silent sockets first keeps a flood of them from evicting clients mid-handshake.
+ */
+function oldestSilent(pending: Set<Socket>): Socket | undefined {
+  for (const socket of pending) if (socket.bytesRead === 0) return socket;
+  return undefined;
+}
+
 /** The TCP socket under a server-side TLS socket; Node keeps it as `_parent`. */
 function rawSocketOf(socket: TLSSocket): Socket | undefined {
   return (socket as TLSSocket & { _parent?: Socket })._parent;
@@ -49,7 +58,7 @@ export function gateConnections(
   server.on('connection', (raw: Socket) => {
     if (raw.remoteAddress) remoteAddresses.set(raw, raw.remoteAddress);
     if (pending.size >= limits.maxPendingHandshakes) {
-      const oldest = pending.values().next().value as Socket;
+      const oldest = oldestSilent(pending) ?? (pending.values().next().value as Socket);
       pending.delete(oldest);
       oldest.destroy();
       metrics.connectionsShed.inc({ listener, reason: 'pending_handshakes' });
