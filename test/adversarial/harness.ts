@@ -192,7 +192,10 @@ export async function startSidecarUnderAttack(config: {
       .filter((l) => event === undefined || l.event === event);
   const names = [...(config.inbound ?? []), ...(config.outbound ?? [])].map((l) => String(l.name));
   await waitFor(
-    () => logs().some((l) => l.msg === 'sidecar ready'),
+    () => {
+      if (run.child.exitCode !== null) throw new Error(`the sidecar exited at start: ${run.stderr()}`);
+      return logs().some((l) => l.msg === 'sidecar ready');
+    },
     15_000,
     () => `the sidecar to start (stdout: ${run.stdout().slice(-3000)} stderr: ${run.stderr()})`,
   );
