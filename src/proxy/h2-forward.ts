@@ -148,7 +148,10 @@ export function relayStream(
 
 export interface H2GuardOptions {
   readonly listener: string;
-  readonly maxConcurrentStreams: number;
+  /** A stream with no frames either way for this long is answered 504 (or reset) and closed. */
+  readonly idleTimeoutMs: number;
+  /** The error code a stream timeout is answered with (app or upstream silent). */
+  readonly timeoutCode: ErrorCode;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
 }
@@ -191,6 +194,13 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
   server.on('session', (session: http2.ServerHttp2Session) => {
     stats.set(session, { streams: 0, prematureResets: 0 });
     session.on('error', ignore);
+    // A peer that ended its side is gone: HTTP/2 has no half-closed connections, and the streams it
+    // left would otherwise wait on the app until idleTimeout (Go's server closes on EOF too).
+    session.socket?.once('end', () => session.destroy());
+    // After nghttp2 answers a protocol error with GOAWAY, Node 20 stops reading the socket but keeps
+    // it open (it never sees the peer's FIN: CLOSE-WAIT). No frame moves on such a session again,
+    // so the idle limit is what reclaims it.
+    session.setTimeout(opts.idleTimeoutMs, () => session.destroy());
   });
   // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
   server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
@@ -209,6 +219,10 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
   });
   server.on('stream', (stream: http2.ServerHttp2Stream) => {
     stream.on('error', ignore);
+    // One silent stream must not be held for the life of a busy connection.
+    stream.setTimeout(opts.idleTimeoutMs, () =>
+      answerStream(stream, 504, opts.timeoutCode, `no data on this stream for limits.idleTimeout (${opts.idleTimeoutMs / 1000}s)`),
+    );
     const session = stream.session;
     const counts = session ? stats.get(session) : undefined;
     if (!session || !counts) return;

@@ -5,6 +5,7 @@
  */
 import http2 from 'node:http2';
 import type { OutboundListenerConfig } from '../config/schema.js';
+import { ErrorCodes } from '../errors.js';
 import { forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
 import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 import { upstreamFor } from './upstream.js';
@@ -16,7 +17,12 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
   deps.contexts.onChange(() => session.renew());
 
   const server = http2.createServer(h2ServerOptions(config.limits.maxConcurrentStreams));
-  guardH2Server(server, { listener: config.name, maxConcurrentStreams: config.limits.maxConcurrentStreams, ...deps });
+  guardH2Server(server, {
+    listener: config.name,
+    idleTimeoutMs: config.limits.idleTimeout * 1000,
+    timeoutCode: ErrorCodes.UPSTREAM_UNREACHABLE,
+    ...deps,
+  });
   server.on('stream', (stream, headers) => {
     if (stream.destroyed) return;
     const outgoing = forwardHeaders(headers);

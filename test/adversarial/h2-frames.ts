@@ -4,7 +4,6 @@
  * frames on the wrong stream, headers that are not HPACK. Only literal header fields without
  * indexing are encoded (RFC 7541 §6.2.2), which every decoder must accept.
  */
-import { once } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -110,7 +109,8 @@ export function readFrames(socket: TLSSocket): { frames: ReceivedFrame[]; closed
     }
   });
   socket.on('error', () => undefined);
-  const closed = once(socket, 'close').then(() => undefined);
+  // Not once(): it would reject on the socket's 'error', and nobody may be waiting.
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   return { frames, closed };
 }
 

@@ -6,11 +6,17 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
 import { Flags, FrameType, frame, goawayCode, headersFrame, PREFACE, readFrames, settings } from './h2-frames.js';
-import { type RecordingH2App, type SidecarUnderAttack, startRecordingH2App, startSidecarUnderAttack, tlsConnect } from './harness.js';
+import {
+  type RecordingH2App,
+  type SidecarUnderAttack,
+  startRecordingH2App,
+  startSidecarUnderAttack,
+  tcpRelay,
+  tlsConnect,
+} from './harness.js';
 
 let app: RecordingH2App;
 let sidecar: SidecarUnderAttack;
@@ -34,10 +40,9 @@ async function clientSession(): Promise<{ session: http2.ClientHttp2Session; soc
 }
 
 it('survives a client whose process dies mid-upload', async () => {
+  const relay = await tcpRelay(sidecar.port('grpc'));
   for (let i = 0; i < 20; i++) {
-    const raw = net.connect(sidecar.port('grpc'), '127.0.0.1');
-    await once(raw, 'connect');
-    const socket = await tlsConnect(sidecar, 'grpc', sidecar.good, ['h2'], raw);
+    const socket = await tlsConnect(sidecar, 'grpc', sidecar.good, ['h2'], relay.port);
     const session = http2.connect('https://localhost', { createConnection: () => socket });
     session.on('error', () => undefined);
     const upload = session.request({ ':method': 'POST', ':path': '/upload' });
@@ -45,9 +50,10 @@ it('survives a client whose process dies mid-upload', async () => {
     upload.write(Buffer.alloc(16 * 1024, 1));
     await new Promise((r) => setTimeout(r, 10 + (i % 4) * 50));
     // No RST_STREAM, no GOAWAY: the process is gone, and the kernel closes or resets its socket.
-    if (i % 2) raw.resetAndDestroy();
-    else raw.destroy();
+    if (i % 2) relay.resetAll();
+    else socket.destroy();
   }
+  relay.close();
   await sidecar.assertAlive('grpc');
 });
 
@@ -67,15 +73,15 @@ it('survives streams reset while the app is answering', async () => {
 });
 
 it('survives a TCP reset with streams open', async () => {
+  const relay = await tcpRelay(sidecar.port('grpc'));
   for (let i = 0; i < 10; i++) {
-    const raw = net.connect(sidecar.port('grpc'), '127.0.0.1');
-    await once(raw, 'connect');
-    const socket = await tlsConnect(sidecar, 'grpc', sidecar.good, ['h2'], raw);
+    const socket = await tlsConnect(sidecar, 'grpc', sidecar.good, ['h2'], relay.port);
     readFrames(socket);
     socket.write(Buffer.concat([PREFACE, settings(), headersFrame(1, '/open', false), headersFrame(3, '/open', false)]));
     await new Promise((r) => setTimeout(r, 30));
-    raw.resetAndDestroy(); // RST on the TCP connection under TLS
+    relay.resetAll(); // RST on the TCP connection under TLS
   }
+  relay.close();
   await sidecar.assertAlive('grpc');
 });
 

@@ -282,10 +282,12 @@ export async function tlsConnect(
   listener: string,
   pem: Pem = target.good,
   alpn?: string[],
+  /** Connect here instead of to the listener (a tcpRelay in front of it). */
+  viaPort?: number,
 ): Promise<tls.TLSSocket> {
   const socket = tls.connect({
     host: '127.0.0.1',
-    port: target.port(listener),
+    port: viaPort ?? target.port(listener),
     cert: pem.cert,
     key: pem.key,
     ca: target.pki.ca.cert,
@@ -294,6 +296,30 @@ export async function tlsConnect(
   });
   await once(socket, 'secureConnect');
   return socket;
+}
+
+/**
+ * A plain TCP relay in front of `port`, so a test can reset the TCP connection under a TLS session:
+ * `resetAll()` sends RST to the far side (resetting a socket that TLS wraps is not possible in Node).
+ */
+export async function tcpRelay(port: number): Promise<{ port: number; resetAll(): void; close(): void }> {
+  const upstreams = new Set<net.Socket>();
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    upstreams.add(upstream);
+    upstream.on('close', () => upstreams.delete(upstream));
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (relay.address() as net.AddressInfo).port,
+    resetAll() {
+      for (const upstream of upstreams) upstream.resetAndDestroy();
+    },
+    close: () => relay.close(),
+  };
 }
 
 /** Writes raw bytes and collects the answer until the server closes or `waitMs` passes. */

@@ -34,7 +34,7 @@ function startSlowUpload(socket: tls.TLSSocket, path: string): void {
 
 it('serves good clients while 260 bodies trickle in, then cuts the trickles at requestTimeout', async () => {
   const slow = await Promise.all(Array.from({ length: 260 }, () => tlsConnect(sidecar, 'web')));
-  slow.forEach((s, i) => startSlowUpload(s, `/trickle/${i}`));
+  for (const [i, s] of slow.entries()) startSlowUpload(s, `/trickle/${i}`);
   // A byte every 400 ms: never idle for bodyIdleTimeout, so only requestTimeout ends them.
   const trickle = setInterval(() => {
     for (const s of slow) if (!s.destroyed) s.write('x');
