@@ -6,6 +6,7 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
+import type net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
 import { Flags, FrameType, frame, goawayCode, headersFrame, PREFACE, readFrames, settings } from './h2-frames.js';

@@ -67,6 +67,37 @@ describe('AuthorizationPolicy', () => {
     expect(policy.decide(checkout, { method: 'GET', path: '/admin' }).allowed).toBe(false);
   });
 
+  it('matches rule paths by whole segments, with * and ** as explicit globs', () => {
+    const policy = new AuthorizationPolicy({
+      allow: [{ cn: 'c', paths: ['/api/orders', '/files/*/meta', '/static/**', '/v1/'] }],
+      dryRun: false,
+    });
+    const allows = (path: string) => policy.decide(peer({ commonNames: ['c'] }), { method: 'GET', path }).allowed;
+    expect(allows('/api/orders')).toBe(true);
+    expect(allows('/api/orders/7')).toBe(true);
+    expect(allows('/api/orders-admin/x')).toBe(false);
+    expect(allows('/api/ordersx')).toBe(false);
+    expect(allows('/files/a/meta')).toBe(true);
+    expect(allows('/files/a/b/meta')).toBe(false);
+    expect(allows('/static/a/b/c.js')).toBe(true);
+    expect(allows('/v1/x')).toBe(true);
+    expect(allows('/v1')).toBe(false);
+  });
+
+  it('refuses a rule path that is not normalized, which no request could match', () => {
+    for (const path of ['/api//orders', '/api/../admin', '/a/./b', '/a?x=1', '/a\\b']) {
+      expect(() =>
+        buildConfig(
+          {
+            identity: { source: 'dev', commonName: 'x' },
+            inbound: [{ name: 'a', listen: '127.0.0.1:0', target: '127.0.0.1:1', authorization: { allow: [{ cn: 'c', paths: [path] }] } }],
+          },
+          {},
+        ),
+      ).toThrow(/normalized/);
+    }
+  });
+
   it('refuses an empty rule in the configuration, which would allow everyone', () => {
     expect(() =>
       buildConfig(
