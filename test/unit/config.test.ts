@@ -117,3 +117,37 @@ describe('buildConfig', () => {
     expect(config.vault).toBeUndefined();
   });
 });
+
+describe('hardening settings', () => {
+  const withInbound = (extra: Record<string, unknown>) => ({
+    ...minimal,
+    inbound: [{ name: 'web', listen: '127.0.0.1:0', target: '127.0.0.1:1', ...extra }],
+  });
+
+  it('defaults to safe limits, the intermediate TLS profile and path normalization', () => {
+    const config = buildConfig(withInbound({}), { VAULT_TOKEN: 't' });
+    expect(config.inbound[0]?.limits).toMatchObject({
+      handshakeTimeout: 10,
+      maxPendingHandshakes: 256,
+      maxConcurrentStreams: 128,
+      bodyIdleTimeout: 30,
+    });
+    expect(config.inbound[0]?.requestPath).toEqual({ mergeSlashes: true, escapedSlashes: 'reject' });
+    expect(config.inbound[0]?.forwardedHeaders).toBe('replace');
+    expect(config.tls).toEqual({ profile: 'intermediate' });
+    expect(config.admin.rotateMinInterval).toBe(10);
+  });
+
+  it('refuses a header timeout longer than the request timeout, naming both fields', () => {
+    const err = errorOf(() => buildConfig(withInbound({ limits: { headersTimeout: '20s', requestTimeout: '10s' } }), { VAULT_TOKEN: 't' }));
+    expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
+    expect(err.message).toContain('inbound[0].limits.headersTimeout');
+    expect(err.message).toContain('requestTimeout');
+  });
+
+  it('refuses a cipher list OpenSSL does not know', () => {
+    const err = errorOf(() => buildConfig({ ...minimal, tls: { ciphers: 'NOT-A-CIPHER' } }, { VAULT_TOKEN: 't' }));
+    expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
+    expect(err.message).toContain('tls.ciphers');
+  });
+});
