@@ -182,7 +182,7 @@ const LIMIT_DEFAULTS = {
   requestTimeout: 300,
   bodyIdleTimeout: 30,
   maxConnections: 1024,
-  maxPendingHandshakes: 256,
+  maxPendingHandshakes: 512,
   maxConcurrentStreams: 128,
 };
 const limits = z

@@ -6,26 +6,14 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { goodGet, type RecordingApp, type SidecarUnderAttack, startRecordingApp, startSidecarUnderAttack, tlsConnect } from './harness.js';
+import { beforeAll, expect, it } from 'vitest';
+import { goodGet, type SidecarUnderAttack, startAppBehindSidecar, tlsConnect } from './harness.js';
 
-let app: RecordingApp;
 let sidecar: SidecarUnderAttack;
 
 beforeAll(async () => {
-  app = await startRecordingApp();
-  sidecar = await startSidecarUnderAttack({
-    inbound: [
-      {
-        name: 'web',
-        target: `127.0.0.1:${app.port}`,
-        limits: { maxConnections: 20, maxPendingHandshakes: 30, handshakeTimeout: '2s' },
-      },
-    ],
-  });
+  ({ sidecar } = await startAppBehindSidecar({ limits: { maxConnections: 20, maxPendingHandshakes: 30, handshakeTimeout: '2s' } }, {}));
 });
-
-afterAll(() => app.close());
 
 async function silentSocket(port: number): Promise<net.Socket> {
   const socket = net.connect(port, '127.0.0.1');

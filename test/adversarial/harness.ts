@@ -145,8 +145,10 @@ export interface SidecarUnderAttack {
 }
 
 const started: Spawned[] = [];
+const appsToClose: RecordingApp[] = [];
 afterAll(() => {
   for (const run of started.splice(0)) run.child.kill('SIGKILL');
+  for (const app of appsToClose.splice(0)) app.close();
 });
 
 /**
@@ -241,6 +243,20 @@ export async function startSidecarUnderAttack(config: {
     },
   };
   return attacked;
+}
+
+/**
+ * The usual target: a recording app behind one inbound http listener named `web`, with the
+ * listener settings given (limits, authorization, …). Stops the app after the file.
+ */
+export async function startAppBehindSidecar(
+  listener: Record<string, unknown> = {},
+  options: { rsaServer?: boolean } = {},
+): Promise<{ app: RecordingApp; sidecar: SidecarUnderAttack }> {
+  const app = await startRecordingApp();
+  appsToClose.push(app);
+  const sidecar = await startSidecarUnderAttack({ inbound: [{ name: 'web', target: `127.0.0.1:${app.port}`, ...listener }], ...options });
+  return { app, sidecar };
 }
 
 /** A GET from the trusted client over a new TLS connection. */

@@ -4,25 +4,15 @@
  * Now every header is kept (the 16 KiB size limit bounds them), and what is refused — too large,
  * malformed — is answered, counted and logged.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  type RecordingApp,
-  rawExchange,
-  type SidecarUnderAttack,
-  startRecordingApp,
-  startSidecarUnderAttack,
-  tlsConnect,
-} from './harness.js';
+import { beforeAll, expect, it } from 'vitest';
+import { type RecordingApp, rawExchange, type SidecarUnderAttack, startAppBehindSidecar, tlsConnect } from './harness.js';
 
 let app: RecordingApp;
 let sidecar: SidecarUnderAttack;
 
 beforeAll(async () => {
-  app = await startRecordingApp();
-  sidecar = await startSidecarUnderAttack({ inbound: [{ name: 'web', target: `127.0.0.1:${app.port}` }] });
+  ({ app, sidecar } = await startAppBehindSidecar({}, {}));
 });
-
-afterAll(() => app.close());
 
 it('forwards a request with more than 2,000 headers whole, Transfer-Encoding included', async () => {
   const before = app.requests.length;

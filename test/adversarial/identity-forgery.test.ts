@@ -3,25 +3,15 @@
  * checked on the bytes that reached the app: exactly one XFCC header, ours; no underscore
  * spelling of it; X-Forwarded-* replaced, not appended; Host kept.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  type RecordingApp,
-  rawExchange,
-  type SidecarUnderAttack,
-  startRecordingApp,
-  startSidecarUnderAttack,
-  tlsConnect,
-} from './harness.js';
+import { beforeAll, expect, it } from 'vitest';
+import { type RecordingApp, rawExchange, type SidecarUnderAttack, startAppBehindSidecar, tlsConnect } from './harness.js';
 
 let app: RecordingApp;
 let sidecar: SidecarUnderAttack;
 
 beforeAll(async () => {
-  app = await startRecordingApp();
-  sidecar = await startSidecarUnderAttack({ inbound: [{ name: 'web', target: `127.0.0.1:${app.port}` }] });
+  ({ app, sidecar } = await startAppBehindSidecar({}, {}));
 });
-
-afterAll(() => app.close());
 
 /** Sends one request with `headers` and returns the raw header lines the app received for it. */
 async function reachedApp(headers: string): Promise<string[]> {

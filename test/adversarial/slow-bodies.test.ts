@@ -6,26 +6,18 @@
  */
 import { once } from 'node:events';
 import type tls from 'node:tls';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { goodGet, type RecordingApp, type SidecarUnderAttack, startRecordingApp, startSidecarUnderAttack, tlsConnect } from './harness.js';
+import { beforeAll, expect, it } from 'vitest';
+import { goodGet, type RecordingApp, type SidecarUnderAttack, startAppBehindSidecar, tlsConnect } from './harness.js';
 
 let app: RecordingApp;
 let sidecar: SidecarUnderAttack;
 
 beforeAll(async () => {
-  app = await startRecordingApp();
-  sidecar = await startSidecarUnderAttack({
-    inbound: [
-      {
-        name: 'web',
-        target: `127.0.0.1:${app.port}`,
-        limits: { maxConnections: 400, headersTimeout: '2s', bodyIdleTimeout: '1s', requestTimeout: '4s' },
-      },
-    ],
-  });
+  ({ app, sidecar } = await startAppBehindSidecar(
+    { limits: { maxConnections: 400, headersTimeout: '2s', bodyIdleTimeout: '1s', requestTimeout: '4s' } },
+    {},
+  ));
 });
-
-afterAll(() => app.close());
 
 function startSlowUpload(socket: tls.TLSSocket, path: string): void {
   socket.on('error', () => undefined);

@@ -7,19 +7,16 @@
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { TestPki } from '../support/pki.js';
-import { type RecordingApp, type SidecarUnderAttack, startRecordingApp, startSidecarUnderAttack, tlsConnect } from './harness.js';
+import { type RecordingApp, type SidecarUnderAttack, startAppBehindSidecar, tlsConnect } from './harness.js';
 
 let app: RecordingApp;
 let sidecar: SidecarUnderAttack;
 
 beforeAll(async () => {
-  app = await startRecordingApp();
-  sidecar = await startSidecarUnderAttack({ inbound: [{ name: 'web', target: `127.0.0.1:${app.port}` }], rsaServer: true });
+  ({ app, sidecar } = await startAppBehindSidecar({}, { rsaServer: true }));
 });
-
-afterAll(() => app.close());
 
 /** `openssl s_client` with the trusted client certificate; resolves with whether the handshake completed. */
 function sClient(port: number, args: string[]): Promise<{ ok: boolean; output: string }> {

@@ -128,7 +128,7 @@ describe('hardening settings', () => {
     const config = buildConfig(withInbound({}), { VAULT_TOKEN: 't' });
     expect(config.inbound[0]?.limits).toMatchObject({
       handshakeTimeout: 10,
-      maxPendingHandshakes: 256,
+      maxPendingHandshakes: 512,
       maxConcurrentStreams: 128,
       bodyIdleTimeout: 30,
     });
