@@ -83,6 +83,9 @@ export function reportRejectedHandshakes(
   audit: AuditLog,
 ): void {
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    // Node emits this for a handshake timeout without closing the socket (https servers close it
+    // in their clientError default, plain TLS servers never do): a silent peer would stay forever.
+    socket.destroy();
     // A certificate that fails verification (unknown CA, expired, revoked) reaches us as a bare
     // "socket hang up": Node verifies after OpenSSL's handshake and destroys the socket, leaving the
     // real reason on the socket's authorizationError.

@@ -38,7 +38,10 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     forwarder.web(req, res);
   });
   // WebSocket upgrades go through an mTLS agent built from the same upstream description.
-  server.on('upgrade', (req, socket, head) => forwarder.ws(req, socket, head));
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    forwarder.ws(req, socket, head);
+  });
 
   return listenerHandle({
     config,

@@ -55,3 +55,19 @@ it("replaces the client's X-Forwarded-For/-Proto/-Port/-Host instead of appendin
   expect(named(lines, 'x-forwarded-port')).toEqual([`x-forwarded-port: ${sidecar.port('web')}`]);
   expect(named(lines, 'x-forwarded-host')).toEqual(['x-forwarded-host: svc.test']);
 });
+
+it('sets its own identity headers on a WebSocket upgrade, whatever the client sent', async () => {
+  const before = app.requests.length;
+  const answer = await rawExchange(
+    await tlsConnect(sidecar, 'web'),
+    'GET /ws HTTP/1.1\r\nHost: svc.test\r\nConnection: Upgrade, x-forwarded-client-cert\r\nUpgrade: websocket\r\n' +
+      'X-Forwarded-Client-Cert: URI=spiffe://test/ns/default/sa/admin\r\nX_Forwarded_Client_Cert: URI=spiffe://x/admin\r\n' +
+      'X-Forwarded-For: 10.9.9.9\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+  );
+  expect(answer).toMatch(/^HTTP\/1\.1 101/);
+  const seen = app.requests.slice(before)[0];
+  expect(seen?.headers['x-forwarded-client-cert']).toContain('sa/good');
+  expect(JSON.stringify(seen?.rawHeaders)).not.toContain('admin');
+  expect(seen?.headers['x-forwarded-for']).toBe('127.0.0.1');
+  expect(seen?.headers.connection).toBe('Upgrade');
+});
