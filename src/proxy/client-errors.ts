@@ -5,6 +5,8 @@
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { ErrorCodes } from '../errors.js';
+import { sendJsonError } from './json-error.js';
 import type { ListenerDeps } from './listener.js';
 
 function statusFor(code: string | undefined): 400 | 408 | 431 {
@@ -33,9 +35,15 @@ export function answerClientErrors(server: http.Server, listener: string, deps: 
       { event: 'bad_request', listener, remoteAddress: socket.remoteAddress, reason: REASONS[status], detail: err.code ?? err.message },
       `refused a request (${status})`,
     );
-    // Mid-response (a pipelined request after one in progress), a status line would corrupt the stream.
-    if (socket._httpMessage) {
-      socket.destroy();
+    // The parser fails mid-request (a body with an invalid Transfer-Encoding): the request was
+    // already being forwarded; answer it here unless a response has started, then close.
+    const pending = socket._httpMessage as http.ServerResponse | undefined;
+    if (pending) {
+      if (pending.headersSent) socket.destroy();
+      else {
+        pending.shouldKeepAlive = false;
+        sendJsonError(pending, status, ErrorCodes.BAD_REQUEST, `the request could not be parsed (${err.code ?? err.message})`);
+      }
       return;
     }
     socket.end(`HTTP/1.1 ${status} ${PHRASES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);

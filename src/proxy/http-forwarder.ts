@@ -148,7 +148,8 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.res.off('close', this.#clientClosed);
-    if (this.res.destroyed) return;
+    // Destroyed, or already answered by the sidecar (a request it refused mid-body): nothing to add.
+    if (this.res.destroyed || this.res.writableEnded) return;
     // Before the status line we can still answer with an error; after it, cutting the connection
     // is the only honest signal that the body is incomplete.
     if (!this.res.headersSent) this.fail(err, this.req, this.res);

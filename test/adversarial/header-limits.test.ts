@@ -38,3 +38,20 @@ it('answers headers past the size limit with 431, counted and logged', async () 
   expect(malformed).toMatch(/^HTTP\/1\.1 400/);
   expect(await sidecar.metric('sidecar_bad_requests_total', { listener: 'web', reason: 'malformed' })).toBe(1);
 });
+
+it.each([
+  [
+    'Content-Length with Transfer-Encoding',
+    'Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n',
+  ],
+  ['two different Content-Lengths', 'Content-Length: 5\r\nContent-Length: 40\r\n\r\nhello'],
+  ['an obfuscated Transfer-Encoding', 'Transfer-Encoding: xchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n'],
+])('refuses a request with %s: nothing is smuggled to the app', async (_what, rest) => {
+  const before = app.requests.length;
+  const rawBefore = app.raw().length;
+  const answer = await rawExchange(await tlsConnect(sidecar, 'web'), `POST /upload HTTP/1.1\r\nHost: x\r\n${rest}`);
+  expect(answer).toMatch(/^HTTP\/1\.1 400/);
+  expect(app.requests.length).toBe(before);
+  expect(app.raw().slice(rawBefore)).not.toContain('smuggled');
+  await sidecar.assertAlive('web');
+});
