@@ -28,14 +28,14 @@ type ListenerFactory<C> = (config: C, index: number, deps: ListenerDeps) => List
  * megabyte there is RSS and garbage-collector marking work for the life of the pod.
  */
 const INBOUND_BY_MODE: Record<InboundListenerConfig['mode'], () => Promise<ListenerFactory<InboundListenerConfig>>> = {
-  http: async () => (await import('./proxy/inbound-http.js')).createInboundHttpListener,
-  h2: async () => (await import('./proxy/inbound-h2.js')).createInboundH2Listener,
-  tcp: async () => (await import('./proxy/inbound-tcp.js')).createInboundTcpListener,
+  http: async () => (await import('./proxy/http/inbound-http.js')).createInboundHttpListener,
+  h2: async () => (await import('./proxy/h2/inbound-h2.js')).createInboundH2Listener,
+  tcp: async () => (await import('./proxy/tcp/inbound-tcp.js')).createInboundTcpListener,
 };
 const OUTBOUND_BY_MODE: Record<OutboundListenerConfig['mode'], () => Promise<ListenerFactory<OutboundListenerConfig>>> = {
-  http: async () => (await import('./proxy/outbound-http.js')).createOutboundHttpListener,
-  h2: async () => (await import('./proxy/outbound-h2.js')).createOutboundH2Listener,
-  tcp: async () => (await import('./proxy/outbound-tcp.js')).createOutboundTcpListener,
+  http: async () => (await import('./proxy/http/outbound-http.js')).createOutboundHttpListener,
+  h2: async () => (await import('./proxy/h2/outbound-h2.js')).createOutboundH2Listener,
+  tcp: async () => (await import('./proxy/tcp/outbound-tcp.js')).createOutboundTcpListener,
 };
 
 export interface SidecarOptions {

@@ -4,14 +4,14 @@
  * that the server carries the expected name.
  */
 import http from 'node:http';
-import type { OutboundListenerConfig } from '../config/schema.js';
+import type { OutboundListenerConfig } from '../../config/schema.js';
+import { sendJsonError } from '../json-error.js';
+import { guardRequestBody, httpServerOptions } from '../limits.js';
+import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
+import { upstreamFor } from '../upstream.js';
 import { createHttpForwarder } from './http-forwarder.js';
-import { sendJsonError } from './json-error.js';
-import { guardRequestBody, httpServerOptions } from './limits.js';
-import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 import { MtlsAgent } from './mtls-agent.js';
 import { MtlsPool } from './mtls-pool.js';
-import { upstreamFor } from './upstream.js';
 
 export function createOutboundHttpListener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound' });

@@ -5,8 +5,8 @@
  * it carries and closes, so no request is dropped and none goes out with the old identity after.
  */
 import { buildConnector, Pool } from 'undici';
-import type { TlsContexts } from '../tls/contexts.js';
-import type { Upstream } from './upstream.js';
+import type { TlsContexts } from '../../tls/contexts.js';
+import type { Upstream } from '../upstream.js';
 
 export class MtlsPool {
   #pool: Pool;

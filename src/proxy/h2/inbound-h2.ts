@@ -5,14 +5,14 @@
  */
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { formatHostPort } from '../config/parse.js';
-import type { InboundListenerConfig } from '../config/schema.js';
-import { ErrorCodes } from '../errors.js';
-import { peerIdentity } from '../tls/peer.js';
-import { admitRequest, inboundMtls } from './admission.js';
-import { callerHeaders, isCallerHeader } from './caller-headers.js';
+import { formatHostPort } from '../../config/parse.js';
+import type { InboundListenerConfig } from '../../config/schema.js';
+import { ErrorCodes } from '../../errors.js';
+import { peerIdentity } from '../../tls/peer.js';
+import { admitRequest, inboundMtls } from '../admission.js';
+import { callerHeaders, isCallerHeader } from '../caller-headers.js';
+import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
-import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
 
 export function createInboundH2Listener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'h2' });

@@ -4,11 +4,11 @@
  * replaced after a rotation so new streams present the new certificate.
  */
 import http2 from 'node:http2';
-import type { OutboundListenerConfig } from '../config/schema.js';
-import { ErrorCodes } from '../errors.js';
+import type { OutboundListenerConfig } from '../../config/schema.js';
+import { ErrorCodes } from '../../errors.js';
+import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
+import { upstreamFor } from '../upstream.js';
 import { forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
-import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
-import { upstreamFor } from './upstream.js';
 
 export function createOutboundH2Listener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'h2' });

@@ -4,11 +4,11 @@
  * right after the handshake.
  */
 import tls from 'node:tls';
-import { formatHostPort } from '../config/parse.js';
-import type { InboundListenerConfig } from '../config/schema.js';
-import { peerIdentity } from '../tls/peer.js';
-import { inboundMtls, refusal } from './admission.js';
-import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
+import { formatHostPort } from '../../config/parse.js';
+import type { InboundListenerConfig } from '../../config/schema.js';
+import { peerIdentity } from '../../tls/peer.js';
+import { inboundMtls, refusal } from '../admission.js';
+import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { dialAndPipe } from './pipe.js';
 
 export function createInboundTcpListener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {

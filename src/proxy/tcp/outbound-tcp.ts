@@ -4,10 +4,10 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import type { OutboundListenerConfig } from '../config/schema.js';
-import { type Listener, type ListenerDeps, listenerHandle } from './listener.js';
+import type { OutboundListenerConfig } from '../../config/schema.js';
+import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
+import { upstreamFor } from '../upstream.js';
 import { pipeBothWays } from './pipe.js';
-import { upstreamFor } from './upstream.js';
 
 export function createOutboundTcpListener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'tcp' });

@@ -7,8 +7,8 @@
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import type { TlsContexts } from '../tls/contexts.js';
-import type { Upstream } from './upstream.js';
+import type { TlsContexts } from '../../tls/contexts.js';
+import type { Upstream } from '../upstream.js';
 
 export class MtlsAgent extends https.Agent {
   /**

@@ -12,7 +12,7 @@ import type { Agent } from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
-import { hopByHop } from './hop-by-hop.js';
+import { hopByHop } from '../hop-by-hop.js';
 
 export interface HttpForwarderOptions {
   /** http:// or https:// URL of the upstream. */

@@ -8,11 +8,11 @@
  * checks first and is guarded. A peer reset, a dead app or a cancelled call ends one stream.
  */
 import http2 from 'node:http2';
-import type { ErrorCode } from '../errors.js';
-import type { AuditLog } from '../telemetry/audit.js';
-import type { Metrics } from '../telemetry/metrics.js';
-import { HOP_BY_HOP } from './hop-by-hop.js';
-import { jsonErrorBody } from './json-error.js';
+import type { ErrorCode } from '../../errors.js';
+import type { AuditLog } from '../../telemetry/audit.js';
+import type { Metrics } from '../../telemetry/metrics.js';
+import { HOP_BY_HOP } from '../hop-by-hop.js';
+import { jsonErrorBody } from '../json-error.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 

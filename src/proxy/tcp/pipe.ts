@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { HostPort } from '../config/parse.js';
+import type { HostPort } from '../../config/parse.js';
 
 /** Reads from a dialled socket land here, reused read after read (see dialAndPipe). */
 const READ_BUFFER_BYTES = 64 * 1024;
