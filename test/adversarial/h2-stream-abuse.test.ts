@@ -4,6 +4,7 @@
  * SETTINGS, an app cancelling a call on an outbound listener whose upstream is down — now ends
  * one stream or one connection. After each, the process is alive and a good client is served.
  */
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import type net from 'node:net';
@@ -55,6 +56,37 @@ it('survives a client whose process dies mid-upload', async () => {
     else socket.destroy();
   }
   relay.close();
+  await sidecar.assertAlive('grpc');
+});
+
+it('survives curl --http2 -T - killed mid-upload (the report, as it was seen)', async () => {
+  const port = sidecar.port('grpc');
+  for (let i = 0; i < 5; i++) {
+    const curl = spawn(
+      'curl',
+      [
+        '--silent',
+        '--http2',
+        '-T',
+        '-',
+        '--resolve',
+        `localhost:${port}:127.0.0.1`,
+        '--cacert',
+        sidecar.pki.ca.certFile,
+        '--cert',
+        sidecar.good.certFile,
+        '--key',
+        sidecar.good.keyFile,
+        `https://localhost:${port}/upload`,
+      ],
+      { stdio: ['pipe', 'ignore', 'ignore'] },
+    );
+    curl.stdin?.on('error', () => undefined);
+    curl.stdin?.write(Buffer.alloc(64 * 1024, 1));
+    await new Promise((r) => setTimeout(r, 150 + i * 30));
+    curl.kill('SIGKILL');
+    await once(curl, 'exit');
+  }
   await sidecar.assertAlive('grpc');
 });
 
