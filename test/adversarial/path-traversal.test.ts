@@ -127,3 +127,30 @@ describe('h2 mode', () => {
     },
   );
 });
+
+describe('h2 identity headers', () => {
+  it('drops forged XFCC (any spelling) and X-Forwarded-* and sets its own, last', async () => {
+    const before = h2app.streams.length;
+    const socket = await tlsConnect(sidecar, 'grpc', sidecar.good, ['h2']);
+    const session = http2.connect('https://localhost', { createConnection: () => socket });
+    session.on('error', () => undefined);
+    const req = session.request({
+      ':method': 'GET',
+      ':path': '/public/who',
+      'x-forwarded-client-cert': 'URI=spiffe://test/ns/default/sa/admin',
+      x_forwarded_client_cert: 'URI=spiffe://test/ns/default/sa/admin',
+      'x-forwarded-for': '10.9.9.9',
+    });
+    req.end();
+    await once(req, 'response');
+    req.resume();
+    await once(req, 'close');
+    session.close();
+    const seen = h2app.streams.slice(before)[0] ?? {};
+    expect(String(seen['x-forwarded-client-cert'])).toContain('URI=spiffe://test/ns/default/sa/good');
+    expect(JSON.stringify(seen)).not.toContain('sa/admin');
+    expect(seen.x_forwarded_client_cert).toBeUndefined();
+    expect(seen['x-forwarded-for']).toBe('127.0.0.1');
+    expect(seen['x-forwarded-proto']).toBe('https');
+  });
+});
