@@ -4,6 +4,7 @@
  * change on disk triggers one, so a rotated certificate goes through the same verify-before-publish
  * as a Vault one: half-written or mismatched files are refused and the old certificate stays.
  */
+import { createHash } from 'node:crypto';
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, SidecarError } from '../errors.js';
@@ -32,9 +33,13 @@ function read(file: string, field: string): Buffer {
   }
 }
 
+/** Events of one update (a Secret's symlink swap is several) are taken together after this quiet time. */
+const WATCH_DEBOUNCE_MS = 200;
+
 export class FileCertificateSource implements CertificateSource {
   readonly kind = 'files';
   #watchers: FSWatcher[] = [];
+  #debounce: NodeJS.Timeout | undefined;
   #poll: NodeJS.Timeout | undefined;
 
   constructor(private readonly files: FileIdentityConfig) {}
@@ -73,40 +78,53 @@ export class FileCertificateSource implements CertificateSource {
     const files = this.files;
     const paths = 'pkcs12' in files ? [files.pkcs12, files.passwordFile, files.ca] : [files.cert, files.key, files.ca];
     const directories = new Set(paths.filter((p): p is string => p !== undefined).map((p) => path.dirname(p)));
+    let last = this.#fingerprint();
+    // Only a change of the configured files' contents counts: a log file written next to them, or
+    // the several events of one Secret update (..data symlink swap), are one check each, debounced,
+    // and a check that finds the same bytes does nothing.
+    const check = () => {
+      const now = this.#fingerprint();
+      if (now === last) return;
+      last = now;
+      onChange();
+    };
     for (const directory of directories) {
       try {
-        this.#watchers.push(watch(directory, () => onChange()));
+        this.#watchers.push(
+          watch(directory, () => {
+            clearTimeout(this.#debounce);
+            this.#debounce = setTimeout(check, WATCH_DEBOUNCE_MS);
+            this.#debounce.unref();
+          }),
+        );
       } catch {
         // No change events here; the poll below still notices.
       }
     }
-    let last = this.#fingerprint();
-    this.#poll = setInterval(() => {
-      const now = this.#fingerprint();
-      if (now !== last) {
-        last = now;
-        onChange();
-      }
-    }, this.files.pollInterval * 1000);
+    this.#poll = setInterval(check, this.files.pollInterval * 1000);
     this.#poll.unref();
   }
 
+  /** A digest of the configured files' contents (not kept: the key is among them). */
   #fingerprint(): string {
     const files = this.files;
     const paths = 'pkcs12' in files ? [files.pkcs12, files.ca] : [files.cert, files.key, files.ca];
-    return paths.map((p) => (p ? safeRead(p) : '')).join('|');
+    const hash = createHash('sha256');
+    for (const p of paths) hash.update(p ? safeRead(p) : '').update('\0');
+    return hash.digest('hex');
   }
 
   async close(): Promise<string[]> {
     for (const watcher of this.#watchers) watcher.close();
     clearInterval(this.#poll);
+    clearTimeout(this.#debounce);
     return [];
   }
 }
 
-function safeRead(file: string): string {
+function safeRead(file: string): Buffer | string {
   try {
-    return readFileSync(file, 'base64');
+    return readFileSync(file);
   } catch {
     return '';
   }

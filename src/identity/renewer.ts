@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { ErrorCodes, isSidecarError, SidecarError } from '../errors.js';
+import { type LongTimer, setLongTimeout } from '../timers.js';
 import { backoffDelaySeconds, type RenewalPolicy, renewAt } from './schedule.js';
 import type { CertificateSource, RequestedIdentity } from './source.js';
 import type { IdentityStore, PublishedCertificate } from './store.js';
@@ -36,7 +37,7 @@ function describeError(err: unknown): string {
 export class Renewer {
   readonly #opts: RenewerOptions;
   readonly #random: () => number;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: LongTimer | undefined;
   #failures = 0;
   #running = false;
   #inFlight: Promise<void> | undefined;
@@ -73,7 +74,7 @@ export class Renewer {
 
   async stop(): Promise<void> {
     this.#running = false;
-    clearTimeout(this.#timer);
+    this.#timer?.clear();
     for (const abort of this.#waiters) abort();
     await this.#inFlight;
   }
@@ -111,9 +112,9 @@ export class Renewer {
   }
 
   #schedule(delayMs: number): void {
-    clearTimeout(this.#timer);
+    this.#timer?.clear();
     this.#nextRenewal = new Date(Date.now() + delayMs);
-    this.#timer = setTimeout(() => {
+    this.#timer = setLongTimeout(() => {
       this.#inFlight = this.#renewOnce().finally(() => {
         this.#inFlight = undefined;
       });
@@ -124,18 +125,19 @@ export class Renewer {
     const { source, store, identity, policy, logger } = this.#opts;
     try {
       const bundle = await source.issue(identity);
+      const before = store.current();
       const published = store.publish(bundle);
       this.#failures = 0;
       this.#lastError = undefined;
       this.#opts.recordResult?.('success');
       const next = renewAt(published.info.notBefore, published.info.notAfter, new Date(), this.#random(), policy);
-      logger.info(
+      logger[published === before ? 'debug' : 'info'](
         {
           serial: published.info.serial,
           notAfter: published.info.notAfter.toISOString(),
           nextRenewal: next.toISOString(),
         },
-        'certificate published',
+        published === before ? 'certificate unchanged' : 'certificate published',
       );
       if (this.#running) this.#schedule(next.getTime() - Date.now());
     } catch (err) {

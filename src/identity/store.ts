@@ -25,9 +25,15 @@ export class IdentityStore {
     return this.#current;
   }
 
-  /** Verifies `bundle` against what was requested; throws SIDECAR_CERT_REFUSED and keeps the old one. */
+  /**
+   * Verifies `bundle` against what was requested; throws SIDECAR_CERT_REFUSED and keeps the old one.
+   * The same certificate again (files re-read unchanged) is not published twice: the current
+   * publication is returned and nobody is told, so no context is rebuilt and no pool replaced.
+   */
   publish(bundle: CertificateBundle, now: Date = new Date()): PublishedCertificate {
     verifyBundle(bundle, this.wanted, now);
+    const current = this.#current;
+    if (current && sameBundle(current.bundle, bundle)) return current;
     const published = { bundle, info: describeBundle(bundle), publishedAt: now };
     this.#current = published;
     for (const listener of this.#listeners) listener(published);
@@ -44,4 +50,13 @@ export class IdentityStore {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
+}
+
+function sameBundle(a: CertificateBundle, b: CertificateBundle): boolean {
+  return (
+    a.certPem === b.certPem &&
+    a.keyPem === b.keyPem &&
+    a.chainPem.join('') === b.chainPem.join('') &&
+    a.trustPem.join('') === b.trustPem.join('')
+  );
 }

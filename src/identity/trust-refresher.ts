@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { ErrorCodes, isSidecarError } from '../errors.js';
+import { type LongTimer, setLongTimeout } from '../timers.js';
 import { backoffDelaySeconds } from './schedule.js';
 import type { TrustMaterial, TrustStore } from './trust.js';
 
@@ -18,7 +19,7 @@ export interface TrustRefresherOptions {
 }
 
 export class TrustRefresher {
-  #timer: NodeJS.Timeout | undefined;
+  #timer: LongTimer | undefined;
   #failures = 0;
   #running = false;
   #inFlight: Promise<void> | undefined;
@@ -32,7 +33,7 @@ export class TrustRefresher {
   }
 
   refreshNow(): Promise<void> {
-    clearTimeout(this.#timer);
+    this.#timer?.clear();
     this.#inFlight ??= this.#refresh().finally(() => {
       this.#inFlight = undefined;
     });
@@ -41,7 +42,7 @@ export class TrustRefresher {
 
   async stop(): Promise<void> {
     this.#running = false;
-    clearTimeout(this.#timer);
+    this.#timer?.clear();
     await this.#inFlight;
   }
 
@@ -77,8 +78,7 @@ export class TrustRefresher {
       this.#softenExpiredCrl();
     }
     if (this.#running) {
-      this.#timer = setTimeout(() => void this.refreshNow(), delaySeconds * 1000);
-      this.#timer.unref();
+      this.#timer = setLongTimeout(() => void this.refreshNow(), delaySeconds * 1000).unref();
     }
   }
 

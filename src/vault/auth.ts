@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { VaultAuthConfig } from '../config/schema.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { type LongTimer, setLongTimeout } from '../timers.js';
+
 import type { VaultClient } from './client.js';
 import { toVaultError, vaultStatus } from './errors.js';
 
@@ -43,7 +45,7 @@ export class VaultSession {
   #loggedIn = false;
   #tokenExpiresAt: Date | undefined;
   #login: Promise<void> | undefined;
-  #renewTimer: NodeJS.Timeout | undefined;
+  #renewTimer: LongTimer | undefined;
   #closed = false;
 
   constructor(
@@ -113,7 +115,7 @@ export class VaultSession {
 
   close(): void {
     this.#closed = true;
-    clearTimeout(this.#renewTimer);
+    this.#renewTimer?.clear();
   }
 
   async #ensureLoggedIn(): Promise<void> {
@@ -184,11 +186,10 @@ export class VaultSession {
 
   /** Renew at 2/3 of the TTL; when renewal fails, the next call logs in again. */
   #scheduleTokenRenewal(state: TokenState): void {
-    clearTimeout(this.#renewTimer);
+    this.#renewTimer?.clear();
     if (this.#closed || state.ttl <= 0) return;
     const delayMs = Math.max(1, (state.ttl * 2) / 3) * 1000;
-    this.#renewTimer = setTimeout(() => void this.#renewToken(state), delayMs);
-    this.#renewTimer.unref();
+    this.#renewTimer = setLongTimeout(() => void this.#renewToken(state), delayMs).unref();
   }
 
   async #renewToken(previous: TokenState): Promise<void> {

@@ -162,4 +162,28 @@ describe('token auth', () => {
     expect(sampleValue(samples, 'sidecar_vault_token_ttl_seconds')).toBeGreaterThan(7000);
     expect(sampleValue(samples, 'sidecar_vault_request_duration_seconds_count', { operation: 'lookup-self', status: '200' })).toBe(1);
   });
+
+  it('schedules the renewal of a 60-day token once, past the 24.8-day timer limit, instead of renewing in a loop', async () => {
+    // The dev server caps token TTLs at 768 h unless the token mount allows more; 2/3 of 60 days is
+    // 40 days, past what setTimeout can hold.
+    await vaultApi(vault, 'POST', 'sys/auth/token/tune', { max_lease_ttl: '1440h' });
+    const created = await vaultApi<{ auth: { client_token: string; lease_duration: number } }>(vault, 'POST', 'auth/token/create', {
+      policies: ['sidecar'],
+      ttl: '1440h',
+      renewable: true,
+    });
+    expect(created.auth.lease_duration).toBeGreaterThan(40 * 86_400);
+    const tokenFile = path.join(dir, 'vault-token-long');
+    writeFileSync(tokenFile, `${created.auth.client_token}\n`);
+    const sidecar = await startSidecar({
+      vault: { ...vaultSection(vault), auth: { method: 'token', tokenFile } },
+      identity: { commonName: 'long-token.test', ttl: '10m' },
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    const samples = parsePrometheus(await sidecar.metrics.text());
+    expect(sampleValue(samples, 'sidecar_vault_token_ttl_seconds')).toBeGreaterThan(59 * 86_400);
+    expect(
+      sampleValue(samples, 'sidecar_vault_request_duration_seconds_count', { operation: 'renew-self', status: '200' }),
+    ).toBeUndefined();
+  });
 });
