@@ -77,9 +77,15 @@ async function createSource(config: Config, logger: Logger, metrics: Metrics): P
     import('./vault/pki.js'),
   ]);
   const client = createVaultClient(vault);
-  const session = new VaultSession(client, vault.auth, vault.address, logger.child({ module: 'vault' }), vault.token, {
-    request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds),
-  });
+  const session = new VaultSession(
+    client,
+    vault.auth,
+    vault.address,
+    logger.child({ module: 'vault' }),
+    vault.token,
+    { request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds) },
+    vault.requestTimeout * 1000,
+  );
   return {
     source: new VaultPkiSource(session, vault.pki.mount, vault.pki.role, vault.pki.crl, vault.revokeOnShutdown),
     session,

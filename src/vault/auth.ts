@@ -56,6 +56,8 @@ export class VaultSession {
     /** From VAULT_TOKEN, for token auth without a file. */
     private readonly envToken?: string,
     private readonly observer?: VaultObserver,
+    /** The whole of one call, headers and body (vault.requestTimeout); the client's own timeout is per socket read. */
+    private readonly deadlineMs: number = 10_000,
   ) {}
 
   /** When the current token expires; undefined before login and for tokens that never expire. */
@@ -67,12 +69,24 @@ export class VaultSession {
   async #timed<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     const started = performance.now();
     let status = '200';
+    let deadline: NodeJS.Timeout | undefined;
     try {
-      return await fn();
+      // The HTTP client's timeout restarts with every byte, so a Vault that sends headers and then
+      // trickles its body would hold a renewal forever: one deadline bounds the whole call.
+      return await Promise.race([
+        fn(),
+        new Promise<never>((_, reject) => {
+          deadline = setTimeout(
+            () => reject(Object.assign(new Error(`no complete answer within ${this.deadlineMs / 1000}s`), { code: 'VAULT_DEADLINE' })),
+            this.deadlineMs,
+          );
+        }),
+      ]);
     } catch (err) {
-      status = String(vaultStatus(err) ?? 'error');
+      status = (err as { code?: string }).code === 'VAULT_DEADLINE' ? 'timeout' : String(vaultStatus(err) ?? 'error');
       throw err;
     } finally {
+      clearTimeout(deadline);
       this.observer?.request(operation, status, (performance.now() - started) / 1000);
     }
   }

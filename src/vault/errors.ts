@@ -53,6 +53,14 @@ export function toVaultError(err: unknown, operation: string, address: string): 
     return new SidecarError(ErrorCodes.VAULT_REQUEST_FAILED, `vault: ${operation}: HTTP ${status} (${detail})`, { cause: err });
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  // Our deadline, or the client's idle timeout (axios calls it ECONNABORTED): Vault is reachable but slow.
+  if (code === 'VAULT_DEADLINE' || code === 'ECONNABORTED') {
+    return new SidecarError(
+      ErrorCodes.VAULT_UNREACHABLE,
+      `vault: ${operation}: ${address} timed out (${code === 'VAULT_DEADLINE' ? (err as Error).message : 'no data within vault.requestTimeout'}); check Vault's health and load, or raise vault.requestTimeout`,
+      { cause: err },
+    );
+  }
   if (code && NETWORK_CODES.has(code)) {
     return new SidecarError(
       ErrorCodes.VAULT_UNREACHABLE,
