@@ -17,14 +17,18 @@ export function fromPkcs12(content: Buffer, password: string, file: string): { c
   }
   const oids = forge.pki.oids as Record<string, string>;
   const bags = (type: string) => p12.getBags({ bagType: type })[type] ?? [];
-  // node-forge decodes only RSA keys and certificates, so we take each bag's raw ASN.1 (already
-  // decrypted) and let Node's crypto, which reads every key type, handle the DER.
-  const derOf = (bag: forge.pkcs12.Bag) => Buffer.from(forge.asn1.toDer(bag.asn1).getBytes(), 'binary');
+  // node-forge decodes RSA keys and certificates into objects and leaves the others (EC) as raw,
+  // decrypted ASN.1; either way we hand the DER to Node's crypto, which reads every key type.
+  // (Reading only the raw ASN.1 made every RSA bundle fail: openssl's and keytool's alike.)
+  const toDer = (asn1: forge.asn1.Asn1) => Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
+  const keyDer = (bag: forge.pkcs12.Bag) =>
+    bag.key ? toDer(forge.pki.wrapRsaPrivateKey(forge.pki.privateKeyToAsn1(bag.key))) : toDer(bag.asn1);
+  const certDer = (bag: forge.pkcs12.Bag) => (bag.cert ? toDer(forge.pki.certificateToAsn1(bag.cert)) : toDer(bag.asn1));
   const keyBag = bags(oids.pkcs8ShroudedKeyBag ?? '')[0] ?? bags(oids.keyBag ?? '')[0];
   if (!keyBag) throw new SidecarError(ErrorCodes.FILES_UNREADABLE, `identity.files.pkcs12: ${file} holds no private key`);
-  const keyPem = createPrivateKey({ key: derOf(keyBag), format: 'der', type: 'pkcs8' })
+  const keyPem = createPrivateKey({ key: keyDer(keyBag), format: 'der', type: 'pkcs8' })
     .export({ format: 'pem', type: 'pkcs8' })
     .toString();
-  const certs = bags(oids.certBag ?? '').map((bag) => new X509Certificate(derOf(bag)).toString());
+  const certs = bags(oids.certBag ?? '').map((bag) => new X509Certificate(certDer(bag)).toString());
   return { certs, keyPem };
 }
