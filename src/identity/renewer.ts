@@ -139,6 +139,7 @@ export class Renewer {
         },
         published === before ? 'certificate unchanged' : 'certificate published',
       );
+      if (published !== before) warnWithoutSans(published, logger);
       if (this.#running) this.#schedule(next.getTime() - Date.now());
     } catch (err) {
       this.#lastError = err;
@@ -175,4 +176,14 @@ export class Renewer {
         : 'the current certificate has expired and could not be renewed; handshakes are failing',
     );
   }
+}
+
+/** Go, Java and browsers refuse a certificate whose names are in the CN only; say so before peers fail. */
+function warnWithoutSans(published: PublishedCertificate, logger: Logger): void {
+  const { dnsNames, ipAddresses, uris, subject } = published.info;
+  if (dnsNames.length + ipAddresses.length + uris.length > 0) return;
+  logger.warn(
+    { code: ErrorCodes.CERT_NO_SAN, subject },
+    'the certificate has no subject alternative names: Go, Java and browsers refuse it (they ignore the CN); reissue it with DNS or URI SANs',
+  );
 }

@@ -101,8 +101,16 @@ export class VaultSession {
     try {
       return await this.#timed(label, () => fn(this.client));
     } catch (err) {
-      if (vaultStatus(err) !== 403 || (this.auth.method === 'token' && !this.auth.tokenFile)) {
-        throw toVaultError(err, operation, this.address);
+      if (vaultStatus(err) !== 403) throw toVaultError(err, operation, this.address);
+      // A token from VAULT_TOKEN cannot be replaced by logging in again: say whether it is the
+      // token (revoked, expired) or its policy, since Vault answers 403 for both.
+      if (this.auth.method === 'token' && !this.auth.tokenFile) {
+        if (await this.#tokenIsValid()) throw toVaultError(err, operation, this.address);
+        throw new SidecarError(
+          ErrorCodes.VAULT_AUTH_FAILED,
+          `vault: ${operation}: the token from VAULT_TOKEN is no longer valid (revoked or expired); a token from the environment cannot be replaced without a restart, so use vault.auth.tokenFile or a login method (kubernetes, approle, jwt)`,
+          { cause: err },
+        );
       }
       this.logger.warn({ operation }, 'vault answered 403; logging in again');
       this.#loggedIn = false;
@@ -112,6 +120,16 @@ export class VaultSession {
       } catch (retryErr) {
         throw toVaultError(retryErr, operation, this.address);
       }
+    }
+  }
+
+  /** Whether the current token still works (lookup-self); unsure answers count as valid. */
+  async #tokenIsValid(): Promise<boolean> {
+    try {
+      await this.#timed('lookup-self', () => this.client.tokenLookupSelf());
+      return true;
+    } catch (err) {
+      return vaultStatus(err) !== 403;
     }
   }
 

@@ -35,7 +35,8 @@ export function toVaultError(err: unknown, operation: string, address: string): 
   if (err instanceof SidecarError) return err;
   if (isResponseError(err)) {
     const status = err.response.statusCode;
-    const detail = err.response.body?.errors?.filter(Boolean).join('; ') || err.message;
+    // Vault's errors are often multi-line ("1 error occurred:\n\t* permission denied\n\n"): one line.
+    const detail = (err.response.body?.errors?.filter(Boolean).join('; ') || err.message).replace(/\s+/g, ' ').trim();
     if (status === 403) {
       return new SidecarError(
         ErrorCodes.VAULT_PERMISSION_DENIED,
