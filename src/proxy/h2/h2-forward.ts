@@ -22,6 +22,9 @@ const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTT
  */
 const CONNECTION_HEADERS = new Set([...HOP_BY_HOP].filter((name) => name !== 'trailer'));
 
+/** How long a replaced session keeps taking the streams already sent its way before it is closed. */
+const OLD_SESSION_CLOSE_DELAY_MS = 1000;
+
 /** Swallows an error event whose consequence (a closed stream or session) is handled where it matters. */
 const ignore = () => undefined;
 
@@ -45,10 +48,15 @@ export class H2Session {
     return this.#session;
   }
 
-  /** New streams go to a new session; the old one finishes its streams and closes. */
+  /**
+   * New streams go to a new session; the old one finishes its streams and closes. Not at once:
+   * streams submitted to it just before may not be on the wire yet, and the GOAWAY of close()
+   * would refuse them (REFUSED_STREAM, a 502 for the app) — a few per rotation under load.
+   */
   renew(): void {
-    this.#session?.close();
+    const old = this.#session;
     this.#session = undefined;
+    if (old) setTimeout(() => old.close(), OLD_SESSION_CLOSE_DELAY_MS).unref();
   }
 
   close(): void {
