@@ -1,8 +1,13 @@
-# Policy for the orders sidecar: issue certificates from its own PKI role, and read the mount's
-# issuers and CRLs for the trust bundle. Nothing else.
-path "pki/issue/orders" {
+# Policy for the orders sidecar: have a CSR signed by its own PKI role (the key pair is made in the
+# pod and never crosses the network), and read the mount's issuers and CRLs for the trust bundle.
+# Nothing else.
+path "pki/sign/orders" {
   capabilities = ["update"]
 }
+# Only with vault.pki.method: issue (Vault makes the key and sends it back):
+# path "pki/issue/orders" {
+#   capabilities = ["update"]
+# }
 path "pki/issuers" {
   capabilities = ["list"]
 }

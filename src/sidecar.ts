@@ -87,7 +87,15 @@ async function createSource(config: Config, logger: Logger, metrics: Metrics): P
     vault.requestTimeout * 1000,
   );
   return {
-    source: new VaultPkiSource(session, vault.pki.mount, vault.pki.role, vault.pki.crl, vault.revokeOnShutdown),
+    source: new VaultPkiSource(
+      session,
+      vault.pki.mount,
+      vault.pki.role,
+      vault.pki.crl,
+      vault.revokeOnShutdown,
+      vault.pki.method,
+      config.identity.keyType,
+    ),
     session,
     startupHint: `check the Vault address (${vault.address}), the ${vault.auth.method} auth role and its policy, and the PKI role ${vault.pki.mount}/roles/${vault.pki.role}`,
   };

@@ -90,6 +90,12 @@ const vaultSection = z
          * the sidecar is not ready; off: no CRL.
          */
         crl: z.enum(['soft', 'closed', 'off']).default('soft'),
+        /**
+         * sign (default): the key pair is made in the pod and Vault signs a CSR (<mount>/sign/<role>),
+         * so the private key never crosses the network. issue: Vault makes the key and sends it
+         * (<mount>/issue/<role>).
+         */
+        method: z.enum(['sign', 'issue']).default('sign'),
       })
       .strict(),
   })
@@ -126,6 +132,8 @@ const identitySection = z
     ipSans: z.array(z.string().min(1)).default([]),
     uriSans: z.array(z.string().url()).default([]),
     ttl: duration.default(3600),
+    /** The key pair made in the pod for vault.pki.method sign. */
+    keyType: z.enum(['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096']).default('ec-p256'),
     renewal: z
       .object({
         /** Renew at a random point between these fractions of the lifetime, so a fleet does not renew in step. */

@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { splitPemCertificates } from '../identity/bundle.js';
 import { earliestNextUpdate } from '../identity/crl-dates.js';
+import { createKeyAndCsr, type KeyType } from '../identity/csr.js';
 import type { CertificateSource, RequestedIdentity } from '../identity/source.js';
 import type { TrustMaterial } from '../identity/trust.js';
 import type { VaultSession } from './auth.js';
@@ -10,7 +11,8 @@ import type { VaultSession } from './auth.js';
 interface IssueResponse {
   data: {
     certificate: string;
-    private_key: string;
+    /** issue only; sign never returns a key. */
+    private_key?: string;
     issuing_ca?: string;
     ca_chain?: string[];
     serial_number: string;
@@ -41,27 +43,33 @@ export class VaultPkiSource implements CertificateSource {
     private readonly role: string,
     private readonly crlMode: 'soft' | 'closed' | 'off' = 'soft',
     private readonly revokeOnShutdown: { certificate: boolean; token: boolean } = { certificate: false, token: false },
+    private readonly method: 'sign' | 'issue' = 'sign',
+    private readonly keyType: KeyType = 'ec-p256',
   ) {}
 
   async issue(identity: RequestedIdentity): Promise<CertificateBundle> {
-    const path = `${this.mount}/issue/${this.role}`;
-    const response = await this.session.call<IssueResponse>('issue', `issue from ${path}`, (client) =>
-      client.write(path, {
-        common_name: identity.commonName,
-        alt_names: identity.dnsNames.join(','),
-        ip_sans: identity.ipSans.join(','),
-        uri_sans: identity.uriSans.join(','),
-        ttl: `${Math.round(identity.ttl)}s`,
-        format: 'pem',
-        private_key_format: 'pkcs8',
-      }),
-    );
+    const path = `${this.mount}/${this.method}/${this.role}`;
+    const names = {
+      common_name: identity.commonName,
+      alt_names: identity.dnsNames.join(','),
+      ip_sans: identity.ipSans.join(','),
+      uri_sans: identity.uriSans.join(','),
+      ttl: `${Math.round(identity.ttl)}s`,
+      format: 'pem',
+    };
+    // sign: only the CSR leaves the pod; the names are also sent as parameters, which the role
+    // applies whether or not it is set to use the CSR's SANs.
+    const ours = this.method === 'sign' ? await createKeyAndCsr(identity, this.keyType) : undefined;
+    const body = ours ? { ...names, csr: ours.csrPem } : { ...names, private_key_format: 'pkcs8' };
+    // The operation label stays "issue" for both, so metrics and messages read the same.
+    const response = await this.session.call<IssueResponse>('issue', `issue from ${path}`, (client) => client.write(path, body));
     const data = response.data;
+    const keyPem = ours?.keyPem ?? data.private_key ?? '';
     const caChain = (data.ca_chain ?? (data.issuing_ca ? [data.issuing_ca] : [])).flatMap(splitPemCertificates);
     // Send intermediates after the leaf; self-signed roots are only trust anchors.
     const intermediates = caChain.filter((pem) => !isSelfIssuedPem(pem));
-    this.#last = { serial: data.serial_number, keyPem: data.private_key, certPem: data.certificate };
-    return { certPem: data.certificate, keyPem: data.private_key, chainPem: intermediates, trustPem: caChain };
+    this.#last = { serial: data.serial_number, keyPem, certPem: data.certificate };
+    return { certPem: data.certificate, keyPem, chainPem: intermediates, trustPem: caChain };
   }
 
   /**

@@ -118,7 +118,7 @@ it('reports a role that refuses the requested name in one line with a code, stay
   expect(failures.length).toBeGreaterThanOrEqual(2);
   expect(failures.length).toBeLessThanOrEqual(5);
   expect(failures[0]?.msg).toMatch(
-    /^certificate renewal failed: vault: issue from pki-sidecar-test\/issue\/test-service: rejected \(.*URI.*\); check that the PKI role allows/,
+    /^certificate renewal failed: vault: issue from pki-sidecar-test\/sign\/test-service: rejected \(.*URI.*\); check that the PKI role allows/,
   );
   const ready = await httpGet(sidecar.admin.address()?.port ?? 0, '/readyz');
   expect(ready.status).toBe(503);
