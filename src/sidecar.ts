@@ -9,6 +9,8 @@ import { AdminServer } from './admin/server.js';
 import { formatHostPort } from './config/parse.js';
 import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
+import type { CertificateBundle } from './identity/bundle.js';
+import { holdForIssuerHandover } from './identity/issuer-handover.js';
 import { Renewer } from './identity/renewer.js';
 import type { CertificateSource, RequestedIdentity } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
@@ -133,8 +135,14 @@ export class Sidecar {
           intervalSeconds: config.vault?.pki.refreshInterval ?? 300,
           crlMode: config.vault?.pki.crl ?? 'off',
           logger: logger.child({ module: 'trust' }),
+          ...(source.trustVersion
+            ? { trustVersion: source.trustVersion.bind(source), checkSeconds: config.vault?.pki.issuerCheckInterval ?? 15 }
+            : {}),
         })
       : undefined;
+    const refresher = this.trustRefresher;
+    // Peers learn a new issuer at their next check or refresh, whichever comes first.
+    const issuerCheckSeconds = config.vault && Math.min(config.vault.pki.issuerCheckInterval, config.vault.pki.refreshInterval);
     const { renewal } = config.identity;
     this.renewer = new Renewer({
       source,
@@ -146,6 +154,23 @@ export class Sidecar {
       logger: logger.child({ module: 'renewer', source: source.kind }),
       recordResult: (result) => this.metrics.certRenewals.inc({ result }),
       startupHint: parts.startupHint,
+      // Vault: move onto a new issuer only once peers trust it (see issuer-handover.ts).
+      ...(refresher && issuerCheckSeconds
+        ? {
+            beforePublish: (bundle: CertificateBundle, signal: AbortSignal) =>
+              holdForIssuerHandover(
+                bundle,
+                {
+                  trust: this.trust,
+                  refresh: () => refresher.refreshNow(),
+                  propagationMs: 2 * issuerCheckSeconds * 1000,
+                  holdUntilAtLatest: () => (this.store.current()?.info.notAfter.getTime() ?? 0) - renewal.outageBudget * 1000,
+                  logger: logger.child({ module: 'renewer' }),
+                },
+                signal,
+              ),
+          }
+        : {}),
     });
     metrics.watchIdentity({
       certificateNotAfter: () => this.store.current()?.info.notAfter,

@@ -85,6 +85,12 @@ const vaultSection = z
         /** How often the mount's issuers (trust bundle) and CRLs are fetched again. */
         refreshInterval: duration.default(300),
         /**
+         * How often the mount's issuer list is checked (one LIST call). A new issuer is fetched at
+         * once, and this sidecar moves onto a new issuer only after trusting it for twice this long,
+         * so its peers (checking as often) trust it first: an issuer rotation fails no handshake.
+         */
+        issuerCheckInterval: duration.default(15),
+        /**
          * CRL enforcement on inbound and outbound handshakes. soft: when the CRL cannot be refreshed
          * past its nextUpdate, stop checking it (and say so); closed: keep it, so handshakes fail and
          * the sidecar is not ready; off: no CRL.

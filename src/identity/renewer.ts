@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { ErrorCodes, isSidecarError, SidecarError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
+import type { CertificateBundle } from './bundle.js';
 import { backoffDelaySeconds, type RenewalPolicy, renewAt } from './schedule.js';
 import type { CertificateSource, RequestedIdentity } from './source.js';
 import type { IdentityStore, PublishedCertificate } from './store.js';
@@ -23,6 +24,11 @@ export interface RenewerOptions {
   readonly recordResult?: (result: RenewalResult) => void;
   /** Appended to the start-up timeout message: what to check for this source. */
   readonly startupHint?: string;
+  /**
+   * Runs before a new certificate replaces a valid one, and may wait (peers must trust a new
+   * issuer first). `signal` aborts the wait when the renewer stops.
+   */
+  readonly beforePublish?: (bundle: CertificateBundle, signal: AbortSignal) => Promise<void>;
 }
 
 export type RenewalResult = 'success' | 'failure' | 'refused';
@@ -45,6 +51,7 @@ export class Renewer {
   #lastError: unknown;
   /** Rejects pending waitForFirstCertificate() calls when the renewer stops. */
   readonly #waiters = new Set<() => void>();
+  readonly #stopping = new AbortController();
 
   constructor(opts: RenewerOptions) {
     this.#opts = opts;
@@ -74,6 +81,7 @@ export class Renewer {
 
   async stop(): Promise<void> {
     this.#running = false;
+    this.#stopping.abort();
     this.#timer?.clear();
     for (const abort of this.#waiters) abort();
     await this.#inFlight;
@@ -125,6 +133,8 @@ export class Renewer {
     const { source, store, identity, policy, logger } = this.#opts;
     try {
       const bundle = await source.issue(identity);
+      if (this.#opts.beforePublish && store.hasValidCertificate()) await this.#opts.beforePublish(bundle, this.#stopping.signal);
+      if (!this.#running) return;
       const before = store.current();
       const published = store.publish(bundle);
       this.#failures = 0;

@@ -21,6 +21,8 @@ export interface CertificateSource {
   issue(identity: RequestedIdentity): Promise<CertificateBundle>;
   /** The CA certificates peers may chain to and their CRLs; sources without one trust their bundle's CA. */
   fetchTrust?(): Promise<TrustMaterial>;
+  /** A cheap fingerprint of the issuer set (Vault: the issuer ids), checked often; a change calls for fetchTrust. */
+  trustVersion?(): Promise<string>;
   /** Sources that can change under us (files) call onChange when they do. */
   watch?(onChange: () => void): void;
   /** Releases what the source holds; resolves with problems worth logging (e.g. a failed revocation). */

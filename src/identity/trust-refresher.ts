@@ -12,6 +12,9 @@ import type { TrustMaterial, TrustStore } from './trust.js';
 
 export interface TrustRefresherOptions {
   readonly fetchTrust: () => Promise<TrustMaterial>;
+  /** A cheap fingerprint of the issuer set, checked every `checkSeconds`; a change triggers a full refresh. */
+  readonly trustVersion?: () => Promise<string>;
+  readonly checkSeconds?: number;
   readonly trust: TrustStore;
   readonly intervalSeconds: number;
   readonly crlMode: 'soft' | 'closed' | 'off';
@@ -20,6 +23,8 @@ export interface TrustRefresherOptions {
 
 export class TrustRefresher {
   #timer: LongTimer | undefined;
+  #check: NodeJS.Timeout | undefined;
+  #version: string | undefined;
   #failures = 0;
   #running = false;
   #inFlight: Promise<void> | undefined;
@@ -30,6 +35,24 @@ export class TrustRefresher {
   async start(): Promise<void> {
     this.#running = true;
     await this.refreshNow();
+    const { trustVersion, checkSeconds } = this.opts;
+    if (trustVersion && checkSeconds) {
+      this.#version = await trustVersion().catch(() => undefined);
+      // A new issuer (a rotation) is learnt within checkSeconds, not at the next full refresh.
+      this.#check = setInterval(() => {
+        trustVersion().then(
+          (version) => {
+            if (version !== this.#version) {
+              this.opts.logger.info({ issuers: version }, 'the issuers changed; refreshing the trust bundle');
+              void this.refreshNow();
+            }
+            this.#version = version;
+          },
+          () => undefined, // the full refresh reports Vault's failures
+        );
+      }, checkSeconds * 1000);
+      this.#check.unref();
+    }
   }
 
   refreshNow(): Promise<void> {
@@ -43,6 +66,7 @@ export class TrustRefresher {
   async stop(): Promise<void> {
     this.#running = false;
     this.#timer?.clear();
+    clearInterval(this.#check);
     await this.#inFlight;
   }
 

@@ -22,6 +22,8 @@ export class TrustStore {
   #material: TrustMaterial = { caPems: [], crlPems: [] };
   #crl: CrlState | undefined;
   readonly #listeners = new Set<Listener>();
+  /** When each CA certificate first appeared in the bundle (ms), to know how long peers have had to learn it. */
+  readonly #firstSeen = new Map<string, number>();
 
   get material(): TrustMaterial {
     return this.#material;
@@ -31,8 +33,17 @@ export class TrustStore {
     return this.#crl;
   }
 
+  /** When `caPem` first appeared in the trust bundle; undefined while it is not in it. */
+  firstSeen(caPem: string): Date | undefined {
+    const at = this.#firstSeen.get(caPem.trim());
+    return at === undefined ? undefined : new Date(at);
+  }
+
   /** Replaces the material; listeners run only when something changed. */
   update(material: TrustMaterial, now: Date = new Date()): void {
+    // CAs of the first fetch were on the mount before we started: peers have had them all along.
+    const seenAt = this.#firstSeen.size === 0 ? 0 : now.getTime();
+    for (const pem of material.caPems) if (!this.#firstSeen.has(pem.trim())) this.#firstSeen.set(pem.trim(), seenAt);
     if (material.crlPems.length > 0) this.#crl = { fetchedAt: now, nextUpdate: material.crlNextUpdate };
     const changed =
       material.caPems.join('') !== this.#material.caPems.join('') || material.crlPems.join('') !== this.#material.crlPems.join('');

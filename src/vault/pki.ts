@@ -72,6 +72,14 @@ export class VaultPkiSource implements CertificateSource {
     return { certPem: data.certificate, keyPem, chainPem: intermediates, trustPem: caChain };
   }
 
+  /** The mount's issuer ids: one LIST call, cheap enough to make every few seconds. */
+  async trustVersion(): Promise<string> {
+    const listed = await this.session.call<ListResponse>('check-issuers', `list issuers of ${this.mount}`, (client) =>
+      client.list(`${this.mount}/issuers`),
+    );
+    return [...(listed.data.keys ?? [])].sort().join(',');
+  }
+
   /**
    * Every issuer on the mount with its chain, and each issuer's CRL. Vault keeps an issuer after a
    * rotation until an operator deletes it, so trusting them all trusts old and new together.

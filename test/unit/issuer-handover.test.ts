@@ -1,0 +1,29 @@
+/** When a certificate from a new issuer may replace the current one (pure timing, no waiting). */
+import { expect, it } from 'vitest';
+import type { CertificateBundle } from '../../src/identity/bundle.js';
+import { handoverDelayMs } from '../../src/identity/issuer-handover.js';
+import { TrustStore } from '../../src/identity/trust.js';
+
+const bundle = (trustPem: string[]): CertificateBundle => ({ certPem: 'leaf', keyPem: 'key', chainPem: [], trustPem });
+
+it('publishes at once from issuers trusted since start-up, and holds one first seen later for the propagation time', () => {
+  const trust = new TrustStore();
+  trust.update({ caPems: ['old'], crlPems: [] }, new Date(1_000));
+  trust.update({ caPems: ['old', 'new'], crlPems: [] }, new Date(50_000));
+  expect(trust.firstSeen('old')?.getTime()).toBe(0);
+  expect(trust.firstSeen('new')?.getTime()).toBe(50_000);
+  const never = Number.MAX_SAFE_INTEGER;
+  expect(handoverDelayMs(bundle(['old']), trust, 30_000, never, 60_000)).toBe(0);
+  expect(handoverDelayMs(bundle(['new']), trust, 30_000, never, 60_000)).toBe(20_000);
+  expect(handoverDelayMs(bundle(['new']), trust, 30_000, never, 90_000)).toBe(0);
+  // An issuer not in the bundle at all counts as first seen now.
+  expect(handoverDelayMs(bundle(['unknown']), trust, 30_000, never, 60_000)).toBe(30_000);
+});
+
+it('never holds past the point where the current certificate would run out', () => {
+  const trust = new TrustStore();
+  trust.update({ caPems: ['old'], crlPems: [] }, new Date(0));
+  trust.update({ caPems: ['old', 'new'], crlPems: [] }, new Date(50_000));
+  expect(handoverDelayMs(bundle(['new']), trust, 30_000, 55_000, 52_000)).toBe(3_000);
+  expect(handoverDelayMs(bundle(['new']), trust, 30_000, 40_000, 52_000)).toBe(0);
+});
