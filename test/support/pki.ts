@@ -26,6 +26,17 @@ export interface LeafOptions {
   readonly days?: number;
   /** An RSA 2048 key instead of EC P-256 (static-RSA suites need one to be offered at all). */
   readonly rsa?: boolean | undefined;
+  /** The key type, when neither EC P-256 nor `rsa`. */
+  readonly keyType?: 'ec-p256' | 'ec-p384' | 'rsa-2048' | 'rsa-3072' | 'rsa-4096' | 'ed25519';
+  /** Signed by this CA (an intermediate()) instead of the root. */
+  readonly signer?: Pem;
+}
+
+function keyAlgorithm(opts: LeafOptions): string[] {
+  const type = opts.keyType ?? (opts.rsa ? 'rsa-2048' : 'ec-p256');
+  if (type === 'ed25519') return ['-algorithm', 'ED25519'];
+  if (type.startsWith('rsa-')) return ['-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${type.slice(4)}`];
+  return ['-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${type === 'ec-p384' ? 'P-384' : 'P-256'}`];
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -70,17 +81,14 @@ export class TestPki {
   /** A leaf signed by this CA. */
   leaf(file: string, opts: LeafOptions): Pem {
     const base = `${this.name}-${file}`;
-    const keyAlgorithm = opts.rsa
-      ? ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']
-      : ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'];
-    openssl(['genpkey', ...keyAlgorithm, '-out', `${base}.key`], this.dir);
+    openssl(['genpkey', ...keyAlgorithm(opts), '-out', `${base}.key`], this.dir);
     openssl(['req', '-new', '-key', `${base}.key`, '-subj', `/CN=${opts.cn}`, '-out', `${base}.csr`], this.dir);
     const sans = [...(opts.dns ?? []).map((d) => `DNS:${d}`), ...(opts.uris ?? []).map((u) => `URI:${u}`)];
     const ext = opts.caTrue
       ? ['basicConstraints=critical,CA:TRUE']
       : [
           'basicConstraints=critical,CA:FALSE',
-          `keyUsage=critical,digitalSignature${opts.rsa ? ',keyEncipherment' : ''}`,
+          `keyUsage=critical,digitalSignature${opts.rsa || opts.keyType?.startsWith('rsa') ? ',keyEncipherment' : ''}`,
           `extendedKeyUsage=${opts.eku ?? 'serverAuth,clientAuth'}`,
         ];
     if (sans.length > 0) ext.push(`subjectAltName=${sans.join(',')}`);
@@ -92,9 +100,9 @@ export class TestPki {
         '-in',
         `${base}.csr`,
         '-CA',
-        `${this.name}-ca.crt`,
+        opts.signer?.certFile ?? `${this.name}-ca.crt`,
         '-CAkey',
-        `${this.name}-ca.key`,
+        opts.signer?.keyFile ?? `${this.name}-ca.key`,
         '-CAcreateserial',
         '-days',
         String(opts.days ?? 1),
@@ -108,8 +116,50 @@ export class TestPki {
     return this.#read(base);
   }
 
+  /** An intermediate CA signed by the root, to sign leaves with (`signer`); peers trust the root only. */
+  intermediate(file: string): Pem {
+    const base = `${this.name}-${file}`;
+    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${base}.key`], this.dir);
+    openssl(['req', '-new', '-key', `${base}.key`, '-subj', `/CN=${this.name} intermediate ${file}`, '-out', `${base}.csr`], this.dir);
+    writeFileSync(
+      path.join(this.dir, `${base}.ext`),
+      'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n',
+    );
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${base}.csr`,
+        '-CA',
+        `${this.name}-ca.crt`,
+        '-CAkey',
+        `${this.name}-ca.key`,
+        '-CAcreateserial',
+        '-days',
+        '2',
+        '-extfile',
+        `${base}.ext`,
+        '-out',
+        `${base}.crt`,
+      ],
+      this.dir,
+    );
+    return this.#read(base);
+  }
+
+  /** A leaf valid for `seconds` from now (openssl 3.0's x509 counts in days only). */
+  async shortLived(file: string, cn: string, dns: string[], seconds: number): Promise<Pem> {
+    return this.#fromLibrary(file, cn, dns, new Date(Date.now() - 5_000), new Date(Date.now() + seconds * 1000));
+  }
+
   /** A client leaf whose validity starts tomorrow (openssl 3.0's x509 cannot backdate or postdate). */
   async notYetValid(file: string, cn: string): Promise<Pem> {
+    const tomorrow = Date.now() + 86_400_000;
+    return this.#fromLibrary(file, cn, [], new Date(tomorrow), new Date(tomorrow + 86_400_000));
+  }
+
+  async #fromLibrary(file: string, cn: string, dns: string[], notBefore: Date, notAfter: Date): Promise<Pem> {
     await import('../../src/identity/x509-setup.js');
     const x509 = await import('@peculiar/x509');
     const { webcrypto } = await import('node:crypto');
@@ -117,17 +167,22 @@ export class TestPki {
     const caKeyDer = Buffer.from(this.ca.key.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     const caKey = await webcrypto.subtle.importKey('pkcs8', caKeyDer, alg, false, ['sign']);
     const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
-    const tomorrow = Date.now() + 86_400_000;
     const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: '0badf00d',
+      serialNumber: Buffer.from(webcrypto.getRandomValues(new Uint8Array(8)))
+        .toString('hex')
+        .replace(/^./, '1'),
       subject: `CN=${cn}`,
       issuer: new x509.X509Certificate(this.ca.cert).subject,
-      notBefore: new Date(tomorrow),
-      notAfter: new Date(tomorrow + 86_400_000),
+      notBefore,
+      notAfter,
       publicKey: keys.publicKey,
       signingKey: caKey,
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-      extensions: [new x509.BasicConstraintsExtension(false, undefined, true)],
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+        ...(dns.length > 0 ? [new x509.SubjectAlternativeNameExtension(dns.map((value) => ({ type: 'dns' as const, value })))] : []),
+      ],
     });
     const base = `${this.name}-${file}`;
     const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
