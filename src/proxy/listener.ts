@@ -37,8 +37,8 @@ export interface ListenerHandleOptions {
   /** http: an HTTP server (request metrics, Node's header timeout, graceful keep-alive drain); raw: a byte or h2 server. */
   readonly kind: 'http' | 'raw';
   readonly server: NetServer;
-  readonly metrics: Metrics;
-  readonly audit: AuditLog;
+  /** Metrics and audit log the listener reports to. */
+  readonly deps: Pick<ListenerDeps, 'metrics' | 'audit'>;
   readonly logger: Logger;
   /** Logged with "listener ready": target, expected name. */
   readonly details: Record<string, unknown>;
@@ -51,7 +51,8 @@ export interface ListenerHandleOptions {
  * it (with a clear error), reports it, and drains it gracefully.
  */
 export function listenerHandle(opts: ListenerHandleOptions): Listener {
-  const { server, metrics, audit, direction } = opts;
+  const { server, direction } = opts;
+  const { metrics, audit } = opts.deps;
   const { name, limits } = opts.config;
   const field = `${direction}[${opts.index}].listen`;
   trackConnections(server, name, metrics);

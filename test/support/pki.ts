@@ -80,69 +80,41 @@ export class TestPki {
 
   /** A leaf signed by this CA. */
   leaf(file: string, opts: LeafOptions): Pem {
-    const base = `${this.name}-${file}`;
-    openssl(['genpkey', ...keyAlgorithm(opts), '-out', `${base}.key`], this.dir);
-    openssl(['req', '-new', '-key', `${base}.key`, '-subj', `/CN=${opts.cn}`, '-out', `${base}.csr`], this.dir);
     const sans = [...(opts.dns ?? []).map((d) => `DNS:${d}`), ...(opts.uris ?? []).map((u) => `URI:${u}`)];
+    const rsa = opts.rsa || opts.keyType?.startsWith('rsa');
     const ext = opts.caTrue
       ? ['basicConstraints=critical,CA:TRUE']
       : [
           'basicConstraints=critical,CA:FALSE',
-          `keyUsage=critical,digitalSignature${opts.rsa || opts.keyType?.startsWith('rsa') ? ',keyEncipherment' : ''}`,
+          `keyUsage=critical,digitalSignature${rsa ? ',keyEncipherment' : ''}`,
           `extendedKeyUsage=${opts.eku ?? 'serverAuth,clientAuth'}`,
         ];
     if (sans.length > 0) ext.push(`subjectAltName=${sans.join(',')}`);
-    writeFileSync(path.join(this.dir, `${base}.ext`), `${ext.join('\n')}\n`);
-    openssl(
-      [
-        'x509',
-        '-req',
-        '-in',
-        `${base}.csr`,
-        '-CA',
-        opts.signer?.certFile ?? `${this.name}-ca.crt`,
-        '-CAkey',
-        opts.signer?.keyFile ?? `${this.name}-ca.key`,
-        '-CAcreateserial',
-        '-days',
-        String(opts.days ?? 1),
-        '-extfile',
-        `${base}.ext`,
-        '-out',
-        `${base}.crt`,
-      ],
-      this.dir,
-    );
-    return this.#read(base);
+    return this.#make(file, `/CN=${opts.cn}`, keyAlgorithm(opts), ext, opts.days ?? 1, opts.signer);
   }
 
   /** An intermediate CA signed by the root, to sign leaves with (`signer`); peers trust the root only. */
   intermediate(file: string): Pem {
+    const ext = ['basicConstraints=critical,CA:TRUE,pathlen:0', 'keyUsage=critical,keyCertSign,cRLSign'];
+    return this.#make(file, `/CN=${this.name} intermediate ${file}`, keyAlgorithm({ cn: '' }), ext, 2);
+  }
+
+  /** A key, a CSR, and the certificate openssl signs for it with `signer` (the root by default). */
+  #make(file: string, subject: string, keyArgs: string[], ext: string[], days: number, signer?: Pem): Pem {
     const base = `${this.name}-${file}`;
-    openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${base}.key`], this.dir);
-    openssl(['req', '-new', '-key', `${base}.key`, '-subj', `/CN=${this.name} intermediate ${file}`, '-out', `${base}.csr`], this.dir);
-    writeFileSync(
-      path.join(this.dir, `${base}.ext`),
-      'basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n',
-    );
+    openssl(['genpkey', ...keyArgs, '-out', `${base}.key`], this.dir);
+    openssl(['req', '-new', '-key', `${base}.key`, '-subj', subject, '-out', `${base}.csr`], this.dir);
+    writeFileSync(path.join(this.dir, `${base}.ext`), `${ext.join('\n')}\n`);
+    const ca = signer ?? { certFile: `${this.name}-ca.crt`, keyFile: `${this.name}-ca.key` };
     openssl(
-      [
-        'x509',
-        '-req',
-        '-in',
-        `${base}.csr`,
-        '-CA',
-        `${this.name}-ca.crt`,
-        '-CAkey',
-        `${this.name}-ca.key`,
-        '-CAcreateserial',
+      ['x509', '-req', '-in', `${base}.csr`, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial'].concat([
         '-days',
-        '2',
+        String(days),
         '-extfile',
         `${base}.ext`,
         '-out',
         `${base}.crt`,
-      ],
+      ]),
       this.dir,
     );
     return this.#read(base);

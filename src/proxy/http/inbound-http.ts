@@ -88,8 +88,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     kind: 'http',
     direction: 'inbound',
     server,
-    metrics: deps.metrics,
-    audit: deps.audit,
+    deps,
     logger: log,
     details: { target: targetText },
     afterDrain: () => {

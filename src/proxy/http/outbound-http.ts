@@ -49,8 +49,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     kind: 'http',
     direction: 'outbound',
     server,
-    metrics: deps.metrics,
-    audit: deps.audit,
+    deps,
     logger: log,
     details: { target: upstream.targetText, expectedName: upstream.expectedName },
     afterDrain: () => {

@@ -39,8 +39,7 @@ export function createInboundTcpListener(config: InboundListenerConfig, index: n
     kind: 'raw',
     direction: 'inbound',
     server,
-    metrics: deps.metrics,
-    audit: deps.audit,
+    deps,
     logger: log,
     details: { target: formatHostPort(config.target) },
   });

@@ -61,8 +61,7 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     kind: 'raw',
     direction: 'outbound',
     server,
-    metrics: deps.metrics,
-    audit: deps.audit,
+    deps,
     logger: log,
     details: { target: upstream.targetText, expectedName: upstream.expectedName },
   });
