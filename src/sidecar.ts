@@ -40,6 +40,20 @@ const OUTBOUND_BY_MODE: Record<OutboundListenerConfig['mode'], () => Promise<Lis
   tcp: async () => (await import('./proxy/tcp/outbound-tcp.js')).createOutboundTcpListener,
 };
 
+/** The most often a peer from an unknown issuer can make us fetch the trust bundle. */
+const UNKNOWN_ISSUER_REFRESH_MS = 5000;
+
+/** `fn`, called at most once per `intervalMs` (later calls inside the interval are dropped). */
+function throttle(fn: () => void, intervalMs: number): () => void {
+  let last = -Infinity;
+  return () => {
+    const now = Date.now();
+    if (now - last < intervalMs) return;
+    last = now;
+    fn();
+  };
+}
+
 export interface SidecarOptions {
   /** Overrides the source the config names (the demo shares one dev CA with its client). */
   readonly source?: CertificateSource;
@@ -236,7 +250,16 @@ export class Sidecar {
     if (!(await this.#waitForFirstCertificate())) return;
     // Trust bundle and CRLs before the first handshake, so revocation holds from the start.
     await this.trustRefresher?.start();
-    const deps: ListenerDeps = { contexts: this.contexts, logger: this.logger, metrics: this.metrics, audit: this.audit };
+    const refresher = this.trustRefresher;
+    const deps: ListenerDeps = {
+      contexts: this.contexts,
+      logger: this.logger,
+      metrics: this.metrics,
+      audit: this.audit,
+      // A peer from an issuer we do not know yet (a rotation we have not seen): fetch the trust
+      // bundle now, at most once per UNKNOWN_ISSUER_REFRESH_MS, so its retry gets in.
+      ...(refresher ? { onUnknownIssuer: throttle(() => void refresher.refreshNow(), UNKNOWN_ISSUER_REFRESH_MS) } : {}),
+    };
     this.#listeners = [
       ...(await Promise.all(this.config.inbound.map(async (l, i) => (await INBOUND_BY_MODE[l.mode]())(l, i, deps)))),
       ...(await Promise.all(this.config.outbound.map(async (l, i) => (await OUTBOUND_BY_MODE[l.mode]())(l, i, deps)))),

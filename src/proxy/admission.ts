@@ -43,7 +43,7 @@ export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): 
       contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
       refuseCaLeaves(server, config.name, metrics, audit);
       const gate = gateConnections(server, config.name, config.limits, metrics, audit);
-      reportRejectedHandshakes(server, config.name, gate, metrics, audit);
+      reportRejectedHandshakes(server, config.name, gate, metrics, audit, deps.onUnknownIssuer);
     },
   };
 }
@@ -81,6 +81,7 @@ export function reportRejectedHandshakes(
   gate: ConnectionGate,
   metrics: Metrics,
   audit: AuditLog,
+  onUnknownIssuer?: () => void,
 ): void {
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     // Node emits this for a handshake timeout without closing the socket (https servers close it
@@ -97,6 +98,7 @@ export function reportRejectedHandshakes(
     const reason = closed ? 'peer_closed' : handshakeFailureReason({ code, message: err.message });
     const remoteAddress = gate.remoteAddressOf(socket);
     metrics.handshakeFailures.inc({ listener, reason });
+    if (reason === 'unknown_ca') onUnknownIssuer?.();
     if (reason === 'peer_refused_certificate') {
       audit.record(
         { event: 'tls_handshake_failed', listener, remoteAddress, reason, detail: code ?? err.message },

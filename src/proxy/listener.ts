@@ -27,6 +27,8 @@ export interface ListenerDeps {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
+  /** A peer's certificate chained to no CA we trust: the trust bundle may be behind (a new issuer). */
+  readonly onUnknownIssuer?: () => void;
 }
 
 export interface ListenerHandleOptions {

@@ -91,6 +91,7 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
       }
       const reason = handshakeFailureReason({ code, message: err.message });
       metrics.handshakeFailures.inc({ listener: config.name, reason });
+      if (reason === 'unknown_ca') deps.onUnknownIssuer?.();
       audit.record(
         { event: 'upstream_handshake_failed', listener: config.name, remoteAddress: targetText, peer: expectedName, reason, detail },
         'mTLS handshake with the upstream failed',

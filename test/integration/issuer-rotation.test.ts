@@ -10,7 +10,7 @@ import { describe, expect, inject, it } from 'vitest';
 import type { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
 import { useEchoApp, usePrivateVaults } from '../support/fixtures.js';
-import { startSidecar } from '../support/sidecars.js';
+import { httpsRequest, issueFromVault, startSidecar } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
 
 const shared = inject('vault');
@@ -77,4 +77,33 @@ describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
     expect(failures).toEqual([]);
     expect(ok).toBeGreaterThan(50);
   });
+});
+
+it('lets a client from an issuer it has not seen yet in on a retry: its refusal fetches the trust bundle', {
+  timeout: 30_000,
+}, async () => {
+  const { vault } = await startPrivateVault();
+  // Neither the refresh nor the issuer check would notice the rotation for five minutes.
+  const pki = { mount: vault.pkiMount, role: vault.role, refreshInterval: '5m', issuerCheckInterval: '5m' };
+  const sidecar = await startSidecar(
+    {
+      vault: { address: vault.address, pki },
+      identity: { commonName: 'b.test', dnsNames: ['localhost'], ttl: '10m' },
+      inbound: [{ name: 'app', listen: '127.0.0.1:0', target: `127.0.0.1:${echo.port()}` }],
+    },
+    { VAULT_TOKEN: 'root' },
+  );
+  const port = sidecar.listenerAddress('app').port;
+  const oldCa = vault.caPem;
+  const rotated = await vaultApi<{ data: { issuer_id: string } }>(vault, 'POST', `${vault.pkiMount}/root/rotate/internal`, {
+    common_name: 'vault-mtls-sidecar test root (rotated)',
+    ttl: '87600h',
+    key_type: 'ec',
+    key_bits: 256,
+  });
+  await vaultApi(vault, 'POST', `${vault.pkiMount}/root/replace`, { default: rotated.data.issuer_id });
+  const client = await issueFromVault(vault, 'new-issuer-client.test');
+  const request = () => httpsRequest(port, { ...client, ca: oldCa });
+  await expect(request()).rejects.toThrow();
+  await waitFor(async () => (await request().catch(() => ({ status: 0 }))).status === 200, 5000, 'the retry to be let in');
 });
