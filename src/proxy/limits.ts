@@ -2,17 +2,15 @@
 import type http from 'node:http';
 import type https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
+import type { InboundListenerConfig } from '../config/schema.js';
 
-export interface ListenerLimits {
-  readonly connectTimeout: number;
-  readonly idleTimeout: number;
-  readonly handshakeTimeout: number;
-  readonly headersTimeout: number;
-  readonly requestTimeout: number;
-  readonly bodyIdleTimeout: number;
-  readonly maxConnections: number;
-  readonly maxPendingHandshakes: number;
-  readonly maxConcurrentStreams: number;
+/** Every listener's `limits`, inbound and outbound alike (the schema defines them once). */
+export type ListenerLimits = InboundListenerConfig['limits'];
+
+/** Whether a request carries a body (a length above 0, or a transfer coding). */
+export function requestHasBody(headers: http.IncomingHttpHeaders): boolean {
+  const length = headers['content-length'];
+  return length === undefined ? headers['transfer-encoding'] !== undefined : length !== '0';
 }
 
 /**
@@ -68,8 +66,7 @@ export function applyHttpLimits(
  * trickling bodies holds an app connection per request, and must not hold it for idleTimeout.
  */
 export function guardRequestBody(req: http.IncomingMessage, limits: ListenerLimits): void {
-  const length = req.headers['content-length'];
-  if (length === undefined ? req.headers['transfer-encoding'] === undefined : length === '0') return;
+  if (!requestHasBody(req.headers)) return;
   const socket = req.socket;
   receivingBody.add(socket);
   socket.setTimeout(limits.bodyIdleTimeout * 1000);

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
 import { hopByHop } from '../hop-by-hop.js';
+import { requestHasBody } from '../limits.js';
 
 export interface HttpForwarderOptions {
   /** http:// or https:// URL of the upstream. */
@@ -71,8 +72,6 @@ function forward(
   dropFromRequest: (name: string) => boolean,
   extraHeaders: readonly string[] | undefined,
 ): void {
-  const length = req.headers['content-length'];
-  const hasBody = length === undefined ? req.headers['transfer-encoding'] !== undefined : length !== '0';
   const headers = forwardable(req.headers, dropFromRequest);
   if (opts.host !== undefined) headers.push('host', opts.host);
   if (extraHeaders) headers.push(...extraHeaders);
@@ -81,7 +80,7 @@ function forward(
       path: req.url ?? '/',
       method: req.method ?? 'GET',
       headers,
-      body: hasBody ? req : null,
+      body: requestHasBody(req.headers) ? req : null,
       headersTimeout: opts.idleTimeoutMs,
       bodyTimeout: opts.idleTimeoutMs,
     },
@@ -115,6 +114,12 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
+    // The pool may start the request after the client is already gone (closed, or refused right
+    // after its handshake, as a CA certificate presented as a leaf is): never send it on then.
+    if (this.res.destroyed || this.req.socket.destroyed) {
+      controller.abort(new Error('the client closed the connection'));
+      return;
+    }
     // A client that goes away mid-response must not leave the upstream request running.
     this.res.once('close', this.#clientClosed);
   }
