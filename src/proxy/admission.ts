@@ -10,7 +10,7 @@ import { type ErrorCode, ErrorCodes } from '../errors.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
 import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
-import type { PeerIdentity } from '../tls/peer.js';
+import { type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { type ConnectionGate, gateConnections } from './connection-gate.js';
 import type { ListenerDeps } from './listener.js';
 import { normalizeTarget } from './request-target.js';
@@ -54,7 +54,7 @@ export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): 
  */
 function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, audit: AuditLog): void {
   server.on('secureConnection', (socket: TLSSocket) => {
-    if (!socket.getPeerCertificate().ca) return;
+    if (!peerIdentity(socket)?.ca) return;
     const remoteAddress = socket.remoteAddress;
     socket.destroy();
     metrics.handshakeFailures.inc({ listener, reason: 'ca_as_leaf' });
@@ -75,7 +75,7 @@ function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, a
 const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE']);
 
 /** Counts and audits every handshake the listener refuses, with the real reason and the peer's address. */
-export function reportRejectedHandshakes(
+function reportRejectedHandshakes(
   server: TlsServer,
   listener: string,
   gate: ConnectionGate,
@@ -156,16 +156,17 @@ export interface RequestRefusal {
 }
 
 /**
- * An HTTP request (http, h2 or an upgrade): the target normalized once — what is authorized is
- * what is forwarded — then the allow rules. Returns the target to forward, or why not.
+ * An HTTP request (http, h2 or an upgrade) on `socket`: the target normalized once — what is
+ * authorized is what is forwarded — then the allow rules. Returns the target to forward and the
+ * verified caller, or why not.
  */
 export function admitRequest(
   ctx: AdmissionContext,
-  peer: PeerIdentity | undefined,
-  remoteAddress: string | undefined,
+  socket: TLSSocket,
   method: string,
   rawTarget: string,
-): { target: string } | { refused: RequestRefusal } {
+): { target: string; peer: PeerIdentity } | { refused: RequestRefusal } {
+  const remoteAddress = socket.remoteAddress;
   const normalized = normalizeTarget(rawTarget, ctx.config.requestPath);
   if (!normalized.ok) {
     ctx.metrics.badRequests.inc({ listener: ctx.listener, reason: 'request_target' });
@@ -181,6 +182,10 @@ export function admitRequest(
     );
     return { refused: { status: 400, code: ErrorCodes.BAD_REQUEST, message: `${normalized.reason}; the request was not forwarded` } };
   }
+  const peer = peerIdentity(socket);
   const refused = refusal(ctx, peer, remoteAddress, ctx.policy ? { method, path: normalized.path } : undefined);
-  return refused ? { refused: { status: 403, code: ErrorCodes.AUTHZ_DENIED, message: refused } } : { target: normalized.target };
+  if (refused || !peer) {
+    return { refused: { status: 403, code: ErrorCodes.AUTHZ_DENIED, message: refused ?? 'no verified client certificate' } };
+  }
+  return { target: normalized.target, peer };
 }

@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import type { InboundListenerConfig } from '../config/schema.js';
 import { formatXfcc, type PeerIdentity, rfc9440Headers } from '../tls/peer.js';
 
-export const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'] as const;
+const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'] as const;
 const FORWARDED_HEADERS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-host'] as const;
 const PROTECTED: ReadonlySet<string> = new Set<string>([...IDENTITY_HEADERS, ...FORWARDED_HEADERS]);
 
@@ -22,25 +22,42 @@ export function isCallerHeader(name: string): boolean {
   return name.includes('_') && PROTECTED.has(name.replaceAll('_', '-'));
 }
 
-export interface ForwardingFacts {
-  /** The client's Host (or :authority). */
-  readonly host: string | undefined;
-  /** What the client sent as X-Forwarded-For, for `forwardedHeaders: append`. */
-  readonly forwardedFor: string | string[] | undefined;
-}
+/**
+ * What is the same for every request on a connection — the caller's identity and where it came
+ * from — built once per connection (a keep-alive or h2 connection carries many requests).
+ */
+const perConnection = new WeakMap<TLSSocket, readonly string[]>();
 
-/** The headers the app gets about the caller, as a flat [name, value, …] list, appended after everything else. */
-export function callerHeaders(config: InboundListenerConfig, peer: PeerIdentity, socket: TLSSocket, facts: ForwardingFacts): string[] {
-  const out: string[] = [];
-  if (config.forwardClientCert === 'xfcc') out.push('x-forwarded-client-cert', formatXfcc(peer));
+function connectionHeaders(config: InboundListenerConfig, peer: PeerIdentity, socket: TLSSocket): readonly string[] {
+  let out = perConnection.get(socket);
+  if (out) return out;
+  const list: string[] = [];
+  if (config.forwardClientCert === 'xfcc') list.push('x-forwarded-client-cert', formatXfcc(peer));
   else if (config.forwardClientCert === 'rfc9440') {
     const headers = rfc9440Headers(socket);
-    if (headers) for (const [name, value] of Object.entries(headers)) out.push(name, value);
+    if (headers) for (const [name, value] of Object.entries(headers)) list.push(name, value);
   }
+  list.push('x-forwarded-proto', 'https', 'x-forwarded-port', String(socket.localPort ?? ''));
+  out = list;
+  perConnection.set(socket, out);
+  return out;
+}
+
+/**
+ * The headers the app gets about the caller, as a flat [name, value, …] list, appended after
+ * everything else. `host` is the client's Host (or :authority); `forwardedFor` what it sent as
+ * X-Forwarded-For, kept only with `forwardedHeaders: append`.
+ */
+export function callerHeaders(
+  config: InboundListenerConfig,
+  peer: PeerIdentity,
+  socket: TLSSocket,
+  host: string | undefined,
+  forwardedFor: string | string[] | undefined,
+): string[] {
   const remote = socket.remoteAddress ?? '';
-  const prior = config.forwardedHeaders === 'append' ? [facts.forwardedFor ?? []].flat().join(', ') : '';
-  out.push('x-forwarded-for', prior ? `${prior}, ${remote}` : remote, 'x-forwarded-proto', 'https');
-  out.push('x-forwarded-port', String(socket.localPort ?? ''));
-  if (facts.host) out.push('x-forwarded-host', facts.host);
+  const prior = config.forwardedHeaders === 'append' && forwardedFor !== undefined ? [forwardedFor].flat().join(', ') : '';
+  const out = [...connectionHeaders(config, peer, socket), 'x-forwarded-for', prior ? `${prior}, ${remote}` : remote];
+  if (host) out.push('x-forwarded-host', host);
   return out;
 }

@@ -38,8 +38,14 @@ function oldestSilent(pending: Set<Socket>): Socket | undefined {
   return undefined;
 }
 
-/** A connection's key among the listener's open ones: the peer's address and port. */
-const peerKey = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`;
+/**
+ * The TCP socket under a server-side TLS socket: Node keeps it as `_parent` (still so in Node 24).
+ * Should that ever change, established connections would stay "pending" and could be evicted;
+ * test/adversarial/handshake-starvation.test.ts fails then.
+ */
+function rawSocketOf(socket: TLSSocket): Socket | undefined {
+  return (socket as TLSSocket & { _parent?: Socket })._parent;
+}
 
 export function gateConnections(
   server: TlsServer,
@@ -51,21 +57,13 @@ export function gateConnections(
   // A Set iterates in insertion order: its first element is the oldest pending handshake.
   const pending = new Set<Socket>();
   const remoteAddresses = new WeakMap<Socket, string>();
-  // Pending sockets by peer, to pair a TLS socket with its TCP socket should Node stop exposing
-  // `_parent` (without pairing, established sockets would count as pending and could be evicted).
-  const byPeer = new Map<string, Socket>();
   let established = 0;
-
-  /** The TCP socket under a server-side TLS socket; Node keeps it as `_parent` (still so in Node 24). */
-  const rawSocketOf = (socket: TLSSocket): Socket | undefined =>
-    (socket as TLSSocket & { _parent?: Socket })._parent ?? byPeer.get(peerKey(socket));
 
   server.on('connection', (raw: Socket) => {
     if (raw.remoteAddress) remoteAddresses.set(raw, raw.remoteAddress);
     if (pending.size >= limits.maxPendingHandshakes) {
       const oldest = oldestSilent(pending) ?? (pending.values().next().value as Socket);
       pending.delete(oldest);
-      byPeer.delete(peerKey(oldest));
       oldest.destroy();
       metrics.connectionsShed.inc({ listener, reason: 'pending_handshakes' });
       audit.record(
@@ -80,20 +78,12 @@ export function gateConnections(
       );
     }
     pending.add(raw);
-    const key = peerKey(raw);
-    byPeer.set(key, raw);
-    raw.once('close', () => {
-      pending.delete(raw);
-      if (byPeer.get(key) === raw) byPeer.delete(key);
-    });
+    raw.once('close', () => pending.delete(raw));
   });
 
   server.on('secureConnection', (socket: TLSSocket) => {
     const raw = rawSocketOf(socket);
-    if (raw) {
-      pending.delete(raw);
-      byPeer.delete(peerKey(raw));
-    }
+    if (raw) pending.delete(raw);
     if (socket.destroyed) return;
     // A client asking to renegotiate gets an error and is closed (the context refuses it too).
     socket.disableRenegotiation();

@@ -11,6 +11,8 @@ export interface PeerIdentity {
   readonly dnsNames: readonly string[];
   /** SHA-256 of the DER certificate, hex. */
   readonly hash: string;
+  /** basicConstraints CA:TRUE: a CA certificate, never acceptable as a peer's own. */
+  readonly ca: boolean;
 }
 
 /**
@@ -45,6 +47,7 @@ function readPeerIdentity(socket: TLSSocket): PeerIdentity | undefined {
     uris: sans.uris,
     dnsNames: sans.dnsNames,
     hash: createHash('sha256').update(cert.raw).digest('hex'),
+    ca: cert.ca === true,
   };
 }
 

@@ -10,6 +10,7 @@ const peer = (fields: Partial<PeerIdentity>): PeerIdentity => ({
   uris: [],
   dnsNames: [],
   hash: '00',
+  ca: false,
   ...fields,
 });
 

@@ -68,7 +68,15 @@ const anyText = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 });
 const ia5 = fc.stringMatching(/^[\x20-\x7e]{1,30}$/);
 
 function peer(subject: Record<string, string[]>, uris: string[], dnsNames: string[]): PeerIdentity {
-  return { subject: formatDistinguishedName(subject), commonNames: [], organizationalUnits: [], uris, dnsNames, hash: 'ab'.repeat(32) };
+  return {
+    subject: formatDistinguishedName(subject),
+    commonNames: [],
+    organizationalUnits: [],
+    uris,
+    dnsNames,
+    hash: 'ab'.repeat(32),
+    ca: false,
+  };
 }
 
 describe('XFCC', () => {

@@ -8,7 +8,6 @@ import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../../config/parse.js';
 import type { InboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
-import { peerIdentity } from '../../tls/peer.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
@@ -35,14 +34,11 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     // The session (and its socket) may already be gone when a stream event is delivered.
     const socket = stream.session?.socket as TLSSocket | undefined;
     if (!socket || stream.destroyed) return;
-    const peer = peerIdentity(socket);
-    const method = String(headers[':method'] ?? '');
-    const decision = admitRequest(mtls.admission, peer, socket.remoteAddress, method, String(headers[':path'] ?? ''));
+    const decision = admitRequest(mtls.admission, socket, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''));
     if ('refused' in decision) return answerStream(stream, decision.refused.status, decision.refused.code, decision.refused.message);
-    if (!peer) return answerStream(stream, 403, ErrorCodes.AUTHZ_DENIED, 'no verified client certificate');
     const authority = config.rewriteHost ?? headers[':authority'];
-    const facts = { host: headers[':authority'], forwardedFor: headers['x-forwarded-for'] };
-    const outgoing = forwardHeaders(headers, isCallerHeader, callerHeaders(config, peer, socket, facts));
+    const caller = callerHeaders(config, decision.peer, socket, headers[':authority'], headers['x-forwarded-for']);
+    const outgoing = forwardHeaders(headers, isCallerHeader, caller);
     outgoing[':path'] = decision.target;
     if (authority !== undefined) outgoing[':authority'] = authority;
     relayStream(

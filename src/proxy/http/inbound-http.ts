@@ -11,7 +11,6 @@ import { Pool } from 'undici';
 import { formatHostPort } from '../../config/parse.js';
 import type { InboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
-import { peerIdentity } from '../../tls/peer.js';
 import { admitRequest, inboundMtls, type RequestRefusal } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { jsonErrorBody, sendJsonError } from '../json-error.js';
@@ -48,14 +47,11 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
    */
   const admit = (req: http.IncomingMessage): { headers: string[] } | { refused: RequestRefusal } => {
     const socket = req.socket as TLSSocket;
-    const peer = peerIdentity(socket);
-    const decision = admitRequest(mtls.admission, peer, socket.remoteAddress, req.method ?? 'GET', req.url ?? '/');
+    const decision = admitRequest(mtls.admission, socket, req.method ?? 'GET', req.url ?? '/');
     if ('refused' in decision) return decision;
-    if (!peer) return { refused: { status: 403, code: ErrorCodes.AUTHZ_DENIED, message: 'no verified client certificate' } };
     req.url = decision.target;
     if (config.rewriteHost) req.headers.host = config.rewriteHost;
-    const facts = { host: req.headers.host, forwardedFor: req.headers['x-forwarded-for'] };
-    return { headers: callerHeaders(config, peer, socket, facts) };
+    return { headers: callerHeaders(config, decision.peer, socket, req.headers.host, req.headers['x-forwarded-for']) };
   };
 
   const server = https.createServer({ ...httpServerOptions(config.limits), ...mtls.serverOptions }, (req, res) => {
