@@ -43,17 +43,6 @@ const OUTBOUND_BY_MODE: Record<OutboundListenerConfig['mode'], () => Promise<Lis
 /** The most often a peer from an unknown issuer can make us fetch the trust bundle. */
 const UNKNOWN_ISSUER_REFRESH_MS = 5000;
 
-/** `fn`, called at most once per `intervalMs` (later calls inside the interval are dropped). */
-function throttle(fn: () => void, intervalMs: number): () => void {
-  let last = -Infinity;
-  return () => {
-    const now = Date.now();
-    if (now - last < intervalMs) return;
-    last = now;
-    fn();
-  };
-}
-
 export interface SidecarOptions {
   /** Overrides the source the config names (the demo shares one dev CA with its client). */
   readonly source?: CertificateSource;
@@ -155,8 +144,6 @@ export class Sidecar {
         })
       : undefined;
     const refresher = this.trustRefresher;
-    // Peers learn a new issuer at their next check or refresh, whichever comes first.
-    const issuerCheckSeconds = config.vault && Math.min(config.vault.pki.issuerCheckInterval, config.vault.pki.refreshInterval);
     const { renewal } = config.identity;
     this.renewer = new Renewer({
       source,
@@ -168,8 +155,9 @@ export class Sidecar {
       logger: logger.child({ module: 'renewer', source: source.kind }),
       recordResult: (result) => this.metrics.certRenewals.inc({ result }),
       startupHint: parts.startupHint,
-      // Vault: move onto a new issuer only once peers trust it (see issuer-handover.ts).
-      ...(refresher && issuerCheckSeconds
+      // Vault (a source whose issuers change under it): move onto a new issuer only once peers
+      // trust it (see issuer-handover.ts). With files, the operator changes CA and certificate.
+      ...(refresher && source.trustVersion
         ? {
             beforePublish: (bundle: CertificateBundle, signal: AbortSignal) =>
               holdForIssuerHandover(
@@ -177,7 +165,7 @@ export class Sidecar {
                 {
                   trust: this.trust,
                   refresh: () => refresher.refreshNow(),
-                  propagationMs: 2 * issuerCheckSeconds * 1000,
+                  propagationMs: refresher.propagationMs,
                   holdUntilAtLatest: () => (this.store.current()?.info.notAfter.getTime() ?? 0) - renewal.outageBudget * 1000,
                   logger: logger.child({ module: 'renewer' }),
                 },
@@ -258,7 +246,7 @@ export class Sidecar {
       audit: this.audit,
       // A peer from an issuer we do not know yet (a rotation we have not seen): fetch the trust
       // bundle now, at most once per UNKNOWN_ISSUER_REFRESH_MS, so its retry gets in.
-      ...(refresher ? { onUnknownIssuer: throttle(() => void refresher.refreshNow(), UNKNOWN_ISSUER_REFRESH_MS) } : {}),
+      ...(refresher ? { onUnknownIssuer: () => refresher.refreshSoon(UNKNOWN_ISSUER_REFRESH_MS) } : {}),
     };
     this.#listeners = [
       ...(await Promise.all(this.config.inbound.map(async (l, i) => (await INBOUND_BY_MODE[l.mode]())(l, i, deps)))),

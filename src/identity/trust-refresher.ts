@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { ErrorCodes, isSidecarError } from '../errors.js';
-import { type LongTimer, setLongTimeout } from '../timers.js';
+import { type LongTimer, MAX_TIMEOUT_MS, setLongTimeout } from '../timers.js';
 import { backoffDelaySeconds } from './schedule.js';
 import type { TrustMaterial, TrustStore } from './trust.js';
 
@@ -24,8 +24,8 @@ export interface TrustRefresherOptions {
 export class TrustRefresher {
   #timer: LongTimer | undefined;
   #check: NodeJS.Timeout | undefined;
-  #version: string | undefined;
   #failures = 0;
+  #lastHint = Number.NEGATIVE_INFINITY;
   #running = false;
   #inFlight: Promise<void> | undefined;
 
@@ -35,24 +35,45 @@ export class TrustRefresher {
   async start(): Promise<void> {
     this.#running = true;
     await this.refreshNow();
-    const { trustVersion, checkSeconds } = this.opts;
-    if (trustVersion && checkSeconds) {
-      this.#version = await trustVersion().catch(() => undefined);
-      // A new issuer (a rotation) is learnt within checkSeconds, not at the next full refresh.
-      this.#check = setInterval(() => {
+    const { trustVersion, checkSeconds, trust } = this.opts;
+    if (!trustVersion || !checkSeconds) return;
+    // A new issuer (a rotation) is learnt within checkSeconds, not at the next full refresh. While
+    // refreshes fail, the backoff decides when to try again, not the check.
+    this.#check = setInterval(
+      () => {
+        if (this.#failures > 0) return;
         trustVersion().then(
           (version) => {
-            if (version !== this.#version) {
-              this.opts.logger.info({ issuers: version }, 'the issuers changed; refreshing the trust bundle');
-              void this.refreshNow();
-            }
-            this.#version = version;
+            if (version === trust.material.version) return;
+            this.opts.logger.info({ issuers: version }, 'the issuers changed; refreshing the trust bundle');
+            void this.refreshNow();
           },
           () => undefined, // the full refresh reports Vault's failures
         );
-      }, checkSeconds * 1000);
-      this.#check.unref();
-    }
+      },
+      Math.min(checkSeconds * 1000, MAX_TIMEOUT_MS),
+    );
+    this.#check.unref();
+  }
+
+  /**
+   * How long peers with the same settings may take to learn an issuer that appeared just now: two
+   * rounds of whichever comes first, the issuer check or the full refresh.
+   */
+  get propagationMs(): number {
+    const { checkSeconds, intervalSeconds } = this.opts;
+    return 2 * Math.min(checkSeconds || intervalSeconds, intervalSeconds) * 1000;
+  }
+
+  /**
+   * A refresh on a hint that the bundle is behind (a peer from an unknown issuer): at most once per
+   * `minGapMs`, since a peer can send such hints as fast as it connects.
+   */
+  refreshSoon(minGapMs: number): void {
+    const now = Date.now();
+    if (now - this.#lastHint < minGapMs) return;
+    this.#lastHint = now;
+    void this.refreshNow();
   }
 
   refreshNow(): Promise<void> {

@@ -8,6 +8,8 @@ export interface TrustMaterial {
   readonly crlPems: readonly string[];
   /** The earliest nextUpdate among crlPems, read by the source that fetched them. */
   readonly crlNextUpdate?: Date | undefined;
+  /** The source's fingerprint of the issuer set this material was fetched from (see CertificateSource.trustVersion). */
+  readonly version?: string | undefined;
 }
 
 export interface CrlState {

@@ -77,7 +77,7 @@ export class VaultPkiSource implements CertificateSource {
     const listed = await this.session.call<ListResponse>('check-issuers', `list issuers of ${this.mount}`, (client) =>
       client.list(`${this.mount}/issuers`),
     );
-    return [...(listed.data.keys ?? [])].sort().join(',');
+    return issuerVersion(listed.data.keys);
   }
 
   /**
@@ -102,7 +102,7 @@ export class VaultPkiSource implements CertificateSource {
         if (crl.data.crl) crlPems.push(crl.data.crl);
       }
     }
-    return { caPems: [...caPems], crlPems, crlNextUpdate: earliestNextUpdate(crlPems) };
+    return { caPems: [...caPems], crlPems, crlNextUpdate: earliestNextUpdate(crlPems), version: issuerVersion(listed.data.keys) };
   }
 
   /**
@@ -126,6 +126,11 @@ export class VaultPkiSource implements CertificateSource {
     this.session.close();
     return problems;
   }
+}
+
+/** The issuer set as one comparable string, whatever order Vault lists it in. */
+function issuerVersion(ids: string[] | undefined): string {
+  return [...(ids ?? [])].sort().join(',');
 }
 
 function isSelfIssuedPem(pem: string): boolean {
