@@ -34,13 +34,13 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown): void
 }
 
 /** 127.0.0.0/8, ::1, and IPv4 loopback seen through a dual-stack socket. */
-export function isLoopback(address: string | undefined): boolean {
+function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
   const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
   return v4.startsWith('127.') || address === '::1';
 }
 
-export interface RotateThrottle {
+interface RotateThrottle {
   /** Seconds between accepted rotations. */
   readonly minIntervalSeconds: number;
   lastAcceptedAt: number | undefined;

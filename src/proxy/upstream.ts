@@ -25,6 +25,37 @@ const RESET_ERRORS = new Set([
 /** The upstream connected but then went silent past limits.idleTimeout (undici's codes). */
 const SILENCE_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
+/** Failures that are the network's or the upstream's state, each with its log event and answer. */
+const NOT_HANDSHAKE_FAILURES: readonly {
+  codes: ReadonlySet<string>;
+  event: string;
+  log: string;
+  code: ErrorCode;
+  message: (target: string, detail: string) => string;
+}[] = [
+  {
+    codes: SILENCE_ERRORS,
+    event: 'upstream_timeout',
+    log: 'upstream stopped answering',
+    code: ErrorCodes.UPSTREAM_UNREACHABLE,
+    message: (target, detail) => `${target} stopped answering (${detail}); limits.idleTimeout bounds the wait`,
+  },
+  {
+    codes: NETWORK_ERRORS,
+    event: 'upstream_unreachable',
+    log: 'upstream unreachable',
+    code: ErrorCodes.UPSTREAM_UNREACHABLE,
+    message: (target, detail) => `cannot reach ${target} (${detail})`,
+  },
+  {
+    codes: RESET_ERRORS,
+    event: 'upstream_reset',
+    log: 'upstream reset the request',
+    code: ErrorCodes.UPSTREAM_RESET,
+    message: (target, detail) => `${target} reset the request (${detail}); it may be overloaded or restarting`,
+  },
+];
+
 export interface UpstreamFailure {
   readonly code: ErrorCode;
   readonly message: string;
@@ -61,33 +92,12 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
       // undici names its connect timeout (TCP connect plus TLS handshake) its own way.
       const code = err.code === 'UND_ERR_CONNECT_TIMEOUT' ? 'ETIMEDOUT' : err.code;
       const detail = code ?? err.message;
-      if (SILENCE_ERRORS.has(detail)) {
-        audit.warn(
-          { event: 'upstream_timeout', listener: config.name, remoteAddress: targetText, reason: detail },
-          'upstream stopped answering',
-        );
-        return {
-          code: ErrorCodes.UPSTREAM_UNREACHABLE,
-          message: `${targetText} stopped answering (${detail}); limits.idleTimeout bounds the wait`,
-        };
-      }
-      if (NETWORK_ERRORS.has(detail)) {
-        audit.warn(
-          { event: 'upstream_unreachable', listener: config.name, remoteAddress: targetText, reason: detail },
-          'upstream unreachable',
-        );
-        return { code: ErrorCodes.UPSTREAM_UNREACHABLE, message: `cannot reach ${targetText} (${detail})` };
-      }
-      // A stream refused or reset on an established HTTP/2 session is not a handshake failure.
-      if (RESET_ERRORS.has(detail)) {
-        audit.warn(
-          { event: 'upstream_reset', listener: config.name, remoteAddress: targetText, reason: detail },
-          'upstream reset the request',
-        );
-        return {
-          code: ErrorCodes.UPSTREAM_RESET,
-          message: `${targetText} reset the request (${detail}); it may be overloaded or restarting`,
-        };
+      // Silence, an unreachable target, or a stream reset on an established h2 session: not a
+      // handshake failure, so a rate-limited warning and no handshake metric.
+      const kind = NOT_HANDSHAKE_FAILURES.find((k) => k.codes.has(detail));
+      if (kind) {
+        audit.warn({ event: kind.event, listener: config.name, remoteAddress: targetText, reason: detail }, kind.log);
+        return { code: kind.code, message: kind.message(targetText, detail) };
       }
       const reason = handshakeFailureReason({ code, message: err.message });
       metrics.handshakeFailures.inc({ listener: config.name, reason });

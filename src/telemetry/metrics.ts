@@ -78,7 +78,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly h2SessionsClosed = new Counter({
+  readonly h2SessionsRefused = new Counter({
     name: 'sidecar_h2_sessions_refused_total',
     help: 'HTTP/2 connections the sidecar closed with GOAWAY for abuse (rapid_reset, protocol_error), by listener and reason.',
     labelNames: ['listener', 'reason'] as const,

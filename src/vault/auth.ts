@@ -8,7 +8,6 @@ import type { Logger } from 'pino';
 import type { VaultAuthConfig } from '../config/schema.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
-
 import type { VaultClient } from './client.js';
 import { toVaultError, vaultStatus } from './errors.js';
 

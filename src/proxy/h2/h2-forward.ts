@@ -75,10 +75,15 @@ function canRespond(stream: http2.ServerHttp2Stream): boolean {
   return !stream.destroyed && !stream.closed && !stream.headersSent;
 }
 
+/** Resets a stream that is still open (its response, if any, is incomplete). */
+function resetIfOpen(stream: http2.ServerHttp2Stream): void {
+  if (!stream.destroyed && !stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
+}
+
 /** Answers with a JSON error when the stream can still take one; otherwise resets it. */
 export function answerStream(stream: http2.ServerHttp2Stream, status: number, code: ErrorCode, message: string): void {
   if (!canRespond(stream)) {
-    if (!stream.destroyed && !stream.closed) stream.close(NGHTTP2_INTERNAL_ERROR);
+    resetIfOpen(stream);
     return;
   }
   stream.respond({ ':status': status, 'content-type': 'application/json', 'x-sidecar-error': code });
@@ -110,9 +115,10 @@ export function relayStream(
   session: () => http2.ClientHttp2Session,
   onFailure: (err: Error & { code?: string }) => RelayFailure,
 ): void {
+  // Reported (onFailure) only while the client can still be told.
   const fail = (err: Error & { code?: string }) => {
     if (!canRespond(incoming)) {
-      if (!incoming.destroyed && !incoming.closed) incoming.close(NGHTTP2_INTERNAL_ERROR);
+      resetIfOpen(incoming);
       return;
     }
     const failure = onFailure(err);
@@ -149,7 +155,7 @@ export function relayStream(
     try {
       incoming.sendTrailers(trailers);
     } catch {
-      incoming.close(NGHTTP2_INTERNAL_ERROR);
+      resetIfOpen(incoming);
     }
   });
 }
@@ -212,7 +218,7 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
   });
   // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
   server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
-    metrics.h2SessionsClosed.inc({ listener, reason: 'protocol_error' });
+    metrics.h2SessionsRefused.inc({ listener, reason: 'protocol_error' });
     audit.warn(
       {
         event: 'h2_session_error',
@@ -239,7 +245,7 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
       if (stream.headersSent || stream.rstCode === NGHTTP2_NO_ERROR) return;
       counts.prematureResets++;
       if (counts.streams < RAPID_RESET_MIN_STREAMS || counts.prematureResets * 2 <= counts.streams || session.closed) return;
-      metrics.h2SessionsClosed.inc({ listener, reason: 'rapid_reset' });
+      metrics.h2SessionsRefused.inc({ listener, reason: 'rapid_reset' });
       audit.record(
         {
           event: 'h2_rapid_reset',
