@@ -47,7 +47,7 @@ export function toVaultError(err: unknown, operation: string, address: string): 
     if (status === 400 && operation.startsWith('issue')) {
       return new SidecarError(
         ErrorCodes.PKI_ISSUE_REJECTED,
-        `vault: ${operation}: rejected (${detail}); check that the PKI role allows the requested names and TTL`,
+        `vault: ${operation}: rejected (${detail}); check that the PKI role allows the requested names, TTL and key type (identity.keyType with method sign)`,
         { cause: err },
       );
     }

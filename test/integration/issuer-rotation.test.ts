@@ -12,10 +12,22 @@ import { waitFor } from '../support/cli.js';
 import { useEchoApp, usePrivateVaults } from '../support/fixtures.js';
 import { httpsRequest, issueFromVault, startSidecar } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
+import type { TestVault } from '../support/vault-setup.js';
 
 const shared = inject('vault');
 const echo = useEchoApp();
 const startPrivateVault = usePrivateVaults(shared.bin);
+
+/** The operator's root rotation: a new root issuer, made the mount's default; the old one stays. */
+async function rotateRoot(vault: TestVault): Promise<void> {
+  const rotated = await vaultApi<{ data: { issuer_id: string } }>(vault, 'POST', `${vault.pkiMount}/root/rotate/internal`, {
+    common_name: 'vault-mtls-sidecar test root (rotated)',
+    ttl: '87600h',
+    key_type: 'ec',
+    key_bits: 256,
+  });
+  await vaultApi(vault, 'POST', `${vault.pkiMount}/root/replace`, { default: rotated.data.issuer_id });
+}
 
 describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
   it('fails no request while both sidecars move onto a new root issuer', { timeout: 60_000 }, async () => {
@@ -58,13 +70,7 @@ describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
     };
     const workers = Array.from({ length: 4 }, load);
     try {
-      const rotated = await vaultApi<{ data: { issuer_id: string } }>(vault, 'POST', `${vault.pkiMount}/root/rotate/internal`, {
-        common_name: 'vault-mtls-sidecar test root (rotated)',
-        ttl: '87600h',
-        key_type: 'ec',
-        key_bits: 256,
-      });
-      await vaultApi(vault, 'POST', `${vault.pkiMount}/root/replace`, { default: rotated.data.issuer_id });
+      await rotateRoot(vault);
       // Both renew at once: each holds its new certificate until peers have had time to trust the issuer.
       for (const sidecar of [a, b]) sidecar.renewer.renewNow();
       const onNewIssuer = (s: Sidecar) => s.store.current()?.info.issuer.includes('(rotated)') === true;
@@ -95,13 +101,7 @@ it('lets a client from an issuer it has not seen yet in on a retry: its refusal 
   );
   const port = sidecar.listenerAddress('app').port;
   const oldCa = vault.caPem;
-  const rotated = await vaultApi<{ data: { issuer_id: string } }>(vault, 'POST', `${vault.pkiMount}/root/rotate/internal`, {
-    common_name: 'vault-mtls-sidecar test root (rotated)',
-    ttl: '87600h',
-    key_type: 'ec',
-    key_bits: 256,
-  });
-  await vaultApi(vault, 'POST', `${vault.pkiMount}/root/replace`, { default: rotated.data.issuer_id });
+  await rotateRoot(vault);
   const client = await issueFromVault(vault, 'new-issuer-client.test');
   const request = () => httpsRequest(port, { ...client, ca: oldCa });
   await expect(request()).rejects.toThrow();

@@ -8,6 +8,10 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { buildConfig } from '../../src/config/load.js';
+import { Sidecar } from '../../src/sidecar.js';
+import { waitFor } from '../support/cli.js';
+import { capturingLogger } from '../support/logs.js';
 import { startSidecar, stopAllSidecars } from '../support/sidecars.js';
 
 const vault = inject('vault');
@@ -63,6 +67,31 @@ it('has a CSR signed, and no private key crosses the network', async () => {
     createPublicKey(published?.keyPem ?? '').export({ format: 'pem', type: 'spki' }),
   );
   expect(cert.subjectAltName).toContain('spiffe://test/ns/default/sa/signed');
+});
+
+it('says what to check when the role refuses the key type the pod made', async () => {
+  // The test role admits EC P-256 keys only.
+  const { logger, lines } = capturingLogger();
+  const config = buildConfig(
+    {
+      vault: { address: vault.address, pki: { mount: vault.pkiMount, role: vault.role } },
+      identity: { commonName: 'rsa-signed.test', ttl: '10m', keyType: 'rsa-2048', renewal: { minBackoff: '1s', maxBackoff: '2s' } },
+      admin: { listen: '127.0.0.1:0' },
+    },
+    { VAULT_TOKEN: vault.rootToken },
+  );
+  const sidecar = await Sidecar.create(config, logger);
+  const starting = sidecar.start();
+  try {
+    await waitFor(() => lines.some((l) => l.code === 'SIDECAR_PKI_ISSUE_REJECTED'), 10_000, 'the refused CSR');
+    const line = lines.find((l) => l.code === 'SIDECAR_PKI_ISSUE_REJECTED');
+    expect(String(line?.msg)).toContain(`sign/${vault.role}`);
+    expect(String(line?.msg)).toContain('identity.keyType');
+    expect(sidecar.store.current()).toBeUndefined();
+  } finally {
+    await sidecar.stop(0);
+    await starting;
+  }
 });
 
 it('still issues with method issue, where Vault makes the key and sends it', async () => {

@@ -1,7 +1,9 @@
 /** When a certificate from a new issuer may replace the current one (pure timing, no waiting). */
+
+import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import type { CertificateBundle } from '../../src/identity/bundle.js';
-import { handoverDelayMs } from '../../src/identity/issuer-handover.js';
+import { handoverDelayMs, holdForIssuerHandover } from '../../src/identity/issuer-handover.js';
 import { TrustStore } from '../../src/identity/trust.js';
 
 const bundle = (trustPem: string[]): CertificateBundle => ({ certPem: 'leaf', keyPem: 'key', chainPem: [], trustPem });
@@ -26,4 +28,26 @@ it('never holds past the point where the current certificate would run out', () 
   trust.update({ caPems: ['old', 'new'], crlPems: [] }, new Date(50_000));
   expect(handoverDelayMs(bundle(['new']), trust, 30_000, 55_000, 52_000)).toBe(3_000);
   expect(handoverDelayMs(bundle(['new']), trust, 30_000, 40_000, 52_000)).toBe(0);
+});
+
+it('stops holding at once when the renewer stops', async () => {
+  const trust = new TrustStore();
+  trust.update({ caPems: ['old'], crlPems: [] }, new Date(0));
+  trust.update({ caPems: ['old', 'new'], crlPems: [] }, new Date());
+  const stopping = new AbortController();
+  const started = Date.now();
+  const held = holdForIssuerHandover(
+    bundle(['new']),
+    {
+      trust,
+      refresh: async () => undefined,
+      propagationMs: 60_000,
+      holdUntilAtLatest: () => Number.MAX_SAFE_INTEGER,
+      logger: pino({ level: 'silent' }),
+    },
+    stopping.signal,
+  );
+  setTimeout(() => stopping.abort(), 50);
+  await held;
+  expect(Date.now() - started).toBeLessThan(5_000);
 });
