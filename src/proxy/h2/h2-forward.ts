@@ -13,6 +13,7 @@ import type { AuditLog } from '../../telemetry/audit.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { HOP_BY_HOP } from '../hop-by-hop.js';
 import { jsonErrorBody } from '../json-error.js';
+import type { ListenerLimits } from '../limits.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -160,14 +161,10 @@ export function relayStream(
   });
 }
 
-export interface H2GuardOptions {
-  readonly listener: string;
-  /** A stream with no frames either way for this long is answered 504 (or reset) and closed. */
-  readonly idleTimeoutMs: number;
-  /** The error code a stream timeout is answered with (app or upstream silent). */
-  readonly timeoutCode: ErrorCode;
-  readonly metrics: Metrics;
-  readonly audit: AuditLog;
+/** The listener an h2 server belongs to: its name and limits (idleTimeout for streams and sessions). */
+export interface H2ListenerConfig {
+  readonly name: string;
+  readonly limits: ListenerLimits;
 }
 
 /**
@@ -201,9 +198,18 @@ interface SessionStats {
   prematureResets: number;
 }
 
-/** Error paths for every session and stream of `server`, and the rapid-reset defence. Call before adding a 'stream' handler. */
-export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServer, opts: H2GuardOptions): void {
-  const { listener, metrics, audit } = opts;
+/**
+ * Error paths for every session and stream of `server`, and the rapid-reset defence. Call before
+ * adding a 'stream' handler. A silent stream is answered 504 with `timeoutCode` (app or upstream).
+ */
+export function guardH2Server(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  config: H2ListenerConfig,
+  timeoutCode: ErrorCode,
+  { metrics, audit }: { readonly metrics: Metrics; readonly audit: AuditLog },
+): void {
+  const listener = config.name;
+  const idleTimeoutMs = config.limits.idleTimeout * 1000;
   const stats = new WeakMap<http2.Http2Session, SessionStats>();
   server.on('session', (session: http2.ServerHttp2Session) => {
     stats.set(session, { streams: 0, prematureResets: 0 });
@@ -214,7 +220,7 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
     // After nghttp2 answers a protocol error with GOAWAY, Node 20 stops reading the socket but keeps
     // it open (it never sees the peer's FIN: CLOSE-WAIT). No frame moves on such a session again,
     // so the idle limit is what reclaims it.
-    session.setTimeout(opts.idleTimeoutMs, () => session.destroy());
+    session.setTimeout(idleTimeoutMs, () => session.destroy());
   });
   // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
   server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
@@ -234,8 +240,8 @@ export function guardH2Server(server: http2.Http2Server | http2.Http2SecureServe
   server.on('stream', (stream: http2.ServerHttp2Stream) => {
     stream.on('error', ignore);
     // One silent stream must not be held for the life of a busy connection.
-    stream.setTimeout(opts.idleTimeoutMs, () =>
-      answerStream(stream, 504, opts.timeoutCode, `no data on this stream for limits.idleTimeout (${opts.idleTimeoutMs / 1000}s)`),
+    stream.setTimeout(idleTimeoutMs, () =>
+      answerStream(stream, 504, timeoutCode, `no data on this stream for limits.idleTimeout (${config.limits.idleTimeout}s)`),
     );
     const session = stream.session;
     const counts = session ? stats.get(session) : undefined;

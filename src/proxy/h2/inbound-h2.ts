@@ -24,12 +24,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     ...h2ServerOptions(config.limits.maxConcurrentStreams),
     ALPNProtocols: ['h2'],
   });
-  guardH2Server(server, {
-    listener: config.name,
-    idleTimeoutMs: config.limits.idleTimeout * 1000,
-    timeoutCode: ErrorCodes.APP_UNREACHABLE,
-    ...deps,
-  });
+  guardH2Server(server, config, ErrorCodes.APP_UNREACHABLE, deps);
   server.on('stream', (stream, headers) => {
     // The session (and its socket) may already be gone when a stream event is delivered.
     const socket = stream.session?.socket as TLSSocket | undefined;

@@ -17,12 +17,7 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
   deps.contexts.onChange(() => session.renew());
 
   const server = http2.createServer(h2ServerOptions(config.limits.maxConcurrentStreams));
-  guardH2Server(server, {
-    listener: config.name,
-    idleTimeoutMs: config.limits.idleTimeout * 1000,
-    timeoutCode: ErrorCodes.UPSTREAM_UNREACHABLE,
-    ...deps,
-  });
+  guardH2Server(server, config, ErrorCodes.UPSTREAM_UNREACHABLE, deps);
   server.on('stream', (stream, headers) => {
     if (stream.destroyed) return;
     const outgoing = forwardHeaders(headers);
