@@ -10,7 +10,7 @@ import { formatHostPort } from './config/parse.js';
 import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
 import type { CertificateBundle } from './identity/bundle.js';
-import { holdForIssuerHandover } from './identity/issuer-handover.js';
+import { holdForIssuerHandover, renewWhenIssuerRemoved } from './identity/issuer-handover.js';
 import { Renewer } from './identity/renewer.js';
 import type { CertificateSource, RequestedIdentity } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
@@ -167,6 +167,7 @@ export class Sidecar {
                   refresh: () => refresher.refreshNow(),
                   propagationMs: refresher.propagationMs,
                   holdUntilAtLatest: () => (this.store.current()?.info.notAfter.getTime() ?? 0) - renewal.outageBudget * 1000,
+                  current: () => this.store.current()?.bundle,
                   logger: logger.child({ module: 'renewer' }),
                 },
                 signal,
@@ -174,6 +175,14 @@ export class Sidecar {
           }
         : {}),
     });
+    if (refresher && source.trustVersion) {
+      renewWhenIssuerRemoved({
+        trust: this.trust,
+        current: () => this.store.current()?.bundle,
+        renewNow: () => this.renewer.renewNow(),
+        logger: logger.child({ module: 'renewer' }),
+      });
+    }
     metrics.watchIdentity({
       certificateNotAfter: () => this.store.current()?.info.notAfter,
       nextRenewal: () => this.renewer.nextRenewal,

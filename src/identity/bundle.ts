@@ -24,6 +24,14 @@ export interface CertificateInfo {
   readonly notAfter: Date;
 }
 
+/**
+ * The leaf followed by its intermediates, as TLS sends them. Each PEM ends in exactly one newline:
+ * Vault's `certificate` has none, and PEMs glued end-to-BEGIN do not parse.
+ */
+export function certificateChainPem(bundle: CertificateBundle): string {
+  return [bundle.certPem, ...bundle.chainPem].map((pem) => `${pem.trim()}\n`).join('');
+}
+
 /** Splits a PEM blob holding several certificates into one PEM string each. */
 export function splitPemCertificates(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((c) => `${c}\n`) ?? [];

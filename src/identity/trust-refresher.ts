@@ -10,6 +10,9 @@ import { type LongTimer, MAX_TIMEOUT_MS, setLongTimeout } from '../timers.js';
 import { backoffDelaySeconds } from './schedule.js';
 import type { TrustMaterial, TrustStore } from './trust.js';
 
+/** How soon a CRL that could not be read is tried again. */
+const CRL_RETRY_SECONDS = 15;
+
 export interface TrustRefresherOptions {
   readonly fetchTrust: () => Promise<TrustMaterial>;
   /** A cheap fingerprint of the issuer set, checked every `checkSeconds`; a change triggers a full refresh. */
@@ -28,6 +31,8 @@ export class TrustRefresher {
   #lastHint = Number.NEGATIVE_INFINITY;
   #running = false;
   #inFlight: Promise<void> | undefined;
+  /** The CRL gaps last reported, so a gap that persists is logged once, not at every refresh. */
+  #reportedGaps = '';
 
   constructor(private readonly opts: TrustRefresherOptions) {}
 
@@ -103,7 +108,9 @@ export class TrustRefresher {
     try {
       const material = await fetchTrust();
       this.#failures = 0;
-      trust.update(material);
+      trust.update(this.#applyCrlGaps(material));
+      // A CRL that failed to load comes back at the next check, not a whole interval later.
+      if (material.crlMissing?.some((gap) => gap.retry)) delaySeconds = Math.min(delaySeconds, CRL_RETRY_SECONDS);
       // Vault may serve a CRL that is already past its nextUpdate (auto_rebuild off): same policy.
       this.#softenExpiredCrl();
       logger.debug({ cas: material.caPems.length, crls: material.crlPems.length }, 'trust bundle refreshed');
@@ -125,6 +132,30 @@ export class TrustRefresher {
     if (this.#running) {
       this.#timer = setLongTimeout(() => void this.refreshNow(), delaySeconds * 1000).unref();
     }
+  }
+
+  /**
+   * OpenSSL refuses a certificate whose issuer has no CRL once any CRL is loaded. In `soft` mode a
+   * CRL that is not there yet (a new issuer's, a failed read) must not refuse anyone, so no CRL
+   * is enforced until every issuer has one; in `closed` mode that issuer's certificates are
+   * refused. Either way the operator is told once which issuer and why.
+   */
+  #applyCrlGaps(material: TrustMaterial): TrustMaterial {
+    const gaps = material.crlMissing ?? [];
+    const key = gaps.map((gap) => `${gap.issuer}: ${gap.reason}`).join('; ');
+    if (key !== this.#reportedGaps && gaps.length > 0) {
+      const soft = this.opts.crlMode === 'soft';
+      this.opts.logger.warn(
+        { code: ErrorCodes.CRL_MISSING, issuers: gaps.map((gap) => gap.issuer) },
+        `no CRL for ${key}; ${
+          soft
+            ? 'revocation is not enforced until every issuer has one (vault.pki.crl: soft)'
+            : "that issuer's certificates are refused until one is loaded (vault.pki.crl: closed)"
+        }`,
+      );
+    }
+    this.#reportedGaps = key;
+    return gaps.length > 0 && this.opts.crlMode === 'soft' ? { ...material, crlPems: [] } : material;
   }
 
   #softenExpiredCrl(): void {

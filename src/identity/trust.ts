@@ -8,8 +8,18 @@ export interface TrustMaterial {
   readonly crlPems: readonly string[];
   /** The earliest nextUpdate among crlPems, read by the source that fetched them. */
   readonly crlNextUpdate?: Date | undefined;
+  /** Issuers trusted without a CRL that would cover their certificates (see TrustRefresher for what follows). */
+  readonly crlMissing?: readonly CrlGap[] | undefined;
   /** The source's fingerprint of the issuer set this material was fetched from (see CertificateSource.trustVersion). */
   readonly version?: string | undefined;
+}
+
+/** An issuer whose certificates no loaded CRL covers, and why. */
+export interface CrlGap {
+  readonly issuer: string;
+  readonly reason: string;
+  /** True when a later fetch may find it (a failed read), false when it never will (no key on the mount). */
+  readonly retry: boolean;
 }
 
 export interface CrlState {
@@ -33,6 +43,12 @@ export class TrustStore {
 
   get crl(): CrlState | undefined {
     return this.#crl;
+  }
+
+  /** True when `caPem` is in the current bundle. */
+  has(caPem: string): boolean {
+    const wanted = caPem.trim();
+    return this.#material.caPems.some((pem) => pem.trim() === wanted);
   }
 
   /** When `caPem` first appeared in the trust bundle; undefined while it is not in it. */

@@ -4,8 +4,9 @@
  * the old certificate keeps serving (linkerd's creds store, ghostunnel's "old state is kept").
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { ErrorCodes, SidecarError } from '../errors.js';
-import { type CertificateBundle, parseSubjectAltName } from './bundle.js';
+import { type CertificateBundle, certificateChainPem, parseSubjectAltName } from './bundle.js';
 import type { RequestedIdentity } from './source.js';
 
 /** A notBefore this far in the future is tolerated: Vault and the pod may disagree on the time. */
@@ -63,4 +64,10 @@ export function verifyBundle(bundle: CertificateBundle, wanted: RequestedIdentit
   }
   verifyChain(leaf, bundle);
   verifyNames(leaf, wanted);
+  // What TLS will load, loaded once here: a chain or key OpenSSL refuses must not get published.
+  try {
+    createSecureContext({ cert: certificateChainPem(bundle), key: bundle.keyPem });
+  } catch (err) {
+    refuse(`TLS cannot load it (${err instanceof Error ? err.message : String(err)})`);
+  }
 }

@@ -6,7 +6,7 @@
 import { constants } from 'node:crypto';
 import tls from 'node:tls';
 import { ErrorCodes, SidecarError } from '../errors.js';
-import type { CertificateBundle } from '../identity/bundle.js';
+import { type CertificateBundle, certificateChainPem } from '../identity/bundle.js';
 import type { IdentityStore, PublishedCertificate } from '../identity/store.js';
 import { type TrustMaterial, TrustStore } from '../identity/trust.js';
 
@@ -51,7 +51,7 @@ export function policyOptions(policy: TlsPolicy): tls.SecureContextOptions {
  */
 export function secureContextOptions(bundle: CertificateBundle, trust: TrustMaterial, policy: TlsPolicy): tls.SecureContextOptions {
   return {
-    cert: [bundle.certPem, ...bundle.chainPem].join(''),
+    cert: certificateChainPem(bundle),
     key: bundle.keyPem,
     ca: [...new Set([...bundle.trustPem, ...trust.caPems])],
     ...(trust.crlPems.length > 0 ? { crl: [...trust.crlPems] } : {}),

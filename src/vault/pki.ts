@@ -1,12 +1,14 @@
 /** PKI secrets engine calls: issue a certificate for a role and read the mount's CA chain. */
 import { X509Certificate } from 'node:crypto';
+import { ErrorCodes, SidecarError } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { splitPemCertificates } from '../identity/bundle.js';
 import { earliestNextUpdate } from '../identity/crl-dates.js';
 import { createKeyAndCsr, type KeyType } from '../identity/csr.js';
 import type { CertificateSource, RequestedIdentity } from '../identity/source.js';
-import type { TrustMaterial } from '../identity/trust.js';
+import type { CrlGap, TrustMaterial } from '../identity/trust.js';
 import type { VaultSession } from './auth.js';
+import { crlDistributionPoints, vaultCrlRead } from './parent-crl.js';
 
 interface IssueResponse {
   data: {
@@ -24,11 +26,7 @@ interface ListResponse {
 }
 
 interface IssuerResponse {
-  data: { certificate: string; ca_chain?: string[] };
-}
-
-interface CrlResponse {
-  data: { crl?: string };
+  data: { certificate: string; ca_chain?: string[]; issuer_name?: string };
 }
 
 export class VaultPkiSource implements CertificateSource {
@@ -36,6 +34,8 @@ export class VaultPkiSource implements CertificateSource {
 
   /** The last certificate issued, for revocation at shutdown. */
   #last: { serial: string; keyPem: string; certPem: string } | undefined;
+  /** The last CRL read per issuer id: kept in use while a later read fails. */
+  #crls = new Map<string, string>();
 
   constructor(
     readonly session: VaultSession,
@@ -83,26 +83,87 @@ export class VaultPkiSource implements CertificateSource {
   /**
    * Every issuer on the mount with its chain, and each issuer's CRL. Vault keeps an issuer after a
    * rotation until an operator deletes it, so trusting them all trusts old and new together.
+   *
+   * A CRL that cannot be read is reported in `crlMissing` — unless one was read before from the
+   * same place, which stays in use (its nextUpdate still governs it). See parent-crl.ts for the
+   * root above an intermediate.
    */
   async fetchTrust(): Promise<TrustMaterial> {
     const listed = await this.session.call<ListResponse>('list-issuers', `list issuers of ${this.mount}`, (client) =>
       client.list(`${this.mount}/issuers`),
     );
-    const caPems = new Set<string>();
-    const crlPems: string[] = [];
-    for (const id of listed.data.keys ?? []) {
+    const ids = listed.data.keys ?? [];
+    if (ids.length === 0) {
+      // Between deleting a CA and creating the next one: trusting nothing would refuse every peer.
+      throw new SidecarError(ErrorCodes.TRUST_REFRESH_FAILED, `the PKI mount ${this.mount} lists no issuers`);
+    }
+    const issuers: { id: string; name: string; pems: string[] }[] = [];
+    for (const id of ids) {
       const issuer = await this.session.call<IssuerResponse>('read-issuer', `read issuer ${id} of ${this.mount}`, (client) =>
         client.read(`${this.mount}/issuer/${id}/json`),
       );
-      for (const pem of [issuer.data.certificate, ...(issuer.data.ca_chain ?? [])].flatMap(splitPemCertificates)) caPems.add(pem);
-      if (this.crlMode !== 'off') {
-        const crl = await this.session.call<CrlResponse>('read-crl', `read the CRL of issuer ${id} of ${this.mount}`, (client) =>
-          client.read(`${this.mount}/issuer/${id}/crl`),
-        );
-        if (crl.data.crl) crlPems.push(crl.data.crl);
-      }
+      const pems = [issuer.data.certificate, ...(issuer.data.ca_chain ?? [])].flatMap(splitPemCertificates);
+      issuers.push({ id, name: issuer.data.issuer_name || id, pems: [...new Set(pems)] });
     }
-    return { caPems: [...caPems], crlPems, crlNextUpdate: earliestNextUpdate(crlPems), version: issuerVersion(listed.data.keys) };
+    const crlPems = new Set<string>();
+    const crlMissing: CrlGap[] = [];
+    if (this.crlMode !== 'off') {
+      const crls = new Map<string, string>();
+      /** Reads a CRL, or falls back to the last one read from the same place. */
+      const readCrl = async (key: string, label: string, path: string, field: 'crl' | 'certificate'): Promise<string | Error> => {
+        const pem = await this.session
+          .call<{ data: Record<string, string | undefined> }>('read-crl', label, (client) => client.read(path))
+          .then(
+            (response) => response.data[field] || new Error('Vault returned no CRL'),
+            (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+          );
+        const kept = typeof pem === 'string' ? pem : this.#crls.get(key);
+        if (kept) {
+          crls.set(key, kept);
+          crlPems.add(kept);
+          return kept;
+        }
+        return pem;
+      };
+      for (const issuer of issuers) {
+        const own = await readCrl(
+          issuer.id,
+          `read the CRL of issuer ${issuer.id} of ${this.mount}`,
+          `${this.mount}/issuer/${issuer.id}/crl`,
+          'crl',
+        );
+        if (typeof own === 'string') continue;
+        // Vault keeps no CRL for an issuer without its key here. A parent (the root above an
+        // intermediate) is found where its children's CRL distribution points say.
+        const keyless = /unable to find CRL/i.test(own.message);
+        const children = issuers.flatMap((other) => other.pems.filter((_, i) => other.pems[i + 1] === issuer.pems[0]));
+        const urls = [...new Set(children.flatMap(crlDistributionPoints))];
+        let found = false;
+        for (const url of urls) {
+          const read = vaultCrlRead(url);
+          if (read && typeof (await readCrl(url, `read the CRL at ${url}`, read.path, read.field)) === 'string') found = true;
+        }
+        if (found) continue;
+        crlMissing.push({
+          issuer: issuer.name,
+          reason:
+            children.length > 0
+              ? `its key is not on this mount and the certificates it signed name no CRL on Vault; set crl_distribution_points on its own mount (vault write <mount>/config/urls crl_distribution_points=<VAULT_ADDR>/v1/<mount>/crl) and reissue them`
+              : keyless
+                ? 'its key is not on the mount, so Vault keeps no CRL for it'
+                : own.message,
+          retry: children.length > 0 ? urls.length > 0 : !keyless,
+        });
+      }
+      this.#crls = crls;
+    }
+    return {
+      caPems: [...new Set(issuers.flatMap((issuer) => issuer.pems))],
+      crlPems: [...crlPems],
+      crlNextUpdate: earliestNextUpdate([...crlPems]),
+      crlMissing,
+      version: issuerVersion(listed.data.keys),
+    };
   }
 
   /**

@@ -1,13 +1,16 @@
 /**
  * Certificates as people have them, each through two sidecars (A's outbound → B's inbound) in
- * every mode: EC P-256 and P-384, RSA 2048/3072/4096, Ed25519, a chain with an intermediate, a CN-only
- * certificate without SANs, and lifetimes from one minute to 825 days — each published exactly
- * once. Ed25519 from files works too (Node's TLS takes it); the keys the sidecar makes itself
- * for Vault's sign are EC or RSA (identity.keyType), which every peer accepts.
+ * every mode: EC P-256 and P-384, RSA 2048/3072/4096, Ed25519, a chain with an intermediate, a
+ * CN-only certificate without SANs, lifetimes from one minute to 825 days — each published exactly
+ * once — and PKCS#12 bundles written by openssl 3 (default and `-legacy`) and keytool. Ed25519
+ * from files works too (Node's TLS takes it); the keys the sidecar makes itself for Vault's sign
+ * are EC or RSA (identity.keyType), which every peer accepts.
  */
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sidecar } from '../../src/sidecar.js';
 import { useEchoApp } from '../support/fixtures.js';
@@ -15,6 +18,8 @@ import { type LeafOptions, type Pem, TestPki } from '../support/pki.js';
 import { startSidecar } from '../support/sidecars.js';
 
 const pki = TestPki.create('matrix');
+const passwordFile = path.join(pki.dir, 'p12-password');
+writeFileSync(passwordFile, 'changeit\n');
 const echo = useEchoApp();
 let h2app: http2.Http2Server;
 let tcpApp: net.Server;
@@ -37,7 +42,13 @@ afterAll(() => {
   tcpApp.close();
 });
 
-type Case = { leaf?: Omit<LeafOptions, 'cn' | 'dns'>; noSan?: boolean; intermediate?: boolean; seconds?: number };
+type Case = {
+  leaf?: Omit<LeafOptions, 'cn' | 'dns'>;
+  noSan?: boolean;
+  intermediate?: boolean;
+  seconds?: number;
+  pkcs12?: 'openssl' | 'openssl-legacy' | 'keytool';
+};
 const CASES: [string, Case][] = [
   ['EC P-256', {}],
   ['EC P-384', { leaf: { keyType: 'ec-p384' } }],
@@ -49,6 +60,11 @@ const CASES: [string, Case][] = [
   ['no SAN (CN only)', { noSan: true }],
   ['an 825-day lifetime', { leaf: { days: 825 } }],
   ['a one-minute lifetime', { seconds: 60 }],
+  ['PKCS#12 (RSA) from openssl 3', { leaf: { keyType: 'rsa-2048' }, pkcs12: 'openssl' }],
+  ['PKCS#12 (RSA) from openssl -legacy', { leaf: { keyType: 'rsa-2048' }, pkcs12: 'openssl-legacy' }],
+  ['PKCS#12 (RSA) from keytool', { leaf: { keyType: 'rsa-2048' }, pkcs12: 'keytool' }],
+  ['PKCS#12 (EC) from openssl 3', { pkcs12: 'openssl' }],
+  ['PKCS#12 (EC) from keytool', { pkcs12: 'keytool' }],
 ];
 const MODES = ['http', 'h2', 'tcp'] as const;
 
@@ -65,7 +81,7 @@ async function certificate(name: string, c: Case): Promise<{ pem: Pem; chain: st
 /** Files for a sidecar: the leaf followed by its intermediate, as people bundle them. */
 async function filesFor(name: string, c: Case): Promise<Record<string, unknown>> {
   const { pem, chain } = await certificate(name, c);
-  const { writeFileSync } = await import('node:fs');
+  if (c.pkcs12) return { source: 'files', files: { pkcs12: pki.pkcs12(pem, c.pkcs12), passwordFile, ca: pki.ca.certFile } };
   const certFile = `${pem.certFile}.bundle`;
   writeFileSync(certFile, pem.cert + chain);
   return { source: 'files', files: { cert: certFile, key: pem.keyFile, ca: pki.ca.certFile } };

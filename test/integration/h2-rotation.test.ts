@@ -35,7 +35,7 @@ beforeAll(async () => {
       inbound: [{ name: 'grpc', mode: 'h2', listen: '127.0.0.1:0', target: `127.0.0.1:${(app.address() as AddressInfo).port}` }],
     },
     {},
-    source,
+    { source },
   );
   outbound = await startSidecar(
     {
@@ -51,7 +51,7 @@ beforeAll(async () => {
       ],
     },
     {},
-    source,
+    { source },
   );
 });
 

@@ -93,6 +93,32 @@ export class TestPki {
     return this.#make(file, `/CN=${opts.cn}`, keyAlgorithm(opts), ext, opts.days ?? 1, opts.signer);
   }
 
+  /**
+   * `pem` with the CA as a PKCS#12 bundle (password `changeit`), written as people do: openssl 3's
+   * default (PBES2/AES), openssl `-legacy` (RC2/3DES), or a keystore keytool (Java 17) rewrote
+   * with its own encryption and MAC.
+   */
+  pkcs12(pem: Pem, writer: 'openssl' | 'openssl-legacy' | 'keytool'): string {
+    const file = `${pem.certFile}.p12`;
+    const exportArgs = ['pkcs12', '-export', '-in', pem.certFile, '-inkey', pem.keyFile, '-certfile', this.ca.certFile];
+    const out = writer === 'keytool' ? `${file}.src` : file;
+    openssl(
+      [...exportArgs, '-passout', 'pass:changeit', '-name', 'identity', ...(writer === 'openssl-legacy' ? ['-legacy'] : []), '-out', out],
+      this.dir,
+    );
+    if (writer === 'keytool') {
+      execFileSync(
+        'keytool',
+        [
+          ...['-importkeystore', '-noprompt', '-srckeystore', out, '-srcstoretype', 'PKCS12', '-srcstorepass', 'changeit'],
+          ...['-destkeystore', file, '-deststoretype', 'PKCS12', '-deststorepass', 'changeit'],
+        ],
+        { cwd: this.dir, stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+    }
+    return file;
+  }
+
   /** An intermediate CA signed by the root, to sign leaves with (`signer`); peers trust the root only. */
   intermediate(file: string): Pem {
     const ext = ['basicConstraints=critical,CA:TRUE,pathlen:0', 'keyUsage=critical,keyCertSign,cRLSign'];

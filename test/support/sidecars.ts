@@ -1,7 +1,7 @@
 /** Starting sidecars in-process for integration tests, and the clients that talk to them. */
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { buildConfig } from '../../src/config/load.js';
 import type { CertificateSource } from '../../src/identity/source.js';
 import { Sidecar } from '../../src/sidecar.js';
@@ -16,10 +16,10 @@ const running = new Set<Sidecar>();
 export async function startSidecar(
   raw: Record<string, unknown>,
   env: Record<string, string> = {},
-  source?: CertificateSource,
+  options: { source?: CertificateSource; logger?: Logger } = {},
 ): Promise<Sidecar> {
   const config = buildConfig({ admin: { listen: '127.0.0.1:0' }, ...raw }, env);
-  const sidecar = await Sidecar.create(config, testLogger, source ? { source } : {});
+  const sidecar = await Sidecar.create(config, options.logger ?? testLogger, options.source ? { source: options.source } : {});
   running.add(sidecar);
   await sidecar.start();
   return sidecar;

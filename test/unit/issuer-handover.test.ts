@@ -3,7 +3,7 @@
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import type { CertificateBundle } from '../../src/identity/bundle.js';
-import { handoverDelayMs, holdForIssuerHandover } from '../../src/identity/issuer-handover.js';
+import { handoverDelayMs, holdForIssuerHandover, issuerRemoved, renewWhenIssuerRemoved } from '../../src/identity/issuer-handover.js';
 import { TrustStore } from '../../src/identity/trust.js';
 
 const bundle = (trustPem: string[]): CertificateBundle => ({ certPem: 'leaf', keyPem: 'key', chainPem: [], trustPem });
@@ -43,6 +43,7 @@ it('stops holding at once when the renewer stops', async () => {
       refresh: async () => undefined,
       propagationMs: 60_000,
       holdUntilAtLatest: () => Number.MAX_SAFE_INTEGER,
+      current: () => bundle(['old']),
       logger: pino({ level: 'silent' }),
     },
     stopping.signal,
@@ -50,4 +51,37 @@ it('stops holding at once when the renewer stops', async () => {
   setTimeout(() => stopping.abort(), 50);
   await held;
   expect(Date.now() - started).toBeLessThan(5_000);
+});
+
+it("does not hold when the current certificate's issuer has left the mount (a CA replaced wholesale)", async () => {
+  const trust = new TrustStore();
+  trust.update({ caPems: ['old'], crlPems: [] }, new Date(0));
+  trust.update({ caPems: ['new'], crlPems: [] }, new Date());
+  expect(issuerRemoved(bundle(['old']), trust)).toBe(true);
+  expect(issuerRemoved(bundle(['new']), trust)).toBe(false);
+  const started = Date.now();
+  await holdForIssuerHandover(
+    bundle(['new']),
+    {
+      trust,
+      refresh: async () => undefined,
+      propagationMs: 60_000,
+      holdUntilAtLatest: () => Number.MAX_SAFE_INTEGER,
+      current: () => bundle(['old']),
+      logger: pino({ level: 'silent' }),
+    },
+    new AbortController().signal,
+  );
+  expect(Date.now() - started).toBeLessThan(5_000);
+});
+
+it('renews once a refresh shows the current issuer gone, and not while it stays', () => {
+  const trust = new TrustStore();
+  trust.update({ caPems: ['old', 'other'], crlPems: [] }, new Date(0));
+  let renewals = 0;
+  renewWhenIssuerRemoved({ trust, current: () => bundle(['old\n']), renewNow: () => ++renewals > 0, logger: pino({ level: 'silent' }) });
+  trust.update({ caPems: ['old', 'other', 'new'], crlPems: [] });
+  expect(renewals).toBe(0);
+  trust.update({ caPems: ['other', 'new'], crlPems: [] });
+  expect(renewals).toBe(1);
 });
