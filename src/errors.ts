@@ -49,7 +49,13 @@ export function isSidecarError(err: unknown): err is SidecarError {
   return err instanceof SidecarError;
 }
 
-/** One line for humans: the message, then the code users can look up. */
+/**
+ * One line for humans: the message, then the code users can look up. An error that carries several
+ * problems (a config with three mistakes) is one such line per problem.
+ */
 export function formatError(err: SidecarError): string {
-  return `${err.message} [${err.code}]`;
+  return err.message
+    .split('\n')
+    .map((line) => `${line} [${err.code}]`)
+    .join('\n');
 }

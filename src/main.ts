@@ -21,6 +21,6 @@ try {
   const line = isSidecarError(err)
     ? formatError(err)
     : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
-  process.stderr.write(`✖ ${line}\n`);
+  process.stderr.write(`${line.replace(/^/gm, '✖ ')}\n`);
   process.exit(1);
 }

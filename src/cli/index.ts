@@ -2,6 +2,7 @@
 import yargs from 'yargs';
 import type { Environment } from '../config/load.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { configCheckCommand, configCheckOptions } from './config-check.js';
 import { demoCommand, demoOptions } from './demo.js';
 import { runCommand, runOptions } from './run.js';
 
@@ -26,10 +27,24 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         exitCode = await demoCommand(args);
       },
     )
-    .demandCommand(1, 'name a command: run or demo')
+    .command('config', 'check a configuration file and print the effective configuration (secrets redacted)', (config) =>
+      config
+        .command(
+          'check',
+          'validate the file, the environment and the flags as run would, and print the result',
+          configCheckOptions,
+          (args) => {
+            exitCode = configCheckCommand(args, env);
+          },
+        )
+        .demandCommand(1, 'name an action: config check'),
+    )
+    .demandCommand(1, 'name a command: run, demo or config check')
     .strict()
     .help()
+    .alias('h', 'help')
     .version()
+    .alias('v', 'version')
     .fail((message, err) => {
       if (err) throw err;
       throw new SidecarError(ErrorCodes.USAGE, `${message}; see vault-mtls-sidecar --help`);

@@ -5,8 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { describeIssues } from './problems.js';
 import { type Config, configSchema } from './schema.js';
 import { validateConfig } from './validate.js';
 
@@ -65,22 +65,6 @@ function overlay(raw: unknown, env: Environment, flags: ConfigFlags): unknown {
   return merged;
 }
 
-function fieldPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), '');
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const at = fieldPath(issue.path);
-  if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys.map((k) => `"${k}"`).join(', ');
-    return `config: ${at ? `${at}: ` : ''}unknown field ${keys}; check the spelling against the README's configuration reference`;
-  }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return `config: ${at}: is required`;
-  }
-  return `config: ${at || '(top level)'}: ${issue.message}`;
-}
-
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {
     for (const child of Object.values(value)) deepFreeze(child);
@@ -90,18 +74,20 @@ function deepFreeze<T>(value: T): T {
 }
 
 export function buildConfig(raw: unknown, env: Environment, flags: ConfigFlags = {}): Config {
-  const result = configSchema.safeParse(overlay(raw, env, flags));
+  // reportInput: the messages say what was found, not only what was expected.
+  const result = configSchema.safeParse(overlay(raw, env, flags), { reportInput: true });
   if (!result.success) {
-    const first = result.error.issues[0];
-    const message = first ? describeIssue(first) : 'config: invalid';
-    throw new SidecarError(ErrorCodes.CONFIG_INVALID, message, { cause: result.error });
+    throw new SidecarError(ErrorCodes.CONFIG_INVALID, describeIssues(result.error.issues, configSchema).join('\n'), {
+      cause: result.error,
+    });
   }
   const parsed = result.data;
   const config: Config = {
     ...parsed,
     vault: parsed.vault ? { ...parsed.vault, address: parsed.vault.address ?? '', token: env.VAULT_TOKEN || undefined } : undefined,
   };
-  validateConfig(config);
+  const problems = validateConfig(config);
+  if (problems.length > 0) throw new SidecarError(ErrorCodes.CONFIG_INVALID, problems.join('\n'));
   return deepFreeze(config);
 }
 

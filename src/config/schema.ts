@@ -65,8 +65,14 @@ const jwtAuth = z
 
 const vaultSection = z
   .object({
-    /** Vault's address; VAULT_ADDR when unset. */
-    address: z.string().url().optional(),
+    /** Vault's address; VAULT_ADDR when unset. A scheme is required: `vault.svc:8200` parses as a URL whose scheme is `vault.svc:`. */
+    address: z
+      .string()
+      .refine((value) => /^https?:\/\/[^/\s]+/i.test(value) && URL.canParse(value), {
+        error: (issue) =>
+          `expected an http:// or https:// URL such as https://vault.svc:8200, found ${JSON.stringify(issue.input)} (from vault.address, VAULT_ADDR or --vault-addr)`,
+      })
+      .optional(),
     namespace: z.string().optional(),
     /** PEM file of the CA that signed Vault's own TLS certificate; VAULT_CACERT when unset. */
     caCert: z.string().optional(),

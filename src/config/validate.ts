@@ -1,20 +1,20 @@
 /**
- * Cross-field checks the schema cannot express. Each is a small function whose message names the
- * field and says what to do (ghostunnel's validate*() style); the first failure is thrown.
+ * Cross-field checks the schema cannot express. Each is a small function whose messages name the
+ * field and say what to do (ghostunnel's validate*() style); every problem is reported.
  */
 import tls from 'node:tls';
-import { ErrorCodes, SidecarError } from '../errors.js';
 import { formatHostPort } from './parse.js';
 import type { Config } from './schema.js';
 
-function fail(message: string): never {
-  throw new SidecarError(ErrorCodes.CONFIG_INVALID, `config: ${message}`);
-}
+type Report = (message: string) => void;
 
-function validateVault(config: Config): void {
+function validateVault(config: Config, fail: Report): void {
   if (config.identity.source !== 'vault') return;
   const vault = config.vault;
-  if (!vault) fail('vault: is required when identity.source is vault');
+  if (!vault) {
+    fail('vault: is required when identity.source is vault');
+    return;
+  }
   if (!vault.address) {
     fail('vault.address: no Vault address; set vault.address, the VAULT_ADDR environment variable or --vault-addr');
   }
@@ -28,14 +28,14 @@ function validateVault(config: Config): void {
   }
 }
 
-function validateIdentity(config: Config): void {
+function validateIdentity(config: Config, fail: Report): void {
   const { source, commonName, files } = config.identity;
   if (source === 'files' && !files) fail('identity.files: source files needs files.cert, files.key and files.ca (or files.pkcs12)');
   if (source !== 'files' && files) fail(`identity.files: only used with identity.source files (it is ${source})`);
   if (source !== 'files' && !commonName) fail(`identity.commonName: is required for identity.source ${source}`);
 }
 
-function validateListeners(config: Config): void {
+function validateListeners(config: Config, fail: Report): void {
   const names = new Set<string>();
   const addresses = new Set<string>([formatHostPort(config.admin.listen)]);
   const all = [
@@ -53,14 +53,14 @@ function validateListeners(config: Config): void {
   }
 }
 
-function validateRenewal(config: Config): void {
+function validateRenewal(config: Config, fail: Report): void {
   const { minBackoff, maxBackoff, windowStart, windowEnd } = config.identity.renewal;
   if (windowStart > windowEnd) fail('identity.renewal.windowStart: must not exceed identity.renewal.windowEnd');
   if (minBackoff > maxBackoff) fail('identity.renewal.minBackoff: must not exceed identity.renewal.maxBackoff');
   if (config.identity.ttl < 10) fail('identity.ttl: must be at least 10s so renewal has time to happen');
 }
 
-function validateLimits(config: Config): void {
+function validateLimits(config: Config, fail: Report): void {
   const all = [
     ...config.inbound.map((l, i) => ({ l, field: `inbound[${i}]` })),
     ...config.outbound.map((l, i) => ({ l, field: `outbound[${i}]` })),
@@ -72,7 +72,7 @@ function validateLimits(config: Config): void {
   }
 }
 
-function validateTls(config: Config): void {
+function validateTls(config: Config, fail: Report): void {
   const { ciphers } = config.tls;
   if (!ciphers) return;
   try {
@@ -82,11 +82,12 @@ function validateTls(config: Config): void {
   }
 }
 
-export function validateConfig(config: Config): void {
-  validateLimits(config);
-  validateTls(config);
-  validateIdentity(config);
-  validateVault(config);
-  validateListeners(config);
-  validateRenewal(config);
+/** Every cross-field problem, one line each (`config: <field>: …`); empty when there is none. */
+export function validateConfig(config: Config): string[] {
+  const problems: string[] = [];
+  const report: Report = (message) => problems.push(`config: ${message}`);
+  for (const validate of [validateLimits, validateTls, validateIdentity, validateVault, validateListeners, validateRenewal]) {
+    validate(config, report);
+  }
+  return problems;
 }

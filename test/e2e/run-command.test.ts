@@ -71,6 +71,35 @@ admin:
   });
 });
 
+describe('config check', () => {
+  it('prints the effective configuration with defaults, addresses as written, and no secret', async () => {
+    const file = writeConfig(
+      'check.yaml',
+      'vault:\n  pki: { role: web }\nidentity: { commonName: web.test }\ninbound:\n  - { name: app, listen: "0.0.0.0:8443", target: "127.0.0.1:8080" }\n',
+    );
+    const run = spawnCli(['config', 'check', '-c', file], { VAULT_TOKEN: 's.very-secret', VAULT_ADDR: 'https://vault.svc:8200' });
+    expect(await run.exited).toBe(0);
+    const out = run.stdout();
+    expect(out).toContain(`# ${file}: valid.`);
+    expect(out).toContain('address: https://vault.svc:8200');
+    expect(out).toContain('listen: 0.0.0.0:8443');
+    expect(out).toContain('issuerCheckInterval: 15');
+    expect(out).toContain('token: <redacted>');
+    expect(out).not.toContain('very-secret');
+  });
+
+  it.each([
+    ['-h', /Commands:/],
+    ['--help', /Commands:/],
+    ['-v', /^\d+\.\d+\.\d+\s*$/],
+    ['--version', /^\d+\.\d+\.\d+\s*$/],
+  ])('answers %s and exits 0', async (flag, output) => {
+    const run = spawnCli([flag]);
+    expect(await run.exited).toBe(0);
+    expect(run.stdout()).toMatch(output);
+  });
+});
+
 describe('bad configuration', () => {
   const cases = [
     {
@@ -103,6 +132,33 @@ describe('bad configuration', () => {
       expect(run.stdout()).toBe('');
     });
   }
+
+  it('reports every problem of a file at once, one line each, a misspelt field with the nearest name', async () => {
+    const yaml = [
+      'vault:',
+      '  address: vault.svc:8200',
+      '  pki: { role: web }',
+      'identity:',
+      '  sourse: files',
+      '  commonName: web.test',
+      '  dnsNames: web.svc',
+      'inbound:',
+      '  - { name: app, lisen: "127.0.0.1:8443", target: "127.0.0.1:8080", limits: { maxConnections: "1024" } }',
+      'tls: { profile: strict }',
+    ].join('\n');
+    const run = spawnCli(['config', 'check', '--config', writeConfig('many.yaml', yaml)], { VAULT_TOKEN: 't' });
+    expect(await run.exited).toBe(1);
+    const lines = run.stderr().trim().split('\n');
+    expect(lines).toEqual([
+      '✖ config: identity: unknown field "sourse"; did you mean "source"? [SIDECAR_CONFIG_INVALID]',
+      '✖ config: inbound[0]: unknown field "lisen"; did you mean "listen"? [SIDECAR_CONFIG_INVALID]',
+      '✖ config: vault.address: expected an http:// or https:// URL such as https://vault.svc:8200, found "vault.svc:8200" (from vault.address, VAULT_ADDR or --vault-addr) [SIDECAR_CONFIG_INVALID]',
+      '✖ config: identity.dnsNames: expected a list, found the string "web.svc" [SIDECAR_CONFIG_INVALID]',
+      '✖ config: inbound[0].listen: is required [SIDECAR_CONFIG_INVALID]',
+      '✖ config: inbound[0].limits.maxConnections: expected a number, found the string "1024" [SIDECAR_CONFIG_INVALID]',
+      '✖ config: tls.profile: expected one of "intermediate", "modern", found the string "strict" [SIDECAR_CONFIG_INVALID]',
+    ]);
+  });
 
   it('names a missing config file', async () => {
     const run = spawnCli(['run', '--config', path.join(dir, 'nope.yaml')]);
