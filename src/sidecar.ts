@@ -183,12 +183,19 @@ export class Sidecar {
         logger: logger.child({ module: 'renewer' }),
       });
     }
-    metrics.watchIdentity({
-      certificateNotAfter: () => this.store.current()?.info.notAfter,
-      nextRenewal: () => this.renewer.nextRenewal,
-      vaultTokenExpiresAt: () => parts.session?.tokenExpiresAt,
-      crlFetchedAt: () => this.trust.crl?.fetchedAt,
-    });
+    metrics.watchIdentity(
+      {
+        certificateNotAfter: () => this.store.current()?.info.notAfter,
+        nextRenewal: () => this.renewer.nextRenewal,
+        vaultTokenExpiresAt: () => parts.session?.tokenExpiresAt,
+        crlFetchedAt: () => this.trust.crl?.fetchedAt,
+      },
+      {
+        source: source.kind,
+        auth: parts.session ? config.vault?.auth.method : undefined,
+        mount: config.vault && config.vault.pki.crl !== 'off' && source.fetchTrust ? config.vault.pki.mount : undefined,
+      },
+    );
     this.audit = new AuditLog(options.auditLogger ?? logger.child({ module: 'audit' }));
     this.admin = new AdminServer(
       config.admin.listen,

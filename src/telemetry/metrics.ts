@@ -119,43 +119,66 @@ export class Metrics {
   }
 
   /** Registers the gauges that are read from the identity's state at scrape time. */
-  watchIdentity(sources: MetricsSources): void {
+  /**
+   * Identity gauges, read at scrape time. Each carries a label saying what it measures (the
+   * certificate source, the Vault auth method, the PKI mount) and is absent while it does not
+   * apply — no token TTL without Vault, no CRL age without CRLs — so an alert on it never fires on
+   * a pod it does not concern (an unlabelled gauge would read 0 there).
+   */
+  watchIdentity(sources: MetricsSources, labels: { source: string; auth?: string | undefined; mount?: string | undefined }): void {
     const age = (since: Date) => (Date.now() - since.getTime()) / 1000;
+    const source = { source: labels.source };
     this.#scrapeGauge(
       'sidecar_cert_expiry_timestamp_seconds',
       'notAfter of the certificate being served, as a Unix timestamp.',
+      source,
       () => sources.certificateNotAfter(),
       seconds,
     );
     this.#scrapeGauge(
       'sidecar_cert_next_renewal_timestamp_seconds',
       'When the next certificate renewal is scheduled, as a Unix timestamp.',
+      source,
       () => sources.nextRenewal(),
       seconds,
     );
-    this.#scrapeGauge(
-      'sidecar_vault_token_ttl_seconds',
-      'Seconds left on the Vault token (absent for a token that never expires).',
-      () => sources.vaultTokenExpiresAt(),
-      (expiresAt) => Math.max(0, -age(expiresAt)),
-    );
-    this.#scrapeGauge(
-      'sidecar_crl_age_seconds',
-      'Seconds since the CRLs were last fetched (absent without CRLs).',
-      () => sources.crlFetchedAt(),
-      age,
-    );
+    if (labels.auth) {
+      this.#scrapeGauge(
+        'sidecar_vault_token_ttl_seconds',
+        'Seconds left on the Vault token (absent for a token that never expires).',
+        { auth: labels.auth },
+        () => sources.vaultTokenExpiresAt(),
+        (expiresAt) => Math.max(0, -age(expiresAt)),
+      );
+    }
+    if (labels.mount) {
+      this.#scrapeGauge(
+        'sidecar_crl_age_seconds',
+        'Seconds since the CRLs were last fetched (absent without CRLs).',
+        { mount: labels.mount },
+        () => sources.crlFetchedAt(),
+        age,
+      );
+    }
   }
 
-  /** A gauge set at scrape time from a date, absent while `read` has none. */
-  #scrapeGauge(name: string, help: string, read: () => Date | undefined, value: (date: Date) => number): void {
+  /** A gauge set at scrape time from a date, with fixed labels; absent while `read` has none. */
+  #scrapeGauge(
+    name: string,
+    help: string,
+    labels: Record<string, string>,
+    read: () => Date | undefined,
+    value: (date: Date) => number,
+  ): void {
     new Gauge({
       name,
       help,
+      labelNames: Object.keys(labels),
       registers: [this.registry],
       collect() {
         const date = read();
-        if (date) this.set(value(date));
+        if (date) this.set(labels, value(date));
+        else this.reset();
       },
     });
   }

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoApp } from '../../src/demo/echo-app.js';
 import { DevCertificateAuthority } from '../../src/identity/dev-ca.js';
 import { waitFor } from '../support/cli.js';
+import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { httpsRequest, startSidecar, stopAllSidecars } from '../support/sidecars.js';
 
 let app: http.Server;
@@ -69,6 +70,11 @@ describe('PEM files', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect((await request()).serverSerial).toBe(secondSerial);
     expect(sidecar.store.current()?.info.serial.replace(/:/g, '').toUpperCase()).toBe(secondSerial.toUpperCase());
+
+    // Metrics that do not apply without Vault are absent, not 0 (a token-TTL alert would fire on 0).
+    const samples = parsePrometheus(await sidecar.metrics.text());
+    expect(samples.filter((s) => /^sidecar_(vault_token_ttl|crl_age)_seconds$/.test(s.name))).toEqual([]);
+    expect(sampleValue(samples, 'sidecar_cert_expiry_timestamp_seconds', { source: 'files' })).toBeGreaterThan(Date.now() / 1000);
   });
 });
 
