@@ -11,7 +11,7 @@ import { describe, expect, inject, it } from 'vitest';
 import type { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
 import { useEchoApp, usePrivateVaults } from '../support/fixtures.js';
-import { type LoadResult, startLoad } from '../support/load.js';
+import { underLoad } from '../support/load.js';
 import { capturingLogger } from '../support/logs.js';
 import { TestPki } from '../support/pki.js';
 import { httpsRequest, issueFromVault, startSidecar } from '../support/sidecars.js';
@@ -106,17 +106,13 @@ describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
     const pki = { mount: vault.pkiMount, role: vault.role, crl, refreshInterval: '5m', issuerCheckInterval: '1s' };
     const { a, b } = await startPair(vault.address, pki);
 
-    const load = startLoad(a.listenerAddress('b').port);
-    let result: LoadResult;
-    try {
+    const result = await underLoad(a.listenerAddress('b').port, async () => {
       await rotateRoot(vault);
       // Both renew at once: each holds its new certificate until peers have had time to trust the issuer.
       for (const sidecar of [a, b]) sidecar.renewer.renewNow();
       await waitFor(() => onIssuer(a, '(rotated)') && onIssuer(b, '(rotated)'), 20_000, 'both sidecars on the new issuer');
       await new Promise((r) => setTimeout(r, 1000));
-    } finally {
-      result = await load.stop();
-    }
+    });
     expect(result.failures).toEqual([]);
     expect(result.ok).toBeGreaterThan(50);
   });
@@ -131,16 +127,12 @@ describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
     // The intermediate's CRL from this mount, the key-less root's from its own (the distribution point).
     for (const sidecar of [a, b]) expect(sidecar.trust.material.crlPems.length).toBe(crl === 'off' ? 0 : 2);
 
-    const load = startLoad(a.listenerAddress('b').port);
-    let result: LoadResult;
-    try {
+    const result = await underLoad(a.listenerAddress('b').port, async () => {
       await signIntermediate(vault, mount, 'second');
       for (const sidecar of [a, b]) sidecar.renewer.renewNow();
       await waitFor(() => onIssuer(a, 'intermediate second') && onIssuer(b, 'intermediate second'), 20_000, 'both on the new intermediate');
       await new Promise((r) => setTimeout(r, 1000));
-    } finally {
-      result = await load.stop();
-    }
+    });
     expect(result.failures).toEqual([]);
     expect(result.ok).toBeGreaterThan(50);
     for (const lines of logs) {
@@ -153,10 +145,8 @@ describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
     const { vault } = await startPrivateVault();
     const pki = { mount: vault.pkiMount, role: vault.role, crl, refreshInterval: '5m', issuerCheckInterval: '1s' };
     const { a, b, logs } = await startPair(vault.address, pki);
-    const load = startLoad(a.listenerAddress('b').port);
-    let result: LoadResult;
     let replacedAt = 0;
-    try {
+    const result = await underLoad(a.listenerAddress('b').port, async () => {
       // Every issuer and key of the mount deleted, a new root generated: no overlap of trust.
       await vaultApi(vault, 'DELETE', `${vault.pkiMount}/root`);
       await vaultApi(vault, 'POST', `${vault.pkiMount}/root/generate/internal`, {
@@ -168,9 +158,7 @@ describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
       // Nobody asks them to renew: each sees its issuer gone at its next check and renews itself.
       await waitFor(() => onIssuer(a, 'replacement') && onIssuer(b, 'replacement'), 20_000, 'both on the new CA');
       await new Promise((r) => setTimeout(r, 2000));
-    } finally {
-      result = await load.stop();
-    }
+    });
     const window = (result.failures.at(-1)?.at ?? replacedAt) - replacedAt;
     expect(window, `failures: ${JSON.stringify(result.failures.slice(0, 5))}`).toBeLessThan(8_000);
     expect(result.ok).toBeGreaterThan(50);

@@ -34,3 +34,15 @@ export function startLoad(port: number, workers = 4): { stop(): Promise<LoadResu
     },
   };
 }
+
+/** Runs `change` while load flows through `port`, and returns what the load saw. */
+export async function underLoad(port: number, change: () => Promise<void>): Promise<LoadResult> {
+  const load = startLoad(port);
+  try {
+    await change();
+  } catch (err) {
+    await load.stop();
+    throw err;
+  }
+  return load.stop();
+}

@@ -3,10 +3,26 @@
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import type { CertificateBundle } from '../../src/identity/bundle.js';
-import { handoverDelayMs, holdForIssuerHandover, issuerRemoved, renewWhenIssuerRemoved } from '../../src/identity/issuer-handover.js';
+import {
+  type HandoverOptions,
+  handoverDelayMs,
+  holdForIssuerHandover,
+  issuerRemoved,
+  renewWhenIssuerRemoved,
+} from '../../src/identity/issuer-handover.js';
 import { TrustStore } from '../../src/identity/trust.js';
 
 const bundle = (trustPem: string[]): CertificateBundle => ({ certPem: 'leaf', keyPem: 'key', chainPem: [], trustPem });
+
+/** Serving a certificate from `old`, a minute's propagation time, no deadline. */
+const handoverOptions = (trust: TrustStore): HandoverOptions => ({
+  trust,
+  refresh: async () => undefined,
+  propagationMs: 60_000,
+  holdUntilAtLatest: () => Number.MAX_SAFE_INTEGER,
+  current: () => bundle(['old']),
+  logger: pino({ level: 'silent' }),
+});
 
 it('publishes at once from issuers trusted since start-up, and holds one first seen later for the propagation time', () => {
   const trust = new TrustStore();
@@ -36,18 +52,7 @@ it('stops holding at once when the renewer stops', async () => {
   trust.update({ caPems: ['old', 'new'], crlPems: [] }, new Date());
   const stopping = new AbortController();
   const started = Date.now();
-  const held = holdForIssuerHandover(
-    bundle(['new']),
-    {
-      trust,
-      refresh: async () => undefined,
-      propagationMs: 60_000,
-      holdUntilAtLatest: () => Number.MAX_SAFE_INTEGER,
-      current: () => bundle(['old']),
-      logger: pino({ level: 'silent' }),
-    },
-    stopping.signal,
-  );
+  const held = holdForIssuerHandover(bundle(['new']), handoverOptions(trust), stopping.signal);
   setTimeout(() => stopping.abort(), 50);
   await held;
   expect(Date.now() - started).toBeLessThan(5_000);
@@ -60,18 +65,7 @@ it("does not hold when the current certificate's issuer has left the mount (a CA
   expect(issuerRemoved(bundle(['old']), trust)).toBe(true);
   expect(issuerRemoved(bundle(['new']), trust)).toBe(false);
   const started = Date.now();
-  await holdForIssuerHandover(
-    bundle(['new']),
-    {
-      trust,
-      refresh: async () => undefined,
-      propagationMs: 60_000,
-      holdUntilAtLatest: () => Number.MAX_SAFE_INTEGER,
-      current: () => bundle(['old']),
-      logger: pino({ level: 'silent' }),
-    },
-    new AbortController().signal,
-  );
+  await holdForIssuerHandover(bundle(['new']), handoverOptions(trust), new AbortController().signal);
   expect(Date.now() - started).toBeLessThan(5_000);
 });
 
