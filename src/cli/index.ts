@@ -2,6 +2,7 @@
 import yargs from 'yargs';
 import type { Environment } from '../config/load.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { certInspectCommand, certInspectOptions } from './cert-inspect.js';
 import { configCheckCommand, configCheckOptions } from './config-check.js';
 import { demoCommand, demoOptions } from './demo.js';
 import { runCommand, runOptions } from './run.js';
@@ -39,7 +40,19 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         )
         .demandCommand(1, 'name an action: config check'),
     )
-    .demandCommand(1, 'name a command: run, demo or config check')
+    .command('cert', 'inspect certificates: files (PEM, PKCS#12) or what an endpoint presents', (cert) =>
+      cert
+        .command(
+          'inspect [file]',
+          'show names, SPIFFE ID, issuer chain, validity, key, usages and fingerprints',
+          certInspectOptions,
+          async (args) => {
+            exitCode = await certInspectCommand(args);
+          },
+        )
+        .demandCommand(1, 'name an action: cert inspect'),
+    )
+    .demandCommand(1, 'name a command: run, demo, config check or cert inspect')
     .strict()
     .help()
     .alias('h', 'help')
