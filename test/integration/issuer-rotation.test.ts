@@ -126,6 +126,9 @@ describe.each(['soft', 'closed', 'off'] as const)('with crl: %s', (crl) => {
     expect(onIssuer(a, 'intermediate first')).toBe(true);
     // The intermediate's CRL from this mount, the key-less root's from its own (the distribution point).
     for (const sidecar of [a, b]) expect(sidecar.trust.material.crlPems.length).toBe(crl === 'off' ? 0 : 2);
+    // …without a failed Vault call (the root's own CRL read answers 500 there) for an alert to see.
+    const crlReads = (await a.metrics.vaultRequestDuration.get()).values.filter((v) => v.labels.operation === 'read-crl');
+    expect(crlReads.filter((v) => v.labels.status !== '200')).toEqual([]);
 
     const result = await underLoad(a.listenerAddress('b').port, async () => {
       await signIntermediate(vault, mount, 'second');
