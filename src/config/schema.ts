@@ -233,6 +233,9 @@ const limits = z
   .strict()
   .default(LIMIT_DEFAULTS);
 
+/** One JSON line per request (http, h2) or connection (tcp), with the peer, status, bytes and duration. Off by default. */
+const accessLog = z.boolean().default(false);
+
 const inboundListener = z
   .object({
     name: listenerName,
@@ -267,6 +270,17 @@ const inboundListener = z
       })
       .strict()
       .optional(),
+    accessLog,
+    metrics: z
+      .object({
+        /**
+         * Label request metrics with the client's SPIFFE ID (`peer`). Each distinct peer is a set of
+         * series; past 100 on one listener, later peers are counted as `other`.
+         */
+        peerLabel: z.boolean().default(false),
+      })
+      .strict()
+      .default({ peerLabel: false }),
   })
   .strict();
 
@@ -282,6 +296,7 @@ const outboundListener = z
     /** h2: the app speaks cleartext HTTP/2 (prior knowledge) and the upstream HTTP/2 over mTLS. */
     mode: z.enum(['http', 'h2', 'tcp']).default('http'),
     limits,
+    accessLog,
   })
   .strict();
 

@@ -18,7 +18,16 @@ function statusFor(code: string | undefined): 400 | 408 | 431 {
 const REASONS = { 400: 'malformed', 408: 'request_timeout', 431: 'headers_too_large' } as const;
 const PHRASES = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' } as const;
 
-export function answerClientErrors(server: http.Server, listener: string, deps: Pick<ListenerDeps, 'metrics' | 'audit'>): void {
+/**
+ * `refused` records a request answered here (metrics, access log); a request that had already
+ * started is recorded when its response closes instead.
+ */
+export function answerClientErrors(
+  server: http.Server,
+  listener: string,
+  deps: Pick<ListenerDeps, 'metrics' | 'audit'>,
+  refused: (status: number, socket: Duplex & { remoteAddress?: string }) => void,
+): void {
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex & { remoteAddress?: string; _httpMessage?: unknown }) => {
     // A client that reset or closed mid-request: nothing to answer, nothing it did wrong. A failed
     // TLS handshake reaches https servers here too; it is reported as tlsClientError, and an HTTP
@@ -30,7 +39,6 @@ export function answerClientErrors(server: http.Server, listener: string, deps: 
     }
     const status = statusFor(err.code);
     deps.metrics.badRequests.inc({ listener, reason: REASONS[status] });
-    deps.metrics.requests.inc({ listener, status: String(status) });
     deps.audit.warn(
       { event: 'bad_request', listener, remoteAddress: socket.remoteAddress, reason: REASONS[status], detail: err.code ?? err.message },
       `refused a request (${status})`,
@@ -46,6 +54,7 @@ export function answerClientErrors(server: http.Server, listener: string, deps: 
       }
       return;
     }
+    refused(status, socket);
     socket.end(`HTTP/1.1 ${status} ${PHRASES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
 }

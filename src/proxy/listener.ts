@@ -1,5 +1,6 @@
 /** What the sidecar composes: every inbound and outbound listener has this shape. */
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../config/parse.js';
@@ -7,9 +8,10 @@ import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import { answerClientErrors } from './client-errors.js';
+import { exchangeRecorder } from './exchanges.js';
 import { applyHttpLimits, applyRawLimits, type ListenerLimits } from './limits.js';
 import { drainRawServer, drainServer, listenOn, trackSockets } from './server-lifecycle.js';
-import { trackConnections, trackRequests } from './server-metrics.js';
+import { type PeerOf, trackConnections, trackRequests, trackStreams, trackTcpConnections } from './server-metrics.js';
 
 export interface Listener {
   readonly name: string;
@@ -33,12 +35,23 @@ export interface ListenerDeps {
 
 export interface ListenerHandleOptions {
   /** The listener's config entry and its index, for its name, address, limits and error messages. */
-  readonly config: { readonly name: string; readonly listen: HostPort; readonly limits: ListenerLimits };
+  readonly config: {
+    readonly name: string;
+    readonly listen: HostPort;
+    readonly limits: ListenerLimits;
+    readonly accessLog: boolean;
+    readonly metrics?: { readonly peerLabel: boolean };
+  };
   readonly index: number;
   readonly direction: 'inbound' | 'outbound';
-  /** http: an HTTP server (request metrics, Node's header timeout, graceful keep-alive drain); raw: a byte or h2 server. */
-  readonly kind: 'http' | 'raw';
+  /**
+   * http: an HTTP/1.1 server (Node's header timeout, graceful keep-alive drain); h2: an HTTP/2
+   * server; tcp: a byte pipe (a TLS server inbound, whose connections are handed over once secure).
+   */
+  readonly kind: 'http' | 'h2' | 'tcp';
   readonly server: NetServer;
+  /** Who is on the other end of a client connection, for the access log and the peer label. */
+  readonly peerOf: PeerOf;
   /** Metrics and audit log the listener reports to. */
   readonly deps: Pick<ListenerDeps, 'metrics' | 'audit'>;
   readonly logger: Logger;
@@ -57,7 +70,15 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
   const { metrics, audit } = opts.deps;
   const { name, limits } = opts.config;
   const field = `${direction}[${opts.index}].listen`;
-  trackConnections(server, name, metrics);
+  trackConnections(server, name, direction, metrics);
+  const record = exchangeRecorder({
+    listener: name,
+    direction,
+    metrics,
+    logger: opts.logger,
+    accessLog: opts.config.accessLog,
+    peerLabel: opts.config.metrics?.peerLabel ?? false,
+  });
   // Inbound (TLS) listeners cap connections that completed a handshake, in connection-gate.ts;
   // outbound ones are plaintext on loopback and use Node's cap, counting what it drops.
   const capConnections = direction === 'outbound';
@@ -86,11 +107,22 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
         'closed a connection whose request body stalled',
       );
     });
-    answerClientErrors(server as http.Server, name, { metrics, audit });
-    trackRequests(server as http.Server, name, metrics);
+    answerClientErrors(server as http.Server, name, { metrics, audit }, (status, socket) =>
+      record({
+        remoteAddress: socket.remoteAddress,
+        peer: undefined,
+        startedAt: process.hrtime.bigint(),
+        bytesReceived: 0,
+        bytesSent: 0,
+        request: { protocol: 'http/1.1', method: '', path: '', status },
+      }),
+    );
+    trackRequests(server as http.Server, record, opts.peerOf);
   } else {
     applyRawLimits(server, limits, capConnections);
     sockets = trackSockets(server);
+    if (opts.kind === 'h2') trackStreams(server as http2.Http2Server, record, opts.peerOf);
+    else trackTcpConnections(server, direction === 'inbound' ? 'secureConnection' : 'connection', record, opts.peerOf);
   }
   let bound: AddressInfo | undefined;
   return {

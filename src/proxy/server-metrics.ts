@@ -1,37 +1,134 @@
-/** Connection, byte and request accounting shared by every listener. */
+/**
+ * Connection, byte and exchange accounting shared by every listener: open connections and bytes
+ * (kept current while connections are open), and the end of every request or tcp connection
+ * handed to the listener's exchange recorder (request metrics, access log).
+ */
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
+import type { PeerIdentity } from '../tls/peer.js';
+import type { ExchangeRecorder } from './exchanges.js';
+import { relayedBytes } from './h2/h2-forward.js';
 
-/** Counts open connections and, when each closes, the bytes it carried. */
-export function trackConnections(server: NetServer, listener: string, metrics: Metrics): void {
+/** Who is on the other end of a client connection (see Exchange.peer). */
+export type PeerOf = (socket: Socket) => PeerIdentity | string | undefined;
+
+/** Paths longer than this are cut in the access log (a request head may hold 16 KiB of path). */
+const MAX_LOGGED_PATH = 2048;
+
+/**
+ * Counts open connections and the bytes they carry. Bytes are added as they flow, not only when a
+ * connection closes: before each scrape every open socket's counts are brought up to date, so a
+ * gRPC or WebSocket stream that lasts hours moves the counters while it runs.
+ */
+export function trackConnections(server: NetServer, listener: string, direction: 'inbound' | 'outbound', metrics: Metrics): void {
+  const labels = { listener, direction };
+  const active = metrics.connectionsActive.labels(labels);
+  const received = metrics.bytesReceived.labels(labels);
+  const sent = metrics.bytesSent.labels(labels);
+  // Bytes of each open socket already added to the counters.
+  const open = new Map<Socket, { read: number; written: number }>();
+  const settle = (socket: Socket, counted: { read: number; written: number }) => {
+    const read = socket.bytesRead;
+    const written = socket.bytesWritten;
+    received.inc(read - counted.read);
+    sent.inc(written - counted.written);
+    counted.read = read;
+    counted.written = written;
+  };
+  metrics.beforeScrape(() => {
+    for (const [socket, counted] of open) settle(socket, counted);
+  });
   server.on('connection', (socket: Socket) => {
-    metrics.connectionsActive.inc({ listener });
+    active.inc();
+    const counted = { read: 0, written: 0 };
+    open.set(socket, counted);
     socket.once('close', () => {
-      metrics.connectionsActive.dec({ listener });
-      metrics.bytes.inc({ listener, direction: 'received' }, socket.bytesRead);
-      metrics.bytes.inc({ listener, direction: 'sent' }, socket.bytesWritten);
+      active.dec();
+      open.delete(socket);
+      settle(socket, counted);
     });
   });
 }
 
-/** Counts each answered request by status and times it to the end of the response. */
-export function trackRequests(server: http.Server, listener: string, metrics: Metrics): void {
-  // Label children bound once: resolving labels on every request is measurable on the hot path.
-  const duration = metrics.requestDuration.labels({ listener });
-  const byStatus = new Map<string, { inc(): void }>();
-  server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
-    const started = process.hrtime.bigint();
+/**
+ * http mode: each request, when its response ends (or the client goes). Bytes are the connection's
+ * between the end of the previous exchange and this one: the request and response, heads included.
+ */
+export function trackRequests(server: http.Server, record: ExchangeRecorder, peerOf: PeerOf): void {
+  const lastCounted = new WeakMap<Socket, { read: number; written: number }>();
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const startedAt = process.hrtime.bigint();
+    const socket = req.socket;
+    const method = req.method ?? '';
     res.once('close', () => {
-      duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      // A response the client abandoned before headers went out has no status worth counting as 200.
-      const status = res.headersSent ? String(res.statusCode) : 'aborted';
-      let counter = byStatus.get(status);
-      if (!counter) {
-        counter = metrics.requests.labels({ listener, status });
-        byStatus.set(status, counter);
-      }
-      counter.inc();
+      const before = lastCounted.get(socket) ?? { read: 0, written: 0 };
+      const after = { read: socket.bytesRead, written: socket.bytesWritten };
+      lastCounted.set(socket, after);
+      record({
+        remoteAddress: socket.remoteAddress,
+        peer: peerOf(socket),
+        startedAt,
+        bytesReceived: after.read - before.read,
+        bytesSent: after.written - before.written,
+        request: {
+          protocol: 'http/1.1',
+          method,
+          // As forwarded: inbound listeners normalize the target before the request goes on.
+          path: (req.url ?? '').slice(0, MAX_LOGGED_PATH),
+          // A response the client abandoned before headers went out has no status worth counting as 200.
+          status: res.headersSent ? res.statusCode : 'aborted',
+        },
+      });
     });
+  });
+}
+
+/** h2 mode: each stream when it closes. Bytes are the DATA relayed each way (HPACK-compressed heads are not counted). */
+export function trackStreams(server: http2.Http2Server | http2.Http2SecureServer, record: ExchangeRecorder, peerOf: PeerOf): void {
+  server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    const startedAt = process.hrtime.bigint();
+    // Read now: the session's socket is a proxy that throws once the session is gone.
+    const socket = stream.session?.socket as Socket | undefined;
+    const remoteAddress = socket?.remoteAddress;
+    const peer = socket ? peerOf(socket) : undefined;
+    const method = String(headers[':method'] ?? '');
+    const path = String(headers[':path'] ?? '').slice(0, MAX_LOGGED_PATH);
+    stream.once('close', () => {
+      const bytes = relayedBytes(stream);
+      const status = stream.headersSent ? Number(stream.sentHeaders[':status']) : 'aborted';
+      record({
+        remoteAddress,
+        peer,
+        startedAt,
+        bytesReceived: bytes.received,
+        bytesSent: bytes.sent,
+        request: { protocol: 'h2', method, path, status },
+      });
+    });
+  });
+}
+
+/** tcp mode: each connection when it closes. `event` is where a connection is handed over: after the handshake on inbound listeners. */
+export function trackTcpConnections(
+  server: NetServer,
+  event: 'connection' | 'secureConnection',
+  record: ExchangeRecorder,
+  peerOf: PeerOf,
+): void {
+  server.on(event, (socket: Socket) => {
+    const startedAt = process.hrtime.bigint();
+    // Read now: after the close a TLS socket no longer has its peer certificate.
+    const peer = peerOf(socket);
+    socket.once('close', () =>
+      record({
+        remoteAddress: socket.remoteAddress,
+        peer,
+        startedAt,
+        bytesReceived: socket.bytesRead,
+        bytesSent: socket.bytesWritten,
+      }),
+    );
   });
 }

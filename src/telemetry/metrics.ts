@@ -87,38 +87,52 @@ export class Metrics {
 
   readonly connectionsActive = new Gauge({
     name: 'sidecar_connections_active',
-    help: 'Open client connections, by listener.',
-    labelNames: ['listener'] as const,
+    help: 'Open client connections, by listener and direction.',
+    labelNames: ['listener', 'direction'] as const,
     registers: [this.registry],
   });
 
   readonly requests = new Counter({
     name: 'sidecar_requests_total',
-    help: 'HTTP requests answered, by listener and status code.',
-    labelNames: ['listener', 'status'] as const,
+    help: "HTTP requests (http and h2 modes) answered, by listener, direction, status code and, where a listener opts in, the peer's SPIFFE ID.",
+    labelNames: ['listener', 'direction', 'status', 'peer'] as const,
     registers: [this.registry],
   });
 
   readonly requestDuration = new Histogram({
     name: 'sidecar_request_duration_seconds',
-    help: 'Time from request to the end of the response, by listener.',
-    labelNames: ['listener'] as const,
+    help: 'Time from request to the end of the response, by listener, direction and (opt-in) peer.',
+    labelNames: ['listener', 'direction', 'peer'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
 
-  readonly bytes = new Counter({
-    name: 'sidecar_bytes_total',
-    help: 'Bytes on client connections, by listener and direction (received from or sent to the client), counted when a connection closes.',
+  /** Both byte counters are brought up to date at every scrape, so a long stream shows while it runs (see server-metrics.ts). */
+  readonly bytesReceived = new Counter({
+    name: 'sidecar_bytes_received_total',
+    help: 'Bytes received from clients of a listener (TLS records included on inbound listeners), by listener and direction.',
     labelNames: ['listener', 'direction'] as const,
     registers: [this.registry],
   });
+
+  readonly bytesSent = new Counter({
+    name: 'sidecar_bytes_sent_total',
+    help: 'Bytes sent to clients of a listener (TLS records included on inbound listeners), by listener and direction.',
+    labelNames: ['listener', 'direction'] as const,
+    registers: [this.registry],
+  });
+
+  /** Runs before every scrape (byte counters of open connections). */
+  readonly #beforeScrape: Array<() => void> = [];
+
+  beforeScrape(update: () => void): void {
+    this.#beforeScrape.push(update);
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Registers the gauges that are read from the identity's state at scrape time. */
   /**
    * Identity gauges, read at scrape time. Each carries a label saying what it measures (the
    * certificate source, the Vault auth method, the PKI mount) and is absent while it does not
@@ -184,6 +198,7 @@ export class Metrics {
   }
 
   text(): Promise<string> {
+    for (const update of this.#beforeScrape) update();
     return this.registry.metrics();
   }
 

@@ -27,7 +27,8 @@ beforeAll(async () => {
   // The app takes its time, so the peer's abuse lands while the sidecar relays the answer.
   app = await startRecordingH2App(150);
   sidecar = await startSidecarUnderAttack({
-    inbound: [{ name: 'grpc', mode: 'h2', target: `127.0.0.1:${app.port}` }],
+    // The access log and peer label on: recording a stream must survive every abuse too.
+    inbound: [{ name: 'grpc', mode: 'h2', target: `127.0.0.1:${app.port}`, accessLog: true, metrics: { peerLabel: true } }],
     outbound: [{ name: 'down', mode: 'h2', target: `127.0.0.1:${await freePort()}`, serverName: 'localhost' }],
   });
 });

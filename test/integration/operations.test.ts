@@ -87,7 +87,7 @@ describe('/metrics', () => {
     expect(sampleValue(samples, 'sidecar_requests_total', { listener: 'dead', status: '502' })).toBe(1);
     expect(sampleValue(samples, 'sidecar_request_duration_seconds_count', { listener: 'app' })).toBe(4);
     expect(sampleValue(samples, 'sidecar_tls_handshake_failures_total', { listener: 'app', reason: 'no_certificate' })).toBe(2);
-    expect(sampleValue(samples, 'sidecar_bytes_total', { listener: 'app', direction: 'received' })).toBeGreaterThan(0);
+    expect(sampleValue(samples, 'sidecar_bytes_received_total', { listener: 'app', direction: 'inbound' })).toBeGreaterThan(0);
     expect(sampleValue(samples, 'sidecar_connections_active', { listener: 'app' })).toBeGreaterThanOrEqual(0);
     expect(sampleValue(samples, 'process_cpu_seconds_total')).toBeGreaterThan(0);
     // Nothing secret in the exposition.

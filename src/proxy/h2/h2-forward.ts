@@ -109,6 +109,13 @@ export function forwardHeaders(
   return out;
 }
 
+/** DATA bytes relayed on each incoming stream, for the access log. */
+const relayed = new WeakMap<http2.Http2Stream, { received: number; sent: number }>();
+
+export function relayedBytes(stream: http2.Http2Stream): { received: number; sent: number } {
+  return relayed.get(stream) ?? { received: 0, sent: 0 };
+}
+
 /** Relays one incoming stream to the session `session()` returns: its response, body and trailers. */
 export function relayStream(
   incoming: http2.ServerHttp2Stream,
@@ -137,7 +144,13 @@ export function relayStream(
   incoming.on('close', () => {
     if (!upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
   });
+  const bytes = { received: 0, sent: 0 };
+  relayed.set(incoming, bytes);
   incoming.pipe(upstream);
+  // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure) as it is.
+  incoming.on('data', (chunk: Buffer) => {
+    bytes.received += chunk.length;
+  });
   upstream.on('response', (responseHeaders) => {
     if (!canRespond(incoming)) {
       upstream.close(NGHTTP2_CANCEL);
@@ -145,6 +158,9 @@ export function relayStream(
     }
     incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
     upstream.pipe(incoming);
+    upstream.on('data', (chunk: Buffer) => {
+      bytes.sent += chunk.length;
+    });
   });
   let trailers: http2.OutgoingHttpHeaders = {};
   upstream.on('trailers', (received) => {

@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../../config/parse.js';
 import type { InboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
+import { peerIdentity } from '../../tls/peer.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
@@ -58,7 +59,8 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
   return listenerHandle({
     config,
     index,
-    kind: 'raw',
+    kind: 'h2',
+    peerOf: (socket) => peerIdentity(socket as TLSSocket),
     direction: 'inbound',
     server,
     deps,

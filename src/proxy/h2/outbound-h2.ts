@@ -34,7 +34,8 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
   return listenerHandle({
     config,
     index,
-    kind: 'raw',
+    kind: 'h2',
+    peerOf: () => upstream.expectedName,
     direction: 'outbound',
     server,
     deps,

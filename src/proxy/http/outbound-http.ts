@@ -47,6 +47,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     config,
     index,
     kind: 'http',
+    peerOf: () => upstream.expectedName,
     direction: 'outbound',
     server,
     deps,

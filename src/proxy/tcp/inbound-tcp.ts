@@ -36,7 +36,8 @@ export function createInboundTcpListener(config: InboundListenerConfig, index: n
   return listenerHandle({
     config,
     index,
-    kind: 'raw',
+    kind: 'tcp',
+    peerOf: (socket) => peerIdentity(socket as tls.TLSSocket),
     direction: 'inbound',
     server,
     deps,

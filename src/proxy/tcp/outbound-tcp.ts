@@ -58,7 +58,8 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
   return listenerHandle({
     config,
     index,
-    kind: 'raw',
+    kind: 'tcp',
+    peerOf: () => upstream.expectedName,
     direction: 'outbound',
     server,
     deps,
