@@ -50,7 +50,7 @@ export interface SidecarOptions {
   readonly auditLogger?: Logger;
 }
 
-function requestedIdentity(config: Config): RequestedIdentity {
+export function requestedIdentity(config: Config): RequestedIdentity {
   const { commonName, dnsNames, ipSans, uriSans, ttl } = config.identity;
   // validateConfig requires commonName for every source but files, whose certificate names itself.
   return { commonName: commonName ?? '', dnsNames, ipSans, uriSans, ttl };

@@ -5,6 +5,7 @@ import { ErrorCodes, SidecarError } from '../errors.js';
 import { certInspectCommand, certInspectOptions } from './cert-inspect.js';
 import { configCheckCommand, configCheckOptions } from './config-check.js';
 import { demoCommand, demoOptions } from './demo.js';
+import { doctorCommand, doctorOptions } from './doctor.js';
 import { runCommand, runOptions } from './run.js';
 
 export async function runCli(argv: readonly string[], env: Environment): Promise<number> {
@@ -26,6 +27,14 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
       demoOptions,
       async (args) => {
         exitCode = await demoCommand(args);
+      },
+    )
+    .command(
+      'doctor',
+      'check a setup end to end: config, Vault (reachable, clock, login, policy, role), certificate, trust and CRLs, ports, upstreams',
+      doctorOptions,
+      async (args) => {
+        exitCode = await doctorCommand(args, env);
       },
     )
     .command('config', 'check a configuration file and print the effective configuration (secrets redacted)', (config) =>
@@ -52,7 +61,7 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         )
         .demandCommand(1, 'name an action: cert inspect'),
     )
-    .demandCommand(1, 'name a command: run, demo, config check or cert inspect')
+    .demandCommand(1, 'name a command: run, doctor, demo, config check or cert inspect')
     .strict()
     .help()
     .alias('h', 'help')

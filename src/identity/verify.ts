@@ -17,7 +17,7 @@ function refuse(reason: string): never {
   throw new SidecarError(ErrorCodes.CERT_REFUSED, `new certificate refused: ${reason}; the current one stays in use`);
 }
 
-function verifyChain(leaf: X509Certificate, bundle: CertificateBundle): void {
+export function verifyChain(leaf: X509Certificate, bundle: CertificateBundle): void {
   const trust = bundle.trustPem.map((pem) => new X509Certificate(pem));
   if (trust.length === 0) refuse('the trust bundle is empty');
   const pool = [...bundle.chainPem.map((pem) => new X509Certificate(pem)), ...trust];

@@ -1,0 +1,32 @@
+/** `vault-mtls-sidecar doctor`: check a setup end to end and say what to fix (see src/doctor/). */
+import type { Argv } from 'yargs';
+import type { Environment } from '../config/load.js';
+import { runDoctor } from '../doctor/doctor.js';
+import { formatReport } from '../doctor/report.js';
+import { type RunArgs, runOptions } from './run.js';
+
+export type DoctorArgs = RunArgs & { output?: string };
+
+export function doctorOptions(yargs: Argv): Argv<DoctorArgs> {
+  return runOptions(yargs)
+    .option('output', {
+      alias: 'o',
+      choices: ['text', 'json'],
+      default: 'text',
+      describe: 'text: a table with the fix under each ✗ and !; json: for scripts',
+    })
+    .demandOption('config', 'doctor checks a configuration: pass --config <file.yaml>');
+}
+
+/** Exit status 1 when any check failed (✗), 0 otherwise (warnings included). */
+export async function doctorCommand(args: DoctorArgs, env: Environment, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  const found = await runDoctor(args.config ?? '', env, {
+    vaultAddr: args['vault-addr'],
+    logLevel: args['log-level'],
+    adminListen: args['admin-listen'],
+  });
+  out.write(
+    args.output === 'json' ? `${JSON.stringify(found, null, 2)}\n` : formatReport(found, `vault-mtls-sidecar doctor: ${args.config}`),
+  );
+  return found.ok ? 0 : 1;
+}

@@ -1,0 +1,315 @@
+/**
+ * The Vault side of `doctor`: reachable (and its TLS), the clock, login, the token's policy, the
+ * PKI role asked for a real certificate with the configured names, the trust bundle and CRLs.
+ * Each check uses the code `run` uses (VaultSession, VaultPkiSource, verifyBundle), so what passes
+ * here is what the sidecar will do.
+ */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { Agent, request } from 'undici';
+import type { Config, VaultConfig } from '../config/schema.js';
+import type { CertificateBundle } from '../identity/bundle.js';
+import { describeBundle } from '../identity/bundle.js';
+import { earliestNextUpdate } from '../identity/crl-dates.js';
+import type { TrustMaterial } from '../identity/trust.js';
+import { verifyBundle } from '../identity/verify.js';
+import { requestedIdentity } from '../sidecar.js';
+import { VaultSession } from '../vault/auth.js';
+import { createVaultClient } from '../vault/client.js';
+import { VaultPkiSource } from '../vault/pki.js';
+import { type CheckResult, fail, pass, skip, warn } from './report.js';
+
+/** Clocks further apart than this get a warning; Vault backdates notBefore by 30 s by default. */
+const CLOCK_WARN_SECONDS = 5;
+const CLOCK_FAIL_SECONDS = 25;
+
+/** What the Vault checks hand on to the listener checks: a certificate and what it must chain to. */
+export interface VaultOutcome {
+  readonly checks: CheckResult[];
+  readonly bundle?: CertificateBundle;
+  readonly trust?: TrustMaterial;
+}
+
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+const errorCode = (err: unknown): string | undefined => {
+  const e = err as { code?: string; cause?: { code?: string } };
+  return e?.cause?.code ?? e?.code;
+};
+
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_HAS_EXPIRED',
+]);
+
+/** A failed sys/health call, as a check with the fix for its cause. */
+function unreachable(vault: VaultConfig, err: unknown): CheckResult {
+  const code = errorCode(err) ?? 'error';
+  const at = vault.address;
+  if (TLS_TRUST_CODES.has(code)) {
+    return fail(
+      'vault.reachable',
+      `${at}: Vault's TLS certificate is not trusted (${code})`,
+      vault.caCert
+        ? `vault.caCert (${vault.caCert}) is not the CA that signed Vault's certificate; point it at that CA`
+        : "set vault.caCert (or VAULT_CACERT) to the CA that signed Vault's certificate",
+    );
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return fail(
+      'vault.reachable',
+      `${at}: Vault's certificate does not carry the host name of vault.address (${code})`,
+      "use the name the certificate carries in vault.address, or reissue Vault's certificate with this name",
+    );
+  }
+  if (/WRONG_VERSION_NUMBER|EPROTO|HPE_|UND_ERR_SOCKET/.test(code)) {
+    return fail(
+      'vault.reachable',
+      `${at}: the server does not speak ${at.startsWith('https') ? 'TLS' : 'plain HTTP'} there (${code})`,
+      `check the scheme of vault.address: ${at.startsWith('https') ? 'http://' : 'https://'}… may be what the server expects`,
+    );
+  }
+  const fixes: Record<string, string> = {
+    ECONNREFUSED: 'nothing listens there: check vault.address (or VAULT_ADDR) and that Vault is running',
+    ENOTFOUND: "the host name does not resolve: check vault.address and the pod's DNS",
+    EAI_AGAIN: "DNS did not answer: check the pod's DNS",
+    UND_ERR_CONNECT_TIMEOUT: 'no answer to connect: check network policies and firewalls between this pod and Vault',
+    UND_ERR_HEADERS_TIMEOUT: `Vault accepted the connection but did not answer within vault.requestTimeout (${vault.requestTimeout}s)`,
+  };
+  return fail('vault.reachable', `${at}: ${code} (${errorText(err)})`, fixes[code] ?? 'check vault.address and the network path to Vault');
+}
+
+/** sys/health without a token: reachable, TLS verified, unsealed; its Date header gives the clock. */
+async function health(vault: VaultConfig): Promise<CheckResult[]> {
+  const dispatcher = new Agent({
+    connect: {
+      rejectUnauthorized: !vault.skipVerify,
+      ...(vault.caCert ? { ca: readFileSync(vault.caCert, 'utf8') } : {}),
+      timeout: vault.requestTimeout * 1000,
+    },
+    headersTimeout: vault.requestTimeout * 1000,
+    bodyTimeout: vault.requestTimeout * 1000,
+  });
+  try {
+    const sent = Date.now();
+    const res = await request(`${vault.address}/v1/sys/health?standbyok=true&perfstandbyok=true`, {
+      dispatcher,
+      headers: vault.namespace ? { 'x-vault-namespace': vault.namespace } : {},
+    });
+    const received = Date.now();
+    const body = (await res.body.json().catch(() => ({}))) as {
+      sealed?: boolean;
+      initialized?: boolean;
+      version?: string;
+      standby?: boolean;
+    };
+    const checks: CheckResult[] = [];
+    const what = `${vault.address} answered in ${received - sent} ms (Vault ${body.version ?? 'version unknown'}${body.standby ? ', standby' : ''})`;
+    const tls = vault.address.startsWith('https') ? (vault.skipVerify ? ', TLS NOT verified' : ', TLS verified') : ', plain HTTP';
+    if (res.statusCode === 503 || body.sealed) {
+      checks.push(fail('vault.reachable', `${what}: Vault is sealed`, 'unseal Vault (vault operator unseal) or check its auto-unseal'));
+    } else if (res.statusCode === 501) {
+      checks.push(fail('vault.reachable', `${what}: Vault is not initialized`, 'initialize Vault (vault operator init)'));
+    } else if (![200, 429, 472, 473].includes(res.statusCode)) {
+      checks.push(fail('vault.reachable', `${what}: sys/health answered HTTP ${res.statusCode}`, 'is vault.address a Vault server?'));
+    } else if (vault.skipVerify && vault.address.startsWith('https')) {
+      checks.push(warn('vault.reachable', `${what}${tls}`, 'vault.skipVerify accepts any server as Vault: set vault.caCert instead'));
+    } else if (!vault.address.startsWith('https') && !isLoopback(vault.address)) {
+      checks.push(
+        warn(
+          'vault.reachable',
+          `${what}${tls}`,
+          'tokens and (with method issue) private keys cross the network in clear: use https:// with vault.caCert',
+        ),
+      );
+    } else checks.push(pass('vault.reachable', `${what}${tls}`));
+    checks.push(clock(res.headers.date, sent, received));
+    return checks;
+  } catch (err) {
+    return [unreachable(vault, err), skip('vault.clock', 'needs vault.reachable')];
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+const isLoopback = (address: string) => ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(address).hostname);
+
+/** This host's clock against Vault's (the HTTP Date header, 1 s resolution, taken at the round trip's midpoint). */
+function clock(dateHeader: string | string[] | undefined, sent: number, received: number): CheckResult {
+  const vaultTime = Date.parse(String(dateHeader ?? ''));
+  if (Number.isNaN(vaultTime)) return skip('vault.clock', 'Vault sent no Date header');
+  // The header is truncated to the second: compare against its middle.
+  const skew = ((sent + received) / 2 - (vaultTime + 500)) / 1000;
+  const text = `this host's clock is ${Math.abs(skew).toFixed(1)} s ${skew >= 0 ? 'ahead of' : 'behind'} Vault's`;
+  const fix =
+    'keep every clock within a few seconds (NTP): a certificate from a clock ahead is "not yet valid" to peers behind it, and Vault backdates notBefore by only 30 s';
+  if (Math.abs(skew) > CLOCK_FAIL_SECONDS) return fail('vault.clock', text, fix);
+  if (Math.abs(skew) > CLOCK_WARN_SECONDS) return warn('vault.clock', text, fix);
+  return pass('vault.clock', text);
+}
+
+const LOGIN_FIXES: Record<string, string> = {
+  token: 'the token (VAULT_TOKEN or vault.auth.tokenFile) is wrong, revoked or expired: get a new one',
+  approle: 'check the role id and the secret id (not expired, not used up: secret_id_num_uses), and the AppRole mount',
+  kubernetes:
+    "check the Vault role's bound_service_account_names and _namespaces against this pod, its audience against the token's, and that Vault can reach the TokenReview API (auth/<mount>/config)",
+  jwt: "check the Vault role's bound_audiences (Kubernetes tokens always carry one), bound_subject, and the auth mount's jwks_url or oidc_discovery_url",
+};
+
+/** Capabilities on a path that allow an operation (root and sudo allow everything). */
+const allows = (capabilities: readonly string[] | undefined, needed: string) =>
+  (capabilities ?? []).some((c) => c === 'root' || c === needed || (needed === 'update' && c === 'create'));
+
+/** Login, the token's policy, the PKI role (a real certificate), trust and CRLs. */
+export async function vaultChecks(config: Config): Promise<VaultOutcome> {
+  const vault = config.vault;
+  if (!vault) return { checks: [] };
+  const checks = await health(vault);
+  const skipRest = (why: string) => ['vault.auth', 'vault.policy', 'pki.role', 'trust.bundle', 'trust.crl'].map((id) => skip(id, why));
+  if (checks[0]?.status === 'fail') return { checks: [...checks, ...skipRest('needs vault.reachable')] };
+
+  const session = new VaultSession(
+    createVaultClient(vault),
+    vault.auth,
+    vault.address,
+    pino({ level: 'silent' }),
+    vault.token,
+    undefined,
+    vault.requestTimeout * 1000,
+  );
+  try {
+    let token: { policies?: string[]; ttl?: number; renewable?: boolean; display_name?: string };
+    try {
+      token = (await session.call<{ data: typeof token }>('lookup-self', 'token lookup-self', (c) => c.tokenLookupSelf())).data;
+    } catch (err) {
+      checks.push(fail('vault.auth', `${vault.auth.method} login: ${errorText(err)}`, LOGIN_FIXES[vault.auth.method] ?? ''));
+      return { checks: [...checks, ...skipRest('needs vault.auth').slice(1)] };
+    }
+    const ttl = token.ttl
+      ? `token TTL ${formatSeconds(token.ttl)}${token.renewable ? ', renewable' : ', not renewable'}`
+      : 'token never expires';
+    checks.push(
+      pass(
+        'vault.auth',
+        `${vault.auth.method} login as ${token.display_name ?? '?'}; policies ${(token.policies ?? []).join(', ')}; ${ttl}`,
+      ),
+    );
+
+    const { mount, role, method } = vault.pki;
+    const issuePath = `${mount}/${method}/${role}`;
+    // Only the issue call needs a grant: a PKI mount serves its issuers and CRLs without a token.
+    try {
+      const answer = await session.call<Record<string, unknown>>('capabilities', 'sys/capabilities-self', (c) =>
+        c.write('sys/capabilities-self', { paths: [issuePath] }),
+      );
+      const capabilities = (answer[issuePath] ?? (answer.data as Record<string, unknown> | undefined)?.[issuePath]) as string[] | undefined;
+      if (allows(capabilities, 'update')) checks.push(pass('vault.policy', `may ${method} on ${issuePath}`));
+      else {
+        checks.push(
+          fail(
+            'vault.policy',
+            `the token's policies do not grant update on ${issuePath} (it has: ${(capabilities ?? []).join(', ') || 'nothing'})`,
+            `add path "${issuePath}" { capabilities = ["update"] } to a policy of the ${vault.auth.method} role (README: Vault setup, step 3)`,
+          ),
+        );
+      }
+    } catch (err) {
+      checks.push(warn('vault.policy', `cannot ask Vault (${errorText(err)})`, 'pki.role below still shows what Vault allows'));
+    }
+
+    const source = new VaultPkiSource(
+      session,
+      mount,
+      role,
+      vault.pki.crl,
+      { certificate: false, token: false },
+      method,
+      config.identity.keyType,
+    );
+    const wanted = requestedIdentity(config);
+    let bundle: CertificateBundle | undefined;
+    try {
+      bundle = await source.issue(wanted);
+      verifyBundle(bundle, wanted, new Date());
+      checks.push(roleResult(bundle, wanted.ttl, issuePath));
+    } catch (err) {
+      checks.push(
+        fail(
+          'pki.role',
+          errorText(err),
+          `the role decides which names it signs: compare identity (commonName, dnsNames, uriSans, ipSans, keyType) with vault read ${mount}/roles/${role} (allowed_domains, allow_subdomains, allowed_uri_sans, key_type)`,
+        ),
+      );
+      bundle = undefined;
+    }
+
+    let trust: TrustMaterial | undefined;
+    try {
+      trust = await source.fetchTrust();
+      checks.push(pass('trust.bundle', `${trust.caPems.length} issuer certificate(s) from ${mount}`));
+    } catch (err) {
+      checks.push(
+        fail(
+          'trust.bundle',
+          errorText(err),
+          `check vault.pki.mount: a PKI mount with a CA (vault list ${mount}/issuers); with a namespace, vault.namespace`,
+        ),
+      );
+      checks.push(skip('trust.crl', 'needs trust.bundle'));
+      return { checks, ...(bundle ? { bundle } : {}) };
+    }
+    checks.push(crlResult(vault.pki.crl, trust));
+    return { checks, ...(bundle ? { bundle, trust } : { trust }) };
+  } finally {
+    session.close();
+  }
+}
+
+function roleResult(bundle: CertificateBundle, requestedTtl: number, issuePath: string): CheckResult {
+  const info = describeBundle(bundle);
+  const names = [...info.uris, ...info.dnsNames, ...info.ipAddresses].join(', ') || 'no SANs';
+  const lifetime = (info.notAfter.getTime() - info.notBefore.getTime()) / 1000;
+  const text = `Vault signed the configured names (${names}) for ${formatSeconds(lifetime)}`;
+  // Vault backdates notBefore, so the lifetime runs a little past the TTL; shorter means capped.
+  if (lifetime < requestedTtl * 0.9) {
+    return warn(
+      'pki.role',
+      `${text}; identity.ttl asks for ${formatSeconds(requestedTtl)}`,
+      `the role's max_ttl or the mount's max-lease-ttl caps it; raise it (vault write ${issuePath.replace(/\/(sign|issue)\//, '/roles/')} max_ttl=…) or lower identity.ttl`,
+    );
+  }
+  return pass('pki.role', text);
+}
+
+function crlResult(mode: 'soft' | 'closed' | 'off', trust: TrustMaterial): CheckResult {
+  if (mode === 'off') return skip('trust.crl', 'vault.pki.crl is off: revoked certificates are accepted');
+  const gaps = trust.crlMissing ?? [];
+  const next = trust.crlNextUpdate ?? earliestNextUpdate(trust.crlPems);
+  if (gaps.length > 0) {
+    const which = gaps.map((g) => `${g.issuer} (${g.reason})`).join('; ');
+    const fix = "read the CRL with the sidecar's token (vault read <mount>/issuer/<id>/crl) or, for a key-less imported CA, accept it";
+    return mode === 'closed'
+      ? fail('trust.crl', `no CRL for ${which}: crl closed refuses its certificates`, fix)
+      : warn('trust.crl', `no CRL for ${which}: crl soft enforces no CRL until every issuer has one`, fix);
+  }
+  if (next && next.getTime() <= Date.now()) {
+    return fail(
+      'trust.crl',
+      `a CRL expired at ${next.toISOString()}: OpenSSL refuses every certificate it covers`,
+      "rebuild it (vault read <mount>/crl/rotate) and check the mount's auto_rebuild (vault read <mount>/config/crl)",
+    );
+  }
+  return pass('trust.crl', `${trust.crlPems.length} CRL(s)${next ? `, next update ${next.toISOString()}` : ''}`);
+}
+
+export function formatSeconds(seconds: number): string {
+  const trim = (value: number) => String(Math.round(value * 10) / 10);
+  const minutes = Math.round(seconds / 60);
+  if (seconds >= 86400 * 2) return `${trim(seconds / 86400)}d`;
+  if (minutes >= 60) return `${trim(minutes / 60)}h`;
+  if (seconds >= 120) return `${minutes}m`;
+  return `${Math.round(seconds)}s`;
+}
