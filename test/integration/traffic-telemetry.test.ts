@@ -3,35 +3,20 @@
  * that move while a connection is open, and the opt-in access log — through real sidecars with
  * Vault certificates, in http, h2 and tcp modes.
  */
-import type http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startEchoApp } from '../../src/demo/echo-app.js';
 import { waitFor } from '../support/cli.js';
+import { useEchoApp } from '../support/fixtures.js';
 import { capturingLogger } from '../support/logs.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
-import { httpGet, httpsRequest, issueFromVault, startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
+import { httpGet, httpsRequest, issueFromVault, startSidecar, vaultSection } from '../support/sidecars.js';
 
 const vault = inject('vault');
 const env = { VAULT_TOKEN: vault.rootToken };
 const CALLER = 'spiffe://test/ns/default/sa/caller';
-let app: http.Server;
-let appPort: number;
-
-beforeAll(async () => {
-  ({
-    server: app,
-    address: { port: appPort },
-  } = await startEchoApp());
-});
-
-afterAll(async () => {
-  await stopAllSidecars();
-  app.closeAllConnections();
-  app.close();
-});
+const app = useEchoApp();
 
 async function scrape(sidecar: { admin: { address(): AddressInfo | undefined } }) {
   return parsePrometheus((await httpGet(sidecar.admin.address()?.port ?? 0, '/metrics')).body);
@@ -48,8 +33,8 @@ describe('http mode through two sidecars', () => {
         vault: vaultSection(vault),
         identity: { commonName: 'orders.test', dnsNames: ['orders.test'], ttl: '10m' },
         inbound: [
-          { name: 'orders', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}`, accessLog: true, metrics: { peerLabel: true } },
-          { name: 'quiet', listen: '127.0.0.1:0', target: `127.0.0.1:${appPort}` },
+          { name: 'orders', listen: '127.0.0.1:0', target: `127.0.0.1:${app.port()}`, accessLog: true, metrics: { peerLabel: true } },
+          { name: 'quiet', listen: '127.0.0.1:0', target: `127.0.0.1:${app.port()}` },
         ],
       },
       env,
