@@ -59,3 +59,8 @@ export function formatError(err: SidecarError): string {
     .map((line) => `${line} [${err.code}]`)
     .join('\n');
 }
+
+/** An error's message, for a line that quotes it; whatever was thrown. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -5,6 +5,7 @@
  */
 import { type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
 import { fileChecks } from './file-checks.js';
 import { contextsFor, outboundChecks, portChecks, selfHandshake } from './network-checks.js';
 import { type CheckResult, type DoctorReport, fail, pass, report, warn } from './report.js';
@@ -15,13 +16,7 @@ export async function runDoctor(configPath: string, env: Environment, overrides:
   try {
     config = loadConfig(configPath, env, overrides);
   } catch (err) {
-    return report([
-      fail(
-        'config',
-        err instanceof Error ? err.message : String(err),
-        'run vault-mtls-sidecar config check for every problem, one per line',
-      ),
-    ]);
+    return report([fail('config', errorMessage(err), 'run vault-mtls-sidecar config check for every problem, one per line')]);
   }
   const checks: CheckResult[] = [
     pass(

@@ -2,20 +2,18 @@
  * `doctor` for certificates from files: what people check by hand with openssl — the files read,
  * the key matches the certificate, the chain verifies against the CA, the dates, the names.
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { describeCertificate } from '../identity/bundle.js';
 import { FileCertificateSource } from '../identity/file-source.js';
 import type { TrustMaterial } from '../identity/trust.js';
-import { verifyChain } from '../identity/verify.js';
-import { type CheckResult, fail, pass, skip, warn } from './report.js';
-import { formatSeconds } from './vault-checks.js';
+import { chainProblem, keyProblem } from '../identity/verify.js';
+import { type CheckResult, fail, pass, roughDuration, skip, warn } from './report.js';
 
 /** Less than this share of its lifetime left: files are not renewed by the sidecar, so say so early. */
 const LOW_VALIDITY_SHARE = 0.2;
-
-const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export async function fileChecks(config: Config): Promise<{ checks: CheckResult[]; bundle?: CertificateBundle; trust?: TrustMaterial }> {
   const files = config.identity.files;
@@ -27,7 +25,7 @@ export async function fileChecks(config: Config): Promise<{ checks: CheckResult[
   } catch (err) {
     return {
       checks: [
-        fail('files.read', errorText(err), 'check the identity.files paths, that the Secret is mounted there, and the PKCS#12 password'),
+        fail('files.read', errorMessage(err), 'check the identity.files paths, that the Secret is mounted there, and the PKCS#12 password'),
         ...['cert.key', 'cert.validity', 'cert.chain', 'cert.names'].map((id) => skip(id, 'needs files.read')),
       ],
     };
@@ -41,29 +39,20 @@ export async function fileChecks(config: Config): Promise<{ checks: CheckResult[
   const leaf = new X509Certificate(bundle.certPem);
   const info = describeCertificate(leaf);
 
-  let keyMatches = false;
-  try {
-    keyMatches = leaf.checkPrivateKey(createPrivateKey(bundle.keyPem));
-  } catch (err) {
+  const wrongKey = keyProblem(leaf, bundle.keyPem);
+  if (wrongKey === 'unparsable') {
+    checks.push(
+      fail('cert.key', 'the private key cannot be parsed', 'the key file must be an unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1)'),
+    );
+  } else if (wrongKey === 'mismatch') {
     checks.push(
       fail(
         'cert.key',
-        `the private key cannot be parsed (${errorText(err)})`,
-        'the key file must be an unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1)',
+        'the private key does not belong to the certificate',
+        'the cert and key files come from different issues: mount the pair from one Secret (tls.crt with tls.key)',
       ),
     );
-  }
-  if (checks.length === 1) {
-    checks.push(
-      keyMatches
-        ? pass('cert.key', `the private key matches the certificate (${leaf.publicKey.asymmetricKeyType})`)
-        : fail(
-            'cert.key',
-            'the private key does not belong to the certificate',
-            'the cert and key files come from different issues: mount the pair from one Secret (tls.crt with tls.key)',
-          ),
-    );
-  }
+  } else checks.push(pass('cert.key', `the private key matches the certificate (${leaf.publicKey.asymmetricKeyType})`));
 
   const now = Date.now();
   const left = (info.notAfter.getTime() - now) / 1000;
@@ -82,27 +71,23 @@ export async function fileChecks(config: Config): Promise<{ checks: CheckResult[
     checks.push(
       warn(
         'cert.validity',
-        `${formatSeconds(left)} left of ${formatSeconds(lifetime)} (until ${info.notAfter.toISOString()})`,
+        `${roughDuration(left)} left of ${roughDuration(lifetime)} (until ${info.notAfter.toISOString()})`,
         'whatever renews these files has not yet: check it (cert-manager Certificate status)',
       ),
     );
   } else
-    checks.push(pass('cert.validity', `${formatSeconds(left)} left of ${formatSeconds(lifetime)} (until ${info.notAfter.toISOString()})`));
+    checks.push(pass('cert.validity', `${roughDuration(left)} left of ${roughDuration(lifetime)} (until ${info.notAfter.toISOString()})`));
 
-  try {
-    verifyChain(leaf, bundle);
-    checks.push(pass('cert.chain', `chains to the CA (${info.issuer})`));
-  } catch (err) {
-    checks.push(
-      fail(
-        'cert.chain',
-        errorText(err)
-          .replace(/^new certificate refused: /, '')
-          .replace(/; the current one stays in use$/, ''),
-        'identity.files.ca must hold the CA that issued the certificate (and the cert file its intermediates, leaf first)',
-      ),
-    );
-  }
+  const unchained = chainProblem(leaf, bundle);
+  checks.push(
+    unchained
+      ? fail(
+          'cert.chain',
+          unchained,
+          'identity.files.ca must hold the CA that issued the certificate (and the cert file its intermediates, leaf first)',
+        )
+      : pass('cert.chain', `chains to the CA (${info.issuer})`),
+  );
 
   const names = [...info.uris, ...info.dnsNames, ...info.ipAddresses];
   if (names.length === 0) {

@@ -8,9 +8,11 @@ import tls from 'node:tls';
 import { pino } from 'pino';
 import { formatHostPort, type HostPort } from '../config/parse.js';
 import type { Config, OutboundListenerConfig } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { IdentityStore } from '../identity/store.js';
 import { type TrustMaterial, TrustStore } from '../identity/trust.js';
+import { listenOn } from '../proxy/server-lifecycle.js';
 import { upstreamFor } from '../proxy/upstream.js';
 import { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, Metrics } from '../telemetry/metrics.js';
@@ -26,8 +28,6 @@ const REFUSAL_WAIT_MS = 300;
 
 const NEEDS_CERTIFICATE = 'needs a certificate the sidecar would serve (see the checks above)';
 
-const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
 /** Whether a vault-mtls-sidecar answers on the admin address: then its listener ports are in use by it. */
 async function runningSidecar(admin: HostPort): Promise<boolean> {
   try {
@@ -38,12 +38,17 @@ async function runningSidecar(admin: HostPort): Promise<boolean> {
   }
 }
 
-function bindable(address: HostPort): Promise<NodeJS.ErrnoException | undefined> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', (err: NodeJS.ErrnoException) => resolve(err));
-    server.listen({ host: address.host, port: address.port, exclusive: true }, () => server.close(() => resolve(undefined)));
-  });
+/** Binds `address` as a listener would (listenOn) and lets go; the bind error when it cannot. */
+async function bindable(address: HostPort, id: string): Promise<NodeJS.ErrnoException | undefined> {
+  const server = net.createServer();
+  try {
+    await listenOn(server, address, id);
+    return undefined;
+  } catch (err) {
+    return (err as Error).cause as NodeJS.ErrnoException;
+  } finally {
+    server.close();
+  }
 }
 
 const BIND_FIXES: Record<string, string> = {
@@ -66,7 +71,7 @@ export async function portChecks(config: Config): Promise<CheckResult[]> {
       checks.push(pass(id, `${where}: any free port`));
       continue;
     }
-    const err = await bindable(listen);
+    const err = await bindable(listen, id);
     if (!err) checks.push(pass(id, `${where} is free`));
     else if (err.code === 'EADDRINUSE' && sidecarRunning)
       checks.push(pass(id, `${where} is in use by the running sidecar (its admin answers)`));
@@ -74,7 +79,7 @@ export async function portChecks(config: Config): Promise<CheckResult[]> {
       checks.push(
         fail(
           id,
-          `${where}: ${err.code ?? errorText(err)}`,
+          `${where}: ${err.code ?? errorMessage(err)}`,
           (BIND_FIXES[err.code ?? ''] ?? 'check the listen address').replace('PORT', String(listen.port)),
         ),
       );
@@ -155,7 +160,7 @@ export async function selfHandshake(contexts: TlsContexts | undefined): Promise<
     const reason = handshakeFailureReason(err as Error & { code?: string });
     return fail(
       'tls.mutual',
-      `a mutual TLS handshake with this certificate fails: ${reason} (${errorText(err)})`,
+      `a mutual TLS handshake with this certificate fails: ${reason} (${errorMessage(err)})`,
       REASON_FIXES[reason] ?? 'see the error',
     );
   } finally {
@@ -208,7 +213,7 @@ export async function outboundChecks(config: Config, contexts: TlsContexts | und
         if (NETWORK_FIXES[code]) return fail(id, `${upstream.targetText}: ${code}`, NETWORK_FIXES[code] ?? '');
         const reason =
           code === REFUSED_AFTER_HANDSHAKE ? 'peer_refused_certificate' : handshakeFailureReason(err as Error & { code?: string });
-        return fail(id, `${upstream.targetText}: ${reason} (${errorText(err)})`, outboundFix(reason, outbound, upstream.expectedName));
+        return fail(id, `${upstream.targetText}: ${reason} (${errorMessage(err)})`, outboundFix(reason, outbound, upstream.expectedName));
       }
     }),
   );

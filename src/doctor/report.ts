@@ -1,4 +1,5 @@
 /** What `doctor` found: one result per check, printed as a table or JSON. */
+import { humanDuration } from '../inspect/certificate-report.js';
 
 /** pass ✓, warn ! (works, but look), fail ✗ (will not work), skip - (an earlier check failed, or it does not apply). */
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
@@ -42,4 +43,9 @@ export function formatReport(doctor: DoctorReport, title: string): string {
     `${count('pass')} passed, ${count('warn')} warnings, ${count('fail')} failed, ${count('skip')} skipped${doctor.ok ? '' : ' — fix the ✗ lines first, from the top'}`,
   );
   return `${lines.join('\n')}\n`;
+}
+
+/** A duration to the minute (TTLs and lifetimes: Vault backdates notBefore, lookups land a second short): "1h", "2d", "59m". */
+export function roughDuration(seconds: number): string {
+  return humanDuration(seconds >= 60 ? Math.round(seconds / 60) * 60_000 : seconds * 1000);
 }

@@ -4,10 +4,10 @@
  * Each check uses the code `run` uses (VaultSession, VaultPkiSource, verifyBundle), so what passes
  * here is what the sidecar will do.
  */
-import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
 import type { Config, VaultConfig } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { describeBundle } from '../identity/bundle.js';
 import { earliestNextUpdate } from '../identity/crl-dates.js';
@@ -15,9 +15,9 @@ import type { TrustMaterial } from '../identity/trust.js';
 import { verifyBundle } from '../identity/verify.js';
 import { requestedIdentity } from '../sidecar.js';
 import { VaultSession } from '../vault/auth.js';
-import { createVaultClient } from '../vault/client.js';
+import { createVaultClient, readVaultCa } from '../vault/client.js';
 import { VaultPkiSource } from '../vault/pki.js';
-import { type CheckResult, fail, pass, skip, warn } from './report.js';
+import { type CheckResult, fail, pass, roughDuration, skip, warn } from './report.js';
 
 /** Clocks further apart than this get a warning; Vault backdates notBefore by 30 s by default. */
 const CLOCK_WARN_SECONDS = 5;
@@ -30,7 +30,6 @@ export interface VaultOutcome {
   readonly trust?: TrustMaterial;
 }
 
-const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 const errorCode = (err: unknown): string | undefined => {
   const e = err as { code?: string; cause?: { code?: string } };
   return e?.cause?.code ?? e?.code;
@@ -79,15 +78,32 @@ function unreachable(vault: VaultConfig, err: unknown): CheckResult {
     UND_ERR_CONNECT_TIMEOUT: 'no answer to connect: check network policies and firewalls between this pod and Vault',
     UND_ERR_HEADERS_TIMEOUT: `Vault accepted the connection but did not answer within vault.requestTimeout (${vault.requestTimeout}s)`,
   };
-  return fail('vault.reachable', `${at}: ${code} (${errorText(err)})`, fixes[code] ?? 'check vault.address and the network path to Vault');
+  return fail(
+    'vault.reachable',
+    `${at}: ${code} (${errorMessage(err)})`,
+    fixes[code] ?? 'check vault.address and the network path to Vault',
+  );
 }
 
 /** sys/health without a token: reachable, TLS verified, unsealed; its Date header gives the clock. */
 async function health(vault: VaultConfig): Promise<CheckResult[]> {
+  let ca: string | undefined;
+  try {
+    ca = readVaultCa(vault);
+  } catch (err) {
+    return [
+      fail(
+        'vault.reachable',
+        errorMessage(err),
+        "point vault.caCert (or VAULT_CACERT) at the PEM file of the CA that signed Vault's certificate",
+      ),
+      skip('vault.clock', 'needs vault.reachable'),
+    ];
+  }
   const dispatcher = new Agent({
     connect: {
       rejectUnauthorized: !vault.skipVerify,
-      ...(vault.caCert ? { ca: readFileSync(vault.caCert, 'utf8') } : {}),
+      ...(ca ? { ca } : {}),
       timeout: vault.requestTimeout * 1000,
     },
     headersTimeout: vault.requestTimeout * 1000,
@@ -168,8 +184,10 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
   const vault = config.vault;
   if (!vault) return { checks: [] };
   const checks = await health(vault);
-  const skipRest = (why: string) => ['vault.auth', 'vault.policy', 'pki.role', 'trust.bundle', 'trust.crl'].map((id) => skip(id, why));
-  if (checks[0]?.status === 'fail') return { checks: [...checks, ...skipRest('needs vault.reachable')] };
+  const afterLogin = ['vault.policy', 'pki.role', 'trust.bundle', 'trust.crl'];
+  if (checks[0]?.status === 'fail') {
+    return { checks: [...checks, ...['vault.auth', ...afterLogin].map((id) => skip(id, 'needs vault.reachable'))] };
+  }
 
   const session = new VaultSession(
     createVaultClient(vault),
@@ -185,11 +203,11 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
     try {
       token = (await session.call<{ data: typeof token }>('lookup-self', 'token lookup-self', (c) => c.tokenLookupSelf())).data;
     } catch (err) {
-      checks.push(fail('vault.auth', `${vault.auth.method} login: ${errorText(err)}`, LOGIN_FIXES[vault.auth.method] ?? ''));
-      return { checks: [...checks, ...skipRest('needs vault.auth').slice(1)] };
+      checks.push(fail('vault.auth', `${vault.auth.method} login: ${errorMessage(err)}`, LOGIN_FIXES[vault.auth.method] ?? ''));
+      return { checks: [...checks, ...afterLogin.map((id) => skip(id, 'needs vault.auth'))] };
     }
     const ttl = token.ttl
-      ? `token TTL ${formatSeconds(token.ttl)}${token.renewable ? ', renewable' : ', not renewable'}`
+      ? `token TTL ${roughDuration(token.ttl)}${token.renewable ? ', renewable' : ', not renewable'}`
       : 'token never expires';
     checks.push(
       pass(
@@ -217,7 +235,7 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
         );
       }
     } catch (err) {
-      checks.push(warn('vault.policy', `cannot ask Vault (${errorText(err)})`, 'pki.role below still shows what Vault allows'));
+      checks.push(warn('vault.policy', `cannot ask Vault (${errorMessage(err)})`, 'pki.role below still shows what Vault allows'));
     }
 
     const source = new VaultPkiSource(
@@ -239,7 +257,7 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
       checks.push(
         fail(
           'pki.role',
-          errorText(err),
+          errorMessage(err),
           `the role decides which names it signs: compare identity (commonName, dnsNames, uriSans, ipSans, keyType) with vault read ${mount}/roles/${role} (allowed_domains, allow_subdomains, allowed_uri_sans, key_type)`,
         ),
       );
@@ -254,7 +272,7 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
       checks.push(
         fail(
           'trust.bundle',
-          errorText(err),
+          errorMessage(err),
           `check vault.pki.mount: a PKI mount with a CA (vault list ${mount}/issuers); with a namespace, vault.namespace`,
         ),
       );
@@ -272,12 +290,12 @@ function roleResult(bundle: CertificateBundle, requestedTtl: number, issuePath: 
   const info = describeBundle(bundle);
   const names = [...info.uris, ...info.dnsNames, ...info.ipAddresses].join(', ') || 'no SANs';
   const lifetime = (info.notAfter.getTime() - info.notBefore.getTime()) / 1000;
-  const text = `Vault signed the configured names (${names}) for ${formatSeconds(lifetime)}`;
+  const text = `Vault signed the configured names (${names}) for ${roughDuration(lifetime)}`;
   // Vault backdates notBefore, so the lifetime runs a little past the TTL; shorter means capped.
   if (lifetime < requestedTtl * 0.9) {
     return warn(
       'pki.role',
-      `${text}; identity.ttl asks for ${formatSeconds(requestedTtl)}`,
+      `${text}; identity.ttl asks for ${roughDuration(requestedTtl)}`,
       `the role's max_ttl or the mount's max-lease-ttl caps it; raise it (vault write ${issuePath.replace(/\/(sign|issue)\//, '/roles/')} max_ttl=…) or lower identity.ttl`,
     );
   }
@@ -303,13 +321,4 @@ function crlResult(mode: 'soft' | 'closed' | 'off', trust: TrustMaterial): Check
     );
   }
   return pass('trust.crl', `${trust.crlPems.length} CRL(s)${next ? `, next update ${next.toISOString()}` : ''}`);
-}
-
-export function formatSeconds(seconds: number): string {
-  const trim = (value: number) => String(Math.round(value * 10) / 10);
-  const minutes = Math.round(seconds / 60);
-  if (seconds >= 86400 * 2) return `${trim(seconds / 86400)}d`;
-  if (minutes >= 60) return `${trim(minutes / 60)}h`;
-  if (seconds >= 120) return `${minutes}m`;
-  return `${Math.round(seconds)}s`;
 }

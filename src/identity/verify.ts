@@ -17,19 +17,29 @@ function refuse(reason: string): never {
   throw new SidecarError(ErrorCodes.CERT_REFUSED, `new certificate refused: ${reason}; the current one stays in use`);
 }
 
-export function verifyChain(leaf: X509Certificate, bundle: CertificateBundle): void {
+/** Why the leaf does not chain to the bundle's trust anchors (through its intermediates), or undefined when it does. */
+export function chainProblem(leaf: X509Certificate, bundle: CertificateBundle): string | undefined {
   const trust = bundle.trustPem.map((pem) => new X509Certificate(pem));
-  if (trust.length === 0) refuse('the trust bundle is empty');
+  if (trust.length === 0) return 'the trust bundle is empty';
   const pool = [...bundle.chainPem.map((pem) => new X509Certificate(pem)), ...trust];
   let current = leaf;
   for (let depth = 0; depth < MAX_CHAIN_DEPTH; depth++) {
-    if (trust.some((anchor) => anchor.raw.equals(current.raw))) return;
+    if (trust.some((anchor) => anchor.raw.equals(current.raw))) return undefined;
     const issuer = pool.find((c) => current.checkIssued(c) && current.verify(c.publicKey));
-    if (!issuer) refuse(`it does not chain to the trust bundle (no issuer found for "${current.subject.replace(/\n/g, ', ')}")`);
-    if (issuer.raw.equals(current.raw)) refuse('it chains to a self-signed certificate outside the trust bundle');
+    if (!issuer) return `it does not chain to the trust bundle (no issuer found for "${current.subject.replace(/\n/g, ', ')}")`;
+    if (issuer.raw.equals(current.raw)) return 'it chains to a self-signed certificate outside the trust bundle';
     current = issuer;
   }
-  refuse('its chain is too long');
+  return 'its chain is too long';
+}
+
+/** Whether the private key goes with the leaf: undefined when it does. */
+export function keyProblem(leaf: X509Certificate, keyPem: string): 'mismatch' | 'unparsable' | undefined {
+  try {
+    return leaf.checkPrivateKey(createPrivateKey(keyPem)) ? undefined : 'mismatch';
+  } catch {
+    return 'unparsable';
+  }
 }
 
 function verifyNames(leaf: X509Certificate, wanted: RequestedIdentity): void {
@@ -49,20 +59,17 @@ export function verifyBundle(bundle: CertificateBundle, wanted: RequestedIdentit
   } catch {
     refuse('it is not a valid PEM certificate');
   }
-  let keyMatches = false;
-  try {
-    keyMatches = leaf.checkPrivateKey(createPrivateKey(bundle.keyPem));
-  } catch {
-    refuse('its private key cannot be parsed');
-  }
-  if (!keyMatches) refuse('its private key does not match the certificate');
+  const wrongKey = keyProblem(leaf, bundle.keyPem);
+  if (wrongKey === 'unparsable') refuse('its private key cannot be parsed');
+  if (wrongKey === 'mismatch') refuse('its private key does not match the certificate');
   const notBefore = new Date(leaf.validFrom).getTime();
   const notAfter = new Date(leaf.validTo).getTime();
   if (notAfter <= now.getTime()) refuse(`it expired at ${new Date(notAfter).toISOString()}`);
   if (notBefore > now.getTime() + CLOCK_SKEW_MS) {
     refuse(`it is not valid before ${new Date(notBefore).toISOString()}; check the clocks of Vault and this host`);
   }
-  verifyChain(leaf, bundle);
+  const unchained = chainProblem(leaf, bundle);
+  if (unchained) refuse(unchained);
   verifyNames(leaf, wanted);
   // What TLS will load, loaded once here: a chain or key OpenSSL refuses must not get published.
   try {

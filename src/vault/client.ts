@@ -9,19 +9,22 @@ import { ErrorCodes, SidecarError } from '../errors.js';
 
 export type VaultClient = nodeVault.client;
 
-export function createVaultClient(config: VaultConfig): VaultClient {
-  let ca: string | undefined;
-  if (config.caCert) {
-    try {
-      ca = readFileSync(config.caCert, 'utf8');
-    } catch (err) {
-      throw new SidecarError(
-        ErrorCodes.CONFIG_INVALID,
-        `config: vault.caCert: cannot read ${config.caCert} (${(err as NodeJS.ErrnoException).code}); check VAULT_CACERT`,
-        { cause: err },
-      );
-    }
+/** vault.caCert's contents, or undefined without one; an unreadable file is a config error that names it. */
+export function readVaultCa(config: Pick<VaultConfig, 'caCert'>): string | undefined {
+  if (!config.caCert) return undefined;
+  try {
+    return readFileSync(config.caCert, 'utf8');
+  } catch (err) {
+    throw new SidecarError(
+      ErrorCodes.CONFIG_INVALID,
+      `config: vault.caCert: cannot read ${config.caCert} (${(err as NodeJS.ErrnoException).code}); check VAULT_CACERT`,
+      { cause: err },
+    );
   }
+}
+
+export function createVaultClient(config: VaultConfig): VaultClient {
+  const ca = readVaultCa(config);
   return nodeVault({
     apiVersion: 'v1',
     endpoint: config.address,

@@ -134,6 +134,17 @@ describe('with Vault', () => {
     }
   });
 
+  it('✗ vault.reachable: a vault.caCert that cannot be read is a finding, not a crash', async () => {
+    const raw = await goodVaultConfig();
+    const caCert = path.join(dir, 'no-such-ca.pem');
+    const found = await runDoctor(configFile({ ...raw, vault: { ...(raw.vault as object), caCert } }), {});
+    expect(check(found, 'vault.reachable')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining(`cannot read ${caCert} (ENOENT)`),
+    });
+    expect(check(found, 'pki.role')?.status).toBe('skip');
+  });
+
   it('✗ vault.clock: this host 90 s ahead of Vault (faketime), from the command line', async () => {
     const file = configFile(await goodVaultConfig());
     const { stdout, code } = await new Promise<{ stdout: string; code: number }>((resolve) =>
