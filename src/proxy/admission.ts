@@ -10,7 +10,7 @@ import { type ErrorCode, ErrorCodes } from '../errors.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
 import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
-import { type PeerIdentity, peerIdentity } from '../tls/peer.js';
+import { nameOf, type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { type ConnectionGate, gateConnections } from './connection-gate.js';
 import type { ListenerDeps } from './listener.js';
 import { normalizeTarget } from './request-target.js';
@@ -135,7 +135,7 @@ export function refusal(
   if (!ctx.policy) return undefined;
   const decision = ctx.policy.decide(peer, request);
   if (decision.allowed) return undefined;
-  const who = peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
+  const who = nameOf(peer);
   const dryRun = ctx.policy.config.dryRun;
   const what = request ? 'request' : 'connection';
   ctx.audit.record(

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { PeerIdentity } from '../tls/peer.js';
+import { nameOf, type PeerIdentity, spiffeId } from '../tls/peer.js';
 
 /** Distinct peers a listener labels its request metrics with; later ones are counted as `other`. */
 export const MAX_PEER_LABELS = 100;
@@ -38,15 +38,19 @@ export interface ExchangeRecorderOptions {
   readonly peerLabel: boolean;
 }
 
-export type ExchangeRecorder = (exchange: Exchange) => void;
-
-/** A peer as the access log names it: its SPIFFE ID, else its first URI or DNS name, else its subject. */
-export function peerName(peer: PeerIdentity | string | undefined): string | undefined {
-  if (peer === undefined || typeof peer === 'string') return peer;
-  return spiffeId(peer) ?? peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
+export interface ExchangeRecorder {
+  (exchange: Exchange): void;
+  /**
+   * Whether exchanges need their peer and bytes (access log or peer label on). Off by default, so
+   * the per-request path skips that bookkeeping and the exchange carries no peer and zero bytes.
+   */
+  readonly detailed: boolean;
 }
 
-const spiffeId = (peer: PeerIdentity) => peer.uris.find((uri) => uri.startsWith('spiffe://'));
+/** A peer as the access log names it; outbound, the upstream's expected name. */
+export function peerName(peer: PeerIdentity | string | undefined): string | undefined {
+  return peer === undefined || typeof peer === 'string' ? peer : nameOf(peer);
+}
 
 export function exchangeRecorder(opts: ExchangeRecorderOptions): ExchangeRecorder {
   const { listener, direction, metrics } = opts;
@@ -57,23 +61,22 @@ export function exchangeRecorder(opts: ExchangeRecorderOptions): ExchangeRecorde
   const counters = new Map<string, { inc(): void }>();
   const histograms = new Map<string, { observe(value: number): void }>();
 
-  return (exchange) => {
+  const record = (exchange: Exchange) => {
     const seconds = Number(process.hrtime.bigint() - exchange.startedAt) / 1e9;
     const { request } = exchange;
     if (request) {
       const peer = peerLabel?.(typeof exchange.peer === 'object' ? (spiffeId(exchange.peer) ?? 'none') : 'none');
       const status = String(request.status);
-      const labels = peer === undefined ? { listener, direction } : { listener, direction, peer };
-      const counterKey = `${status} ${peer ?? ''}`;
-      let counter = counters.get(counterKey);
+      const key = peer === undefined ? status : `${status} ${peer}`;
+      let counter = counters.get(key);
       if (!counter) {
-        counter = metrics.requests.labels({ ...labels, status });
-        counters.set(counterKey, counter);
+        counter = metrics.requests.labels(peer === undefined ? { listener, direction, status } : { listener, direction, status, peer });
+        counters.set(key, counter);
       }
       counter.inc();
       let histogram = histograms.get(peer ?? '');
       if (!histogram) {
-        histogram = metrics.requestDuration.labels(labels);
+        histogram = metrics.requestDuration.labels(peer === undefined ? { listener, direction } : { listener, direction, peer });
         histograms.set(peer ?? '', histogram);
       }
       histogram.observe(seconds);
@@ -90,6 +93,7 @@ export function exchangeRecorder(opts: ExchangeRecorderOptions): ExchangeRecorde
       request ? 'request' : 'connection',
     );
   };
+  return Object.assign(record, { detailed: opts.accessLog || opts.peerLabel });
 }
 
 /** Passes the first `max` distinct values through and maps every later one to `other`, so a label's series stay bounded. */

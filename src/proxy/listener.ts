@@ -2,16 +2,19 @@
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../config/parse.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { TlsContexts } from '../tls/contexts.js';
+import { peerIdentity } from '../tls/peer.js';
 import { answerClientErrors } from './client-errors.js';
 import { exchangeRecorder } from './exchanges.js';
 import { applyHttpLimits, applyRawLimits, type ListenerLimits } from './limits.js';
 import { drainRawServer, drainServer, listenOn, trackSockets } from './server-lifecycle.js';
 import { type PeerOf, trackConnections, trackRequests, trackStreams, trackTcpConnections } from './server-metrics.js';
+import type { Upstream } from './upstream.js';
 
 export interface Listener {
   readonly name: string;
@@ -38,6 +41,7 @@ export interface ListenerHandleOptions {
   readonly config: {
     readonly name: string;
     readonly listen: HostPort;
+    readonly target: HostPort;
     readonly limits: ListenerLimits;
     readonly accessLog: boolean;
     readonly metrics?: { readonly peerLabel: boolean };
@@ -50,13 +54,14 @@ export interface ListenerHandleOptions {
    */
   readonly kind: 'http' | 'h2' | 'tcp';
   readonly server: NetServer;
-  /** Who is on the other end of a client connection, for the access log and the peer label. */
-  readonly peerOf: PeerOf;
+  /**
+   * Outbound listeners: the upstream, whose expected name is the peer of every exchange (inbound
+   * listeners name the client's verified certificate).
+   */
+  readonly upstream?: Pick<Upstream, 'expectedName'>;
   /** Metrics and audit log the listener reports to. */
   readonly deps: Pick<ListenerDeps, 'metrics' | 'audit'>;
   readonly logger: Logger;
-  /** Logged with "listener ready": target, expected name. */
-  readonly details: Record<string, unknown>;
   /** Runs after the drain: release upstream pools and sessions. */
   readonly afterDrain?: () => void;
 }
@@ -71,6 +76,8 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
   const { name, limits } = opts.config;
   const field = `${direction}[${opts.index}].listen`;
   trackConnections(server, name, direction, metrics);
+  const expectedName = opts.upstream?.expectedName;
+  const peerOf: PeerOf = expectedName === undefined ? (socket) => peerIdentity(socket as TLSSocket) : () => expectedName;
   const record = exchangeRecorder({
     listener: name,
     direction,
@@ -117,12 +124,12 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
         request: { protocol: 'http/1.1', method: '', path: '', status },
       }),
     );
-    trackRequests(server as http.Server, record, opts.peerOf);
+    trackRequests(server as http.Server, record, peerOf);
   } else {
     applyRawLimits(server, limits, capConnections);
     sockets = trackSockets(server);
-    if (opts.kind === 'h2') trackStreams(server as http2.Http2Server, record, opts.peerOf);
-    else trackTcpConnections(server, direction === 'inbound' ? 'secureConnection' : 'connection', record, opts.peerOf);
+    if (opts.kind === 'h2') trackStreams(server as http2.Http2Server, record, peerOf);
+    else trackTcpConnections(server, direction === 'inbound' ? 'secureConnection' : 'connection', record, peerOf);
   }
   let bound: AddressInfo | undefined;
   return {
@@ -131,7 +138,11 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
     async listen() {
       bound = await listenOn(server, opts.config.listen, field);
       opts.logger.info(
-        { address: formatHostPort({ host: bound.address, port: bound.port }), ...opts.details },
+        {
+          address: formatHostPort({ host: bound.address, port: bound.port }),
+          target: formatHostPort(opts.config.target),
+          ...(expectedName === undefined ? {} : { expectedName }),
+        },
         `${direction} listener ready`,
       );
       return bound;

@@ -14,6 +14,9 @@ import { relayedBytes } from './h2/h2-forward.js';
 /** Who is on the other end of a client connection (see Exchange.peer). */
 export type PeerOf = (socket: Socket) => PeerIdentity | string | undefined;
 
+/** The exchange's details when the recorder does not use them (see ExchangeRecorder.detailed). */
+const UNDETAILED = { remoteAddress: undefined, peer: undefined, bytesReceived: 0, bytesSent: 0 } as const;
+
 /** Paths longer than this are cut in the access log (a request head may hold 16 KiB of path). */
 const MAX_LOGGED_PATH = 2048;
 
@@ -60,9 +63,16 @@ export function trackRequests(server: http.Server, record: ExchangeRecorder, pee
   const lastCounted = new WeakMap<Socket, { read: number; written: number }>();
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const startedAt = process.hrtime.bigint();
-    const socket = req.socket;
     const method = req.method ?? '';
+    // Taken now: by the response's close the request may be detached from its socket.
+    const socket = req.socket;
     res.once('close', () => {
+      // A response the client abandoned before headers went out has no status worth counting as 200.
+      const status = res.headersSent ? res.statusCode : 'aborted';
+      if (!record.detailed) {
+        record({ ...UNDETAILED, startedAt, request: { protocol: 'http/1.1', method, path: '', status } });
+        return;
+      }
       const before = lastCounted.get(socket) ?? { read: 0, written: 0 };
       const after = { read: socket.bytesRead, written: socket.bytesWritten };
       lastCounted.set(socket, after);
@@ -72,14 +82,8 @@ export function trackRequests(server: http.Server, record: ExchangeRecorder, pee
         startedAt,
         bytesReceived: after.read - before.read,
         bytesSent: after.written - before.written,
-        request: {
-          protocol: 'http/1.1',
-          method,
-          // As forwarded: inbound listeners normalize the target before the request goes on.
-          path: (req.url ?? '').slice(0, MAX_LOGGED_PATH),
-          // A response the client abandoned before headers went out has no status worth counting as 200.
-          status: res.headersSent ? res.statusCode : 'aborted',
-        },
+        // As forwarded: inbound listeners normalize the target before the request goes on.
+        request: { protocol: 'http/1.1', method, path: (req.url ?? '').slice(0, MAX_LOGGED_PATH), status },
       });
     });
   });
@@ -89,12 +93,12 @@ export function trackRequests(server: http.Server, record: ExchangeRecorder, pee
 export function trackStreams(server: http2.Http2Server | http2.Http2SecureServer, record: ExchangeRecorder, peerOf: PeerOf): void {
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const startedAt = process.hrtime.bigint();
+    const method = String(headers[':method'] ?? '');
     // Read now: the session's socket is a proxy that throws once the session is gone.
-    const socket = stream.session?.socket as Socket | undefined;
+    const socket = record.detailed ? (stream.session?.socket as Socket | undefined) : undefined;
     const remoteAddress = socket?.remoteAddress;
     const peer = socket ? peerOf(socket) : undefined;
-    const method = String(headers[':method'] ?? '');
-    const path = String(headers[':path'] ?? '').slice(0, MAX_LOGGED_PATH);
+    const path = record.detailed ? String(headers[':path'] ?? '').slice(0, MAX_LOGGED_PATH) : '';
     stream.once('close', () => {
       const bytes = relayedBytes(stream);
       const status = stream.headersSent ? Number(stream.sentHeaders[':status']) : 'aborted';
@@ -120,7 +124,7 @@ export function trackTcpConnections(
   server.on(event, (socket: Socket) => {
     const startedAt = process.hrtime.bigint();
     // Read now: after the close a TLS socket no longer has its peer certificate.
-    const peer = peerOf(socket);
+    const peer = record.detailed ? peerOf(socket) : undefined;
     socket.once('close', () =>
       record({
         remoteAddress: socket.remoteAddress,

@@ -15,6 +15,14 @@ export interface PeerIdentity {
   readonly ca: boolean;
 }
 
+/** The peer's SPIFFE ID: its first spiffe:// URI SAN. */
+export const spiffeId = (peer: PeerIdentity): string | undefined => peer.uris.find((uri) => uri.startsWith('spiffe://'));
+
+/** How logs and refusals name a peer: its SPIFFE ID, else its first URI or DNS name, else its subject. */
+export function nameOf(peer: PeerIdentity): string {
+  return spiffeId(peer) ?? peer.uris[0] ?? peer.dnsNames[0] ?? peer.subject;
+}
+
 /**
  * `read` memoised per key (a connection, or the identity read from it): on a keep-alive
  * connection, decoding the certificate, hashing it and formatting headers would otherwise repeat

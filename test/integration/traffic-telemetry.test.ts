@@ -252,6 +252,69 @@ describe('h2 mode', () => {
     const samples = await scrape(b);
     expect(sampleValue(samples, 'sidecar_requests_total', { listener: 'grpc', direction: 'inbound', status: '201', peer: CALLER })).toBe(1);
   });
+
+  it('records a stream the client cancelled and a session cut by a TCP reset as aborted, and serves the next call', async () => {
+    const logs = capturingLogger();
+    const sidecar = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: { commonName: 'grpc.test', dnsNames: ['grpc.test'], ttl: '10m' },
+        inbound: [
+          {
+            name: 'grpc',
+            mode: 'h2',
+            listen: '127.0.0.1:0',
+            target: `127.0.0.1:${(h2app.address() as AddressInfo).port}`,
+            accessLog: true,
+          },
+        ],
+      },
+      env,
+      { logger: logs.logger },
+    );
+    const client = await issueFromVault(vault, 'caller.test', [CALLER]);
+    // Over a TCP socket of our own, so the test can reset it (a TLS socket cannot be reset itself).
+    const tcpSockets: net.Socket[] = [];
+    const connect = () =>
+      http2
+        .connect(`https://127.0.0.1:${sidecar.listenerAddress('grpc').port}`, {
+          createConnection: () => {
+            const tcp = net.connect(sidecar.listenerAddress('grpc').port, '127.0.0.1');
+            tcpSockets.push(tcp);
+            return tls.connect({ socket: tcp, ...client, servername: 'grpc.test', ALPNProtocols: ['h2'] });
+          },
+        })
+        .on('error', () => undefined);
+    const uploadThen = async (session: http2.ClientHttp2Session, cut: (req: http2.ClientHttp2Stream) => void) => {
+      const req = session.request({ ':method': 'POST', ':path': '/upload' });
+      req.on('error', () => undefined);
+      req.write(Buffer.alloc(4000, 1));
+      await new Promise((r) => setTimeout(r, 100));
+      cut(req);
+    };
+    const cancelled = connect();
+    await uploadThen(cancelled, (req) => req.close(http2.constants.NGHTTP2_CANCEL));
+    const cut = connect();
+    await uploadThen(cut, () => tcpSockets[1]?.resetAndDestroy());
+    await waitFor(() => accessLines(logs.lines, 'grpc').length === 2, 5000, 'two access lines');
+    for (const line of accessLines(logs.lines, 'grpc')) expect(line).toMatchObject({ status: 'aborted', path: '/upload', bytesSent: 0 });
+
+    const good = connect();
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = good.request({ ':method': 'POST', ':path': '/after' });
+        req.on('response', (headers) => resolve(Number(headers[':status'])));
+        req.on('error', reject);
+        req.end('ok');
+      });
+      expect(status).toBe(201);
+    } finally {
+      good.close();
+      cancelled.close();
+    }
+    await waitFor(() => accessLines(logs.lines, 'grpc').length === 3, 5000, 'the third access line');
+    expect(accessLines(logs.lines, 'grpc')[2]).toMatchObject({ status: 201, path: '/after', bytesReceived: 2 });
+  });
 });
 
 describe('tcp mode', () => {
@@ -317,6 +380,58 @@ describe('tcp mode', () => {
     const total = sampleValue(closed, 'sidecar_bytes_received_total', { listener: 'db', direction: 'inbound' }) ?? 0;
     expect(total).toBeGreaterThanOrEqual(300_000);
     expect(total).toBeLessThan(330_000);
+    tcpApp.close();
+  });
+
+  it('logs a connection the client reset mid-upload, and serves the next one', async () => {
+    let appReceived = 0;
+    const tcpApp = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.on('data', (c) => {
+        appReceived += c.length;
+        socket.write(c);
+      });
+    });
+    await new Promise<void>((resolve) => tcpApp.listen(0, '127.0.0.1', resolve));
+    const logs = capturingLogger();
+    const sidecar = await startSidecar(
+      {
+        vault: vaultSection(vault),
+        identity: { commonName: 'db.test', dnsNames: ['localhost'], ttl: '10m' },
+        inbound: [
+          {
+            name: 'db',
+            mode: 'tcp',
+            listen: '127.0.0.1:0',
+            target: `127.0.0.1:${(tcpApp.address() as AddressInfo).port}`,
+            accessLog: true,
+          },
+        ],
+      },
+      env,
+      { logger: logs.logger },
+    );
+    const client = await issueFromVault(vault, 'caller.test', [CALLER]);
+    const dial = async () => {
+      const tcp = net.connect(sidecar.listenerAddress('db').port, '127.0.0.1');
+      const socket = tls.connect({ socket: tcp, ...client, servername: 'localhost' });
+      socket.on('error', () => undefined);
+      await new Promise((resolve) => socket.once('secureConnect', resolve));
+      return { socket, tcp };
+    };
+    const { socket: rude, tcp: rudeTcp } = await dial();
+    rude.write(Buffer.alloc(50_000, 1));
+    await waitFor(() => appReceived === 50_000, 5000, 'the app to receive 50 kB');
+    rudeTcp.resetAndDestroy();
+    await waitFor(() => accessLines(logs.lines, 'db').length === 1, 5000, 'the access line');
+    expect(accessLines(logs.lines, 'db')[0]).toMatchObject({ peer: CALLER, msg: 'connection', bytesReceived: 50_000 });
+
+    const { socket: polite } = await dial();
+    const echoed = new Promise<string>((resolve) => polite.once('data', (c) => resolve(String(c))));
+    polite.write('ping');
+    expect(await echoed).toBe('ping');
+    polite.end();
+    await waitFor(() => accessLines(logs.lines, 'db').length === 2, 5000, 'the second access line');
     tcpApp.close();
   });
 });

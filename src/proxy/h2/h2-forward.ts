@@ -109,7 +109,7 @@ export function forwardHeaders(
   return out;
 }
 
-/** DATA bytes relayed on each incoming stream, for the access log. */
+/** DATA bytes relayed on each incoming stream, for the access log (counted only where it is on). */
 const relayed = new WeakMap<http2.Http2Stream, { received: number; sent: number }>();
 
 export function relayedBytes(stream: http2.Http2Stream): { received: number; sent: number } {
@@ -122,6 +122,8 @@ export function relayStream(
   outgoing: http2.OutgoingHttpHeaders,
   session: () => http2.ClientHttp2Session,
   onFailure: (err: Error & { code?: string }) => RelayFailure,
+  /** Count the DATA bytes each way (relayedBytes): the listener's access log is on. */
+  countBytes = false,
 ): void {
   // Reported (onFailure) only while the client can still be told.
   const fail = (err: Error & { code?: string }) => {
@@ -144,13 +146,15 @@ export function relayStream(
   incoming.on('close', () => {
     if (!upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
   });
-  const bytes = { received: 0, sent: 0 };
-  relayed.set(incoming, bytes);
   incoming.pipe(upstream);
-  // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure) as it is.
-  incoming.on('data', (chunk: Buffer) => {
-    bytes.received += chunk.length;
-  });
+  const bytes = countBytes ? { received: 0, sent: 0 } : undefined;
+  if (bytes) {
+    relayed.set(incoming, bytes);
+    // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure) as it is.
+    incoming.on('data', (chunk: Buffer) => {
+      bytes.received += chunk.length;
+    });
+  }
   upstream.on('response', (responseHeaders) => {
     if (!canRespond(incoming)) {
       upstream.close(NGHTTP2_CANCEL);
@@ -158,9 +162,11 @@ export function relayStream(
     }
     incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
     upstream.pipe(incoming);
-    upstream.on('data', (chunk: Buffer) => {
-      bytes.sent += chunk.length;
-    });
+    if (bytes) {
+      upstream.on('data', (chunk: Buffer) => {
+        bytes.sent += chunk.length;
+      });
+    }
   });
   let trailers: http2.OutgoingHttpHeaders = {};
   upstream.on('trailers', (received) => {

@@ -8,7 +8,6 @@ import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../../config/parse.js';
 import type { InboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
-import { peerIdentity } from '../../tls/peer.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
@@ -52,6 +51,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
           message: `the app at ${targetText} did not answer over HTTP/2 (${err.code ?? err.message})`,
         };
       },
+      config.accessLog,
     );
   });
   mtls.attach(server);
@@ -60,12 +60,10 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     config,
     index,
     kind: 'h2',
-    peerOf: (socket) => peerIdentity(socket as TLSSocket),
     direction: 'inbound',
     server,
     deps,
     logger: log,
-    details: { target: targetText },
     afterDrain: () => app.close(),
   });
 }

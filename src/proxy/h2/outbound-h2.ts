@@ -28,6 +28,7 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
       outgoing,
       () => session.get(),
       (err) => ({ status: 502, ...upstream.failed(err) }),
+      config.accessLog,
     );
   });
 
@@ -35,12 +36,11 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
     config,
     index,
     kind: 'h2',
-    peerOf: () => upstream.expectedName,
+    upstream,
     direction: 'outbound',
     server,
     deps,
     logger: log,
-    details: { target: upstream.targetText, expectedName: upstream.expectedName },
     afterDrain: () => session.close(),
   });
 }

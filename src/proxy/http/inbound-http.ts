@@ -11,7 +11,6 @@ import { Pool } from 'undici';
 import { formatHostPort } from '../../config/parse.js';
 import type { InboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
-import { peerIdentity } from '../../tls/peer.js';
 import { admitRequest, inboundMtls, type RequestRefusal } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { jsonErrorBody, sendJsonError } from '../json-error.js';
@@ -83,12 +82,10 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     config,
     index,
     kind: 'http',
-    peerOf: (socket) => peerIdentity(socket as TLSSocket),
     direction: 'inbound',
     server,
     deps,
     logger: log,
-    details: { target: targetText },
     afterDrain: () => {
       upgradeAgent.destroy();
       void appPool.destroy();

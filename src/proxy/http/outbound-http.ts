@@ -47,12 +47,11 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     config,
     index,
     kind: 'http',
-    peerOf: () => upstream.expectedName,
+    upstream,
     direction: 'outbound',
     server,
     deps,
     logger: log,
-    details: { target: upstream.targetText, expectedName: upstream.expectedName },
     afterDrain: () => {
       upgradeAgent.destroy();
       void pool.destroy();

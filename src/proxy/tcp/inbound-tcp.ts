@@ -37,11 +37,9 @@ export function createInboundTcpListener(config: InboundListenerConfig, index: n
     config,
     index,
     kind: 'tcp',
-    peerOf: (socket) => peerIdentity(socket as tls.TLSSocket),
     direction: 'inbound',
     server,
     deps,
     logger: log,
-    details: { target: formatHostPort(config.target) },
   });
 }

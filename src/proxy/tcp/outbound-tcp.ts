@@ -59,11 +59,10 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     config,
     index,
     kind: 'tcp',
-    peerOf: () => upstream.expectedName,
+    upstream,
     direction: 'outbound',
     server,
     deps,
     logger: log,
-    details: { target: upstream.targetText, expectedName: upstream.expectedName },
   });
 }
