@@ -318,32 +318,33 @@ describe('h2 mode', () => {
 });
 
 describe('tcp mode', () => {
-  it('moves the byte counters while a connection is open, and logs the connection when it closes', async () => {
-    let appReceived = 0;
-    const tcpApp = net.createServer((socket) =>
+  /** A sidecar whose tcp listener (access log on) pipes to an app that echoes and counts what it received. */
+  async function startTcpSidecar() {
+    let received = 0;
+    const tcpApp = net.createServer((socket) => {
+      socket.on('error', () => undefined);
       socket.on('data', (c) => {
-        appReceived += c.length;
-      }),
-    );
+        received += c.length;
+        socket.write(c);
+      });
+    });
     await new Promise<void>((resolve) => tcpApp.listen(0, '127.0.0.1', resolve));
     const logs = capturingLogger();
+    const target = `127.0.0.1:${(tcpApp.address() as AddressInfo).port}`;
     const sidecar = await startSidecar(
       {
         vault: vaultSection(vault),
         identity: { commonName: 'db.test', dnsNames: ['localhost'], ttl: '10m' },
-        inbound: [
-          {
-            name: 'db',
-            mode: 'tcp',
-            listen: '127.0.0.1:0',
-            target: `127.0.0.1:${(tcpApp.address() as AddressInfo).port}`,
-            accessLog: true,
-          },
-        ],
+        inbound: [{ name: 'db', mode: 'tcp', listen: '127.0.0.1:0', target, accessLog: true }],
       },
       env,
       { logger: logs.logger },
     );
+    return { tcpApp, logs, sidecar, appReceived: () => received };
+  }
+
+  it('moves the byte counters while a connection is open, and logs the connection when it closes', async () => {
+    const { tcpApp, logs, sidecar, appReceived } = await startTcpSidecar();
     const client = await issueFromVault(vault, 'caller.test', [CALLER]);
     const socket = tls.connect({
       host: '127.0.0.1',
@@ -355,7 +356,7 @@ describe('tcp mode', () => {
     });
     await new Promise((resolve) => socket.once('secureConnect', resolve));
     socket.write(Buffer.alloc(300_000, 1));
-    await waitFor(() => appReceived === 300_000, 5000, 'the app to receive 300 kB');
+    await waitFor(() => appReceived() === 300_000, 5000, 'the app to receive 300 kB');
 
     // The connection is still open: the counters already carry its bytes, and no access line yet.
     const open = await scrape(sidecar);
@@ -384,33 +385,7 @@ describe('tcp mode', () => {
   });
 
   it('logs a connection the client reset mid-upload, and serves the next one', async () => {
-    let appReceived = 0;
-    const tcpApp = net.createServer((socket) => {
-      socket.on('error', () => undefined);
-      socket.on('data', (c) => {
-        appReceived += c.length;
-        socket.write(c);
-      });
-    });
-    await new Promise<void>((resolve) => tcpApp.listen(0, '127.0.0.1', resolve));
-    const logs = capturingLogger();
-    const sidecar = await startSidecar(
-      {
-        vault: vaultSection(vault),
-        identity: { commonName: 'db.test', dnsNames: ['localhost'], ttl: '10m' },
-        inbound: [
-          {
-            name: 'db',
-            mode: 'tcp',
-            listen: '127.0.0.1:0',
-            target: `127.0.0.1:${(tcpApp.address() as AddressInfo).port}`,
-            accessLog: true,
-          },
-        ],
-      },
-      env,
-      { logger: logs.logger },
-    );
+    const { tcpApp, logs, sidecar, appReceived } = await startTcpSidecar();
     const client = await issueFromVault(vault, 'caller.test', [CALLER]);
     const dial = async () => {
       const tcp = net.connect(sidecar.listenerAddress('db').port, '127.0.0.1');
@@ -421,7 +396,7 @@ describe('tcp mode', () => {
     };
     const { socket: rude, tcp: rudeTcp } = await dial();
     rude.write(Buffer.alloc(50_000, 1));
-    await waitFor(() => appReceived === 50_000, 5000, 'the app to receive 50 kB');
+    await waitFor(() => appReceived() === 50_000, 5000, 'the app to receive 50 kB');
     rudeTcp.resetAndDestroy();
     await waitFor(() => accessLines(logs.lines, 'db').length === 1, 5000, 'the access line');
     expect(accessLines(logs.lines, 'db')[0]).toMatchObject({ peer: CALLER, msg: 'connection', bytesReceived: 50_000 });
