@@ -1,13 +1,15 @@
 /**
  * The mesh-path benchmark: load generator (wrk) → outbound sidecar → inbound sidecar → app, next
- * to the same path through an nginx pair configured as a production user would, and a direct
- * baseline (wrk → app). The app is nginx serving a small body and a 1 MiB file, so it is never
- * the bottleneck. Prints req/s, p50/p99, MB/s, CPU time per request and RSS of each proxy, as
- * ratios to the nginx pair and to direct, all from one run (the machine is shared and noisy).
+ * to the same path through an nginx pair configured as a production user would, a ghostunnel pair
+ * (the Go L4 tunnel, built by bench/install-ghostunnel.sh) and a direct baseline (wrk → app). The
+ * app is nginx serving a small body and a 1 MiB file, so it is never the bottleneck. Prints req/s,
+ * p50/p99, MB/s, CPU time per request, and RSS idle and peak per proxy process, as ratios to the
+ * nginx pair and to direct, then the issue-13 targets with ✓/✗ — all from one run (the machine is
+ * shared and noisy). Each figure is the median of --runs measured runs after one warm-up run.
  *
- * Usage: npm run bench [-- --seconds 8 --connections 32 --only "keep-alive,sidecar http"]
+ * Usage: npm run bench [-- --seconds 8 --connections 32 --runs 3 --only "keep-alive,sidecar http"]
  * (--only keeps the scenarios and sidecar paths whose names contain one of the comma-separated
- * words; direct and nginx always run, since every ratio needs them).
+ * words; direct, nginx and ghostunnel always run, since the ratios need them).
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,6 +25,9 @@ const option = (name, fallback) => {
 };
 const SECONDS = option('seconds', 8);
 const CONNECTIONS = option('connections', 32);
+const RUNS = option('runs', 3);
+const GHOSTUNNEL = process.env.BENCH_GHOSTUNNEL;
+if (!GHOSTUNNEL) throw new Error('BENCH_GHOSTUNNEL must name the ghostunnel binary (npm run bench sets it)');
 const onlyAt = args.indexOf('--only');
 const ONLY = onlyAt >= 0 ? args[onlyAt + 1].split(',').map((w) => w.trim()) : undefined;
 /** Keeps the names --only mentions; all of them when it mentions none of this kind. */
@@ -87,10 +92,21 @@ function cpuSeconds(pid) {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-function rssMb(pid) {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+/** A process's resident set now (VmRSS) or its peak since the last resetPeak (VmHWM), in MiB. */
+function memoryMb(pid, field = 'VmRSS') {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
   return Number(line.split(/\s+/)[1]) / 1024;
 }
+
+/** Starts a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM to the current RSS). */
+function resetPeak(pid) {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+}
+
+const median = (values) => {
+  const sorted = values.filter(Number.isFinite).sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : Number.NaN;
+};
 
 /** nginx worker pids of a master (the master itself does no proxying). */
 function nginxWorkers(masterPid) {
@@ -145,7 +161,7 @@ writeFileSync(caFile, ca.certPem);
 
 // --- the app: nginx, one worker, a small body and a 1 MiB file ---
 const ports = {};
-for (const name of ['app', 'nginxIn', 'nginxOut', 'sideIn', 'sideOut', 'tcpIn', 'tcpOut', 'adminA', 'adminB', 'adminC', 'adminD']) ports[name] = await freePort();
+for (const name of ['app', 'nginxIn', 'nginxOut', 'ghostIn', 'ghostOut', 'sideIn', 'sideOut', 'tcpIn', 'tcpOut', 'adminA', 'adminB', 'adminC', 'adminD']) ports[name] = await freePort();
 mkdirSync(path.join(dir, 'www'));
 writeFileSync(path.join(dir, 'www', '1m'), Buffer.alloc(1024 * 1024, 97));
 // nginx workers run as an unprivileged user; let them read the body and the certificates.
@@ -205,6 +221,17 @@ const nginxOut = nginxConf(
   }`,
 );
 
+// The ghostunnel pair, as its README runs it: server verifies client certificates from the CA
+// (any name: --allow-all still requires a valid client certificate), client presents its own.
+const ghostIn = start('ghostunnel server', GHOSTUNNEL, [
+  'server', '--listen', `127.0.0.1:${ports.ghostIn}`, '--target', `127.0.0.1:${ports.app}`,
+  '--cert', certs.inbound.cert, '--key', certs.inbound.key, '--cacert', caFile, '--allow-all', '--quiet=all',
+]);
+const ghostOut = start('ghostunnel client', GHOSTUNNEL, [
+  'client', '--listen', `127.0.0.1:${ports.ghostOut}`, '--target', `127.0.0.1:${ports.ghostIn}`,
+  '--cert', certs.outbound.cert, '--key', certs.outbound.key, '--cacert', caFile, '--override-server-name', 'localhost', '--quiet=all',
+]);
+
 /** The node flags the sidecar's bin runs with (its #! line), so the bench measures what ships. */
 const NODE_FLAGS = readFileSync(path.join(ROOT, 'dist/main.js'), 'utf8').split('\n')[0].split(/\s+/).slice(3);
 
@@ -251,6 +278,7 @@ await new Promise((r) => setTimeout(r, 500));
 const paths = {
   direct: { port: ports.app, pids: [] },
   nginx: { port: ports.nginxOut, pids: () => [...nginxWorkers(nginxOut.pid), ...nginxWorkers(nginxIn.pid)] },
+  ghostunnel: { port: ports.ghostOut, pids: () => [ghostOut.pid, ghostIn.pid] },
   'sidecar http': { port: ports.sideOut, pids: () => [sideOut.pid, sideIn.pid] },
   'sidecar tcp': { port: ports.tcpOut, pids: () => [tcpOut.pid, tcpIn.pid] },
 };
@@ -263,31 +291,46 @@ const scenarios = allScenarios.filter((s) => pick(allScenarios.map((x) => x.name
 const sidecarPaths = pick(['sidecar http', 'sidecar tcp']);
 for (const name of ['sidecar http', 'sidecar tcp']) if (!sidecarPaths.includes(name)) delete paths[name];
 
+// Idle RSS: every proxy started, certificates loaded, no traffic yet.
+const pidsOf = (target) => (typeof target.pids === 'function' ? target.pids() : target.pids);
+const idleRss = {};
+for (const [name, target] of Object.entries(paths)) idleRss[name] = pidsOf(target).map((pid) => memoryMb(pid));
+
 const results = {};
 for (const scenario of scenarios) {
   for (const [name, target] of Object.entries(paths)) {
-    const pids = typeof target.pids === 'function' ? target.pids() : target.pids;
-    const cpuBefore = pids.map(cpuSeconds);
+    const pids = pidsOf(target);
+    for (const pid of pids) resetPeak(pid);
     // Warm up (JIT, pools, sessions), then measure.
     wrk(target.port, scenario.path, scenario.close);
-    const r = wrk(target.port, scenario.path, scenario.close);
+    const runs = [];
+    const cpuBefore = pids.map(cpuSeconds);
+    for (let i = 0; i < RUNS; i++) runs.push(wrk(target.port, scenario.path, scenario.close));
     const cpuAfter = pids.map(cpuSeconds);
-    const cpuPerSide = pids.map((_, i) => cpuAfter[i] - cpuBefore[i]);
-    const totalRequests = r.requests * 2; // warm-up run had about as many
+    const cpu = pids.reduce((sum, _, i) => sum + cpuAfter[i] - cpuBefore[i], 0);
+    const requests = runs.reduce((sum, r) => sum + r.requests, 0);
+    const med = (key) => median(runs.map((r) => r[key]));
     results[`${scenario.name}|${name}`] = {
-      ...r,
-      cpuUsPerReqPerSide: pids.length ? (cpuPerSide.reduce((a, b) => a + b, 0) / pids.length / totalRequests) * 1e6 : Number.NaN,
-      rssMb: pids.length ? Math.max(...pids.map(rssMb)) : Number.NaN,
+      rps: med('rps'),
+      p50: med('p50'),
+      p99: med('p99'),
+      mbps: med('mbps'),
+      errors: runs.reduce((sum, r) => sum + r.errors, 0),
+      cpuUsPerReq: pids.length ? (cpu / requests) * 1e6 : Number.NaN,
+      peakRss: pids.map((pid) => memoryMb(pid, 'VmHWM')),
     };
-    process.stderr.write(`[bench] ${scenario.name} / ${name}: ${r.rps.toFixed(0)} req/s\n`);
+    process.stderr.write(`[bench] ${scenario.name} / ${name}: ${results[`${scenario.name}|${name}`].rps.toFixed(0)} req/s\n`);
   }
 }
 
 const fmt = (v, digits = 0) => (Number.isFinite(v) ? v.toFixed(digits) : '-');
+const perProcess = (values) => (values.length ? values.map((v) => fmt(v)).join(' / ') : '-');
 const lines = [];
-lines.push(`vault-mtls-sidecar bench — ${SECONDS}s per run, ${CONNECTIONS} connections, wrk -t1; one process per proxy`);
+lines.push(
+  `vault-mtls-sidecar bench — node ${process.version}, ${SECONDS}s × ${RUNS} runs (medians) after a warm-up, ${CONNECTIONS} connections, wrk -t1; one process per proxy side`,
+);
 lines.push('');
-lines.push('| scenario | path | req/s | p50 ms | p99 ms | MB/s | errors | vs nginx | vs direct | CPU µs/req/side | max RSS MB |');
+lines.push('| scenario | path | req/s | p50 ms | p99 ms | MB/s | errors | vs nginx | vs direct | CPU µs/req (out+in) | peak RSS MiB (out / in) |');
 lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const scenario of scenarios) {
   const direct = results[`${scenario.name}|direct`];
@@ -296,12 +339,50 @@ for (const scenario of scenarios) {
   for (const name of Object.keys(paths)) {
     const r = results[`${scenario.name}|${name}`];
     lines.push(
-      `| ${scenario.name} | ${name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.mbps, 1)} | ${r.errors} | ${fmt(r[metric] / nginx[metric], 2)}× | ${fmt(r[metric] / direct[metric], 2)}× | ${fmt(r.cpuUsPerReqPerSide, 1)} | ${fmt(r.rssMb, 0)} |`,
+      `| ${scenario.name} | ${name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.mbps, 1)} | ${r.errors} | ${fmt(r[metric] / nginx[metric], 2)}× | ${fmt(r[metric] / direct[metric], 2)}× | ${fmt(r.cpuUsPerReq, 1)} | ${perProcess(r.peakRss)} |`,
     );
   }
 }
 lines.push('');
-lines.push('Ratios compare req/s (MB/s for 1 MiB bodies) measured in this run. CPU is user+system time of the two proxy processes (nginx: workers) divided by requests, per side.');
+lines.push(`Idle RSS MiB (out / in), before any load: ${Object.keys(paths).filter((n) => n !== 'direct').map((n) => `${n} ${perProcess(idleRss[n])}`).join('; ')}`);
+lines.push('');
+lines.push('Ratios compare req/s (MB/s for 1 MiB bodies) measured in this run. CPU is user+system time of both proxy processes (nginx: workers) over the measured runs, divided by their requests. Peak RSS is VmHWM during the scenario (reset before its warm-up).');
+
+// The targets of issue 13, checked on this run's numbers.
+const get = (scenario, name) => results[`${scenario}|${name}`];
+const checks = [];
+const check = (label, ok, detail) => checks.push(`${ok ? '✓' : '✗'} ${label}: ${detail}`);
+for (const name of sidecarPaths) {
+  const idle = Math.max(...idleRss[name]);
+  const peak = Math.max(...scenarios.map((sc) => Math.max(...get(sc.name, name).peakRss)));
+  check(`${name} RSS idle ≤ 60 MiB`, idle <= 60, `${fmt(idle)} MiB`);
+  check(`${name} RSS peak ≤ 100 MiB`, peak <= 100, `${fmt(peak)} MiB`);
+}
+const ratio = (scenario, name, base, key) => {
+  const a = get(scenario, name);
+  const b = get(scenario, base);
+  return a && b ? a[key] / b[key] : Number.NaN;
+};
+if (paths['sidecar http'] && get('keep-alive small', 'nginx')) {
+  const r = ratio('keep-alive small', 'sidecar http', 'nginx', 'cpuUsPerReq');
+  check('http keep-alive CPU/req ≤ 2.0× nginx', r <= 2, `${fmt(r, 2)}×`);
+}
+if (paths['sidecar http'] && get('Connection: close small', 'nginx')) {
+  const r = ratio('Connection: close small', 'sidecar http', 'nginx', 'rps');
+  check('http Connection: close req/s ≥ 0.5× nginx', r >= 0.5, `${fmt(r, 2)}×`);
+}
+if (paths['sidecar tcp'] && get('keep-alive small', 'ghostunnel')) {
+  const r = ratio('keep-alive small', 'sidecar tcp', 'ghostunnel', 'cpuUsPerReq');
+  check('tcp keep-alive CPU/req ≤ ghostunnel', r <= 1, `${fmt(r, 2)}×`);
+}
+if (paths['sidecar tcp'] && get('1 MiB bodies', 'ghostunnel')) {
+  const r = ratio('1 MiB bodies', 'sidecar tcp', 'ghostunnel', 'mbps');
+  check('tcp 1 MiB MB/s ≥ ghostunnel', r >= 1, `${fmt(r, 2)}×`);
+}
+const errors = Object.entries(results).filter(([, r]) => r.errors > 0);
+check('zero errors', errors.length === 0, errors.length ? errors.map(([k, r]) => `${k}: ${r.errors}`).join(', ') : 'none');
+lines.push('');
+lines.push(...checks);
 console.log(lines.join('\n'));
 stopAll();
 if (process.env.BENCH_CPU_PROF) await new Promise((r) => setTimeout(r, 3000));
