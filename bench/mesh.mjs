@@ -7,9 +7,10 @@
  * nginx pair and to direct, then the issue-13 targets with ✓/✗ — all from one run (the machine is
  * shared and noisy). Each figure is the median of --runs measured runs after one warm-up run.
  *
- * Usage: npm run bench [-- --seconds 8 --connections 32 --runs 3 --only "keep-alive,sidecar http"]
+ * Usage: npm run bench [-- --seconds 8 --connections 32 --runs 3 --only "keep-alive,sidecar http" --quick]
  * (--only keeps the scenarios and sidecar paths whose names contain one of the comma-separated
- * words; direct, nginx and ghostunnel always run, since the ratios need them).
+ * words; direct, nginx and ghostunnel always run, since the ratios need them, unless --quick: then
+ * only the sidecars run). BENCH_NODE_FLAGS replaces the node flags of dist/main.js's #! line.
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -233,7 +234,8 @@ const ghostOut = start('ghostunnel client', GHOSTUNNEL, [
 ]);
 
 /** The node flags the sidecar's bin runs with (its #! line), so the bench measures what ships. */
-const NODE_FLAGS = readFileSync(path.join(ROOT, 'dist/main.js'), 'utf8').split('\n')[0].split(/\s+/).slice(3);
+// BENCH_NODE_FLAGS="..." replaces them, to try other settings before changing the #! line.
+const NODE_FLAGS = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? readFileSync(path.join(ROOT, 'dist/main.js'), 'utf8').split('\n')[0].split(/\s+/).slice(3);
 
 function sidecar(name, yaml) {
   const file = path.join(dir, `${name}.yaml`);
@@ -290,6 +292,8 @@ const allScenarios = [
 const scenarios = allScenarios.filter((s) => pick(allScenarios.map((x) => x.name)).includes(s.name));
 const sidecarPaths = pick(['sidecar http', 'sidecar tcp']);
 for (const name of ['sidecar http', 'sidecar tcp']) if (!sidecarPaths.includes(name)) delete paths[name];
+// --quick: sidecars only, for trying a change (no ratios, no targets).
+if (args.includes('--quick')) for (const name of ['direct', 'nginx', 'ghostunnel']) delete paths[name];
 
 // Idle RSS: every proxy started, certificates loaded, no traffic yet.
 const pidsOf = (target) => (typeof target.pids === 'function' ? target.pids() : target.pids);
@@ -339,7 +343,7 @@ for (const scenario of scenarios) {
   for (const name of Object.keys(paths)) {
     const r = results[`${scenario.name}|${name}`];
     lines.push(
-      `| ${scenario.name} | ${name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.mbps, 1)} | ${r.errors} | ${fmt(r[metric] / nginx[metric], 2)}× | ${fmt(r[metric] / direct[metric], 2)}× | ${fmt(r.cpuUsPerReq, 1)} | ${perProcess(r.peakRss)} |`,
+      `| ${scenario.name} | ${name} | ${fmt(r.rps)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.mbps, 1)} | ${r.errors} | ${fmt(r[metric] / nginx?.[metric], 2)}× | ${fmt(r[metric] / direct?.[metric], 2)}× | ${fmt(r.cpuUsPerReq, 1)} | ${perProcess(r.peakRss)} |`,
     );
   }
 }

@@ -32,16 +32,18 @@ afterAll(async () => {
 
 /**
  * Sends `payload`, half-closes, and collects everything until the other side closes. A slow
- * reader stops reading for a while after the first chunk, so the sidecars' queues fill up.
+ * reader stops reading for a while after the first chunk and briefly every few chunks, so the
+ * sidecars' writes to it queue up again and again.
  */
 function exchange(port: number, payload: Buffer, slowReader = false): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
     const chunks: Buffer[] = [];
     socket.on('data', (c: Buffer) => {
-      if (slowReader && chunks.length === 0) {
+      // Stop after the first chunk, then now and then, so writes to this socket queue up again and again.
+      if (slowReader && chunks.length % 8 === 0) {
         socket.pause();
-        setTimeout(() => socket.resume(), 300);
+        setTimeout(() => socket.resume(), chunks.length === 0 ? 300 : 5);
       }
       chunks.push(c);
     });

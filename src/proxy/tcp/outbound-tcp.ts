@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import type { OutboundListenerConfig } from '../../config/schema.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { upstreamFor } from '../upstream.js';
-import { pipeBothWays } from './pipe.js';
+import { pipeDialled } from './pipe.js';
 
 export function createOutboundTcpListener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'tcp' });
@@ -23,14 +23,17 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
 
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     let secured = false;
-    const remote = tls.connect({
-      ...upstream.tlsOptions(),
-      session,
-      host: config.target.host,
-      port: config.target.port,
-      // Passed through to the socket; the ConnectionOptions type does not list it.
-      allowHalfOpen: true,
-    } as tls.ConnectionOptions);
+    const remote = pipeDialled(client, (onread) =>
+      tls.connect({
+        ...upstream.tlsOptions(),
+        session,
+        host: config.target.host,
+        port: config.target.port,
+        onread,
+        // Passed through to the socket; the ConnectionOptions type does not list it.
+        allowHalfOpen: true,
+      } as tls.ConnectionOptions),
+    );
     // Bounded dial: TCP connect plus the TLS handshake; then the idle limit.
     remote.setTimeout(config.limits.connectTimeout * 1000, () =>
       remote.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
@@ -52,7 +55,6 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
           'upstream connection failed',
         );
     });
-    pipeBothWays(client, remote);
   });
 
   return listenerHandle({

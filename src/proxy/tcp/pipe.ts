@@ -5,45 +5,62 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import type { HostPort } from '../../config/parse.js';
 
-/** Reads from a dialled socket land here, reused read after read (see dialAndPipe). */
+/** Reads from a dialled socket land in a buffer this size, reused read after read (see readsInto). */
 const READ_BUFFER_BYTES = 64 * 1024;
 
-export function pipeBothWays(a: Duplex, b: Duplex): void {
-  a.pipe(b);
-  b.pipe(a);
-  tieLifetimes(a, b);
+/** Dials `target` and pipes it with `peer` both ways (see pipeDialled). */
+export function dialAndPipe(peer: Duplex, target: HostPort): net.Socket {
+  return pipeDialled(peer, (onread) => net.connect({ host: target.host, port: target.port, allowHalfOpen: true, onread }));
 }
 
 /**
- * Dials `target` and pipes it with `peer` both ways, like pipeBothWays, but reads from the dialled
- * socket land in one reused buffer (net's `onread`) instead of a new 64 KB buffer per read. That is
- * safe because `peer` is a TLS socket: OpenSSL encrypts the bytes inside write() when nothing is
- * queued before them, so nothing refers to the buffer once write() returns; bytes that would wait
- * in the socket's queue are copied first. It spares an allocation per read and the garbage
- * collection that follows (in `npm run bench`, 1 MiB responses: RSS of the inbound tcp sidecar
- * 90 → 63 MB).
+ * Pipes `peer` both ways with the socket `dial` opens: `peer`'s bytes through pipe(), the dialled
+ * socket's reads straight to `peer` through the `onread` options passed to `dial` (net.connect and
+ * tls.connect both take them; tls.connect reads the decrypted bytes into the buffer).
  */
-export function dialAndPipe(peer: Duplex, target: HostPort): net.Socket {
-  const dialled: net.Socket = net.connect({
-    host: target.host,
-    port: target.port,
-    allowHalfOpen: true,
-    onread: {
-      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
-      callback(bytes: number, buffer: Uint8Array) {
-        const chunk = Buffer.from(buffer.buffer, buffer.byteOffset, bytes);
-        if (peer.write(peer.writableLength === 0 ? chunk : Buffer.from(chunk))) return true;
-        peer.once('drain', () => dialled.resume());
-        return false; // pauses reads until the peer drains
-      },
-    },
-  });
+export function pipeDialled<S extends net.Socket>(peer: Duplex, dial: (onread: net.OnReadOpts) => S): S {
+  const dialled = dial(readsInto(peer, () => dialled.resume()));
   dialled.on('end', () => peer.end());
   peer.pipe(dialled);
   tieLifetimes(peer, dialled);
   return dialled;
+}
+
+/**
+ * `onread` options that write each read to `peer`, into one buffer reused read after read instead
+ * of a new 64 KB buffer per read: a 1 MiB response is 16+ reads, and the garbage they leave (large
+ * external buffers behind small objects) drives full collections and RSS (npm run bench, 1 MiB
+ * bodies). A buffer is reused only when nothing can refer to it any more, which depends on the peer:
+ * - a TLS peer encrypts the bytes inside write() when nothing is queued before them (OpenSSL
+ *   copies what it cannot encrypt yet), so only bytes queued behind earlier writes refer to it;
+ * - a TCP peer hands libuv a pointer, so any write still pending after write() may refer to it.
+ * When the buffer may be referred to, the next read gets a fresh one and the old one is left to
+ * the GC.
+ */
+function readsInto(peer: Duplex, resume: () => void): net.OnReadOpts {
+  const encryptsOnWrite = peer instanceof tls.TLSSocket;
+  let buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  let held = false;
+  return {
+    buffer: () => {
+      if (held) {
+        buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+        held = false;
+      }
+      return buffer;
+    },
+    callback(bytes: number, read: Uint8Array) {
+      const queuedBefore = peer.writableLength > 0;
+      const more = peer.write(Buffer.from(read.buffer, read.byteOffset, bytes));
+      held = queuedBefore || (!encryptsOnWrite && peer.writableLength > 0);
+      if (more) return true;
+      peer.once('drain', resume);
+      return false; // pauses reads until the peer drains
+    },
+  };
 }
 
 function tieLifetimes(a: Duplex, b: Duplex): void {
@@ -53,6 +70,18 @@ function tieLifetimes(a: Duplex, b: Duplex): void {
   };
   a.on('error', destroyBoth);
   b.on('error', destroyBoth);
-  a.on('close', () => b.destroy());
-  b.on('close', () => a.destroy());
+  closeAfter(a, b);
+  closeAfter(b, a);
+}
+
+/**
+ * When `closed` closes, `other` goes too — but if `other` was already told to end (the closed side
+ * sent its last byte and end()ed it), only once what it still holds is written: destroying it at
+ * once would drop the tail of a response queued behind a slow reader.
+ */
+function closeAfter(closed: Duplex, other: Duplex): void {
+  closed.on('close', () => {
+    if (other.writableEnded && !other.writableFinished && !other.destroyed) other.once('finish', () => other.destroy());
+    else other.destroy();
+  });
 }

@@ -1,0 +1,89 @@
+/**
+ * tcp mode's reused read buffer (src/proxy/tcp/pipe.ts): the dialled socket's reads land in one
+ * buffer that is reused only when nothing refers to it. The peer here completes its writes late and
+ * copies each chunk only then, as a socket whose kernel buffer is full hands libuv a pointer and
+ * sends the bytes later: a buffer reused while a write still refers to it shows as corruption.
+ * Over real sockets on loopback, plain and TLS (tls.connect reads the decrypted bytes into it). And
+ * the dialled side closing must not cut off what the peer still has to write.
+ */
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { afterAll, expect, it } from 'vitest';
+import { pipeDialled } from '../../src/proxy/tcp/pipe.js';
+import { TestPki } from '../support/pki.js';
+
+const payload = randomBytes(2 * 1024 * 1024);
+const pki = TestPki.create('pipe');
+const server = pki.leaf('server', { cn: 'server', dns: ['localhost'] });
+const servers: net.Server[] = [];
+
+afterAll(() => {
+  for (const s of servers) s.close();
+});
+
+/** A peer whose writes complete a little later, copying the bytes they refer to only then. */
+function latePeer(halfClosed = false): { peer: Duplex; received: Promise<Buffer> } {
+  const chunks: Buffer[] = [];
+  let done: (b: Buffer) => void;
+  const received = new Promise<Buffer>((resolve) => {
+    done = resolve;
+  });
+  const peer = new Duplex({
+    // High, so write() keeps saying "go on" while earlier writes are still in flight.
+    writableHighWaterMark: 1024 * 1024,
+    read() {}, // sends nothing the other way
+    write(chunk: Buffer, _encoding, callback) {
+      setTimeout(() => {
+        chunks.push(Buffer.from(chunk));
+        callback();
+      }, 1);
+    },
+    final(callback) {
+      done(Buffer.concat(chunks));
+      callback();
+    },
+  });
+  if (halfClosed) peer.push(null);
+  return { peer, received };
+}
+
+async function listening(s: net.Server): Promise<number> {
+  servers.push(s);
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  return (s.address() as net.AddressInfo).port;
+}
+
+it('plain: every byte arrives intact through a peer whose writes complete late', async () => {
+  const port = await listening(net.createServer((socket) => socket.end(payload)));
+  const { peer, received } = latePeer();
+  const dialled = pipeDialled(peer, (onread) => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread }));
+  expect((await received).equals(payload)).toBe(true);
+  dialled.destroy();
+});
+
+it('TLS: every decrypted byte arrives intact through a peer whose writes complete late', async () => {
+  const port = await listening(tls.createServer({ cert: server.cert, key: server.key }, (socket) => socket.end(payload)));
+  const { peer, received } = latePeer();
+  const dialled = pipeDialled(peer, (onread) =>
+    tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: pki.ca.cert,
+      allowHalfOpen: true,
+      onread,
+    } as tls.ConnectionOptions),
+  );
+  expect((await received).equals(payload)).toBe(true);
+  dialled.destroy();
+});
+
+it('a peer that half-closed first still gets the whole response once the other side closes', async () => {
+  const port = await listening(net.createServer({ allowHalfOpen: true }, (socket) => socket.on('end', () => socket.end(payload))));
+  const { peer, received } = latePeer(true);
+  pipeDialled(peer, (onread) => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread }));
+  // The dialled socket closes (both halves done) while the peer still holds most of the response.
+  expect((await received).equals(payload)).toBe(true);
+});
