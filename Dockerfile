@@ -1,15 +1,17 @@
 # syntax=docker/dockerfile:1
-# vault-mtls-sidecar: compile TypeScript in one stage, ship only dist/ and production dependencies.
+# vault-mtls-sidecar: bundle the TypeScript in one stage (esbuild, scripts/build.mjs), ship dist/ on
+# Node 24 LTS. The bundle carries every dependency but pino-pretty (log.format: pretty), which
+# stays in the pruned node_modules.
 
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/build.mjs ./scripts/
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./

@@ -17,7 +17,6 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from '
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DevCertificateAuthority } from '../dist/identity/dev-ca.js';
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -147,18 +146,20 @@ function wrk(port, pathName, close) {
   return parseWrk(execFileSync('wrk', argv, { timeout: (SECONDS + 20) * 1000 }).toString());
 }
 
-// --- certificates (one dev CA, as a platform team's CA would issue them) ---
-const ca = await DevCertificateAuthority.create('bench CA');
+// --- certificates: one EC P-256 CA and two leaves, made with openssl as a platform team would ---
+const openssl = (...argv) => execFileSync('openssl', argv, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+const caFile = path.join(dir, 'ca.crt');
+openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', caFile, '-days', '1',
+  '-subj', '/CN=bench CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
 const certs = {};
 for (const name of ['inbound', 'outbound']) {
-  const bundle = await ca.issue({ commonName: `${name}.bench`, dnsNames: ['localhost'], ipSans: ['127.0.0.1'], ttlSeconds: 3600 });
   certs[name] = { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) };
-  writeFileSync(certs[name].cert, bundle.certPem);
+  openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', certs[name].key, '-out', `${name}.csr`, '-subj', `/CN=${name}.bench`);
+  writeFileSync(path.join(dir, `${name}.ext`), 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  openssl('x509', '-req', '-in', `${name}.csr`, '-CA', caFile, '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', `${name}.ext`, '-out', certs[name].cert);
   // Readable by the nginx pair's workers; this is a throwaway CA in a temporary directory.
-  writeFileSync(certs[name].key, bundle.keyPem, { mode: 0o644 });
+  chmodSync(certs[name].key, 0o644);
 }
-const caFile = path.join(dir, 'ca.crt');
-writeFileSync(caFile, ca.certPem);
 
 // --- the app: nginx, one worker, a small body and a 1 MiB file ---
 const ports = {};

@@ -1,14 +1,15 @@
-#!/usr/bin/env -S node --max-semi-space-size=8 --initial-heap-size=48
+#!/usr/bin/env -S node --max-semi-space-size=4
 /**
  * The bin entry and the only place that exits the process.
  *
- * The runtime flags above are part of the product, chosen with `npm run bench`. V8's default
- * 16 MB semi-spaces grow the young generation to 32 MB under load, RSS the sidecar does not need
- * (4 MB promoted short-lived connection objects to the old generation, which then grew). And V8
- * sizes the first old generation limit from the small start-up heap, so with a ~13 MB old
- * generation a stream of socket buffers kept a full mark-compact running about every 100 ms (a
- * fifth of the CPU of a 1 MiB transfer); a 48 MB initial heap leaves them to the cheap young
- * collections. The bench and the Docker image run the sidecar with the flags on this line.
+ * The runtime flag above is part of the product, chosen on Node 24 with `npm run bench` (README
+ * "Footprint"). V8's default 16 MB semi-spaces let the young generation grow to 32 MB and more
+ * under load, RSS the sidecar does not need; 4 MB keeps http mode's CPU per request where 8 MB had
+ * it (2 MB cost about 15% more CPU in http mode for a few MB less RSS). The former
+ * `--initial-heap-size=48` is gone: with the bundled build the live heap is ~16 MB and tcp mode
+ * reuses its read buffers, so full collections are rare without it, and it kept startup garbage
+ * resident (+6 MB idle). The bench, the tests (test/support/cli.ts) and the Docker image run the
+ * sidecar with the flags on this line.
  */
 import { runCli } from './cli/index.js';
 import { formatError, isSidecarError } from './errors.js';

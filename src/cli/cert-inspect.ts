@@ -8,7 +8,6 @@ import type { Argv } from 'yargs';
 import { parseHostPort } from '../config/parse.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { splitPemCertificates } from '../identity/bundle.js';
-import { formatReports, reportCertificate } from '../inspect/certificate-report.js';
 
 export interface CertInspectArgs {
   file?: string;
@@ -82,6 +81,8 @@ export async function certInspectCommand(args: CertInspectArgs, out: NodeJS.Writ
     ? await fromEndpoint(args.connect, args['server-name'])
     : await fromFile(args.file ?? '', args['password-file']);
   if (pems.length === 0) usage(`cert inspect: no certificate found in ${args.file ?? args.connect}`);
+  // Loaded on use (the X.509 parser is large): `run` must not pay for it in its memory.
+  const { formatReports, reportCertificate } = await import('../inspect/certificate-report.js');
   const reports = pems.map((pem) => reportCertificate(pem));
   out.write(args.output === 'json' ? `${JSON.stringify(reports, null, 2)}\n` : `${formatReports(reports)}\n`);
   return 0;

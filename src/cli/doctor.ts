@@ -1,8 +1,6 @@
 /** `vault-mtls-sidecar doctor`: check a setup end to end and say what to fix (see src/doctor/). */
 import type { Argv } from 'yargs';
 import type { Environment } from '../config/load.js';
-import { runDoctor } from '../doctor/doctor.js';
-import { formatReport } from '../doctor/report.js';
 import { type RunArgs, runOptions } from './run.js';
 
 export type DoctorArgs = RunArgs & { output?: string };
@@ -20,6 +18,9 @@ export function doctorOptions(yargs: Argv): Argv<DoctorArgs> {
 
 /** Exit status 1 when any check failed (✗), 0 otherwise (warnings included). */
 export async function doctorCommand(args: DoctorArgs, env: Environment, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  // Loaded on use: `run` must not pay for doctor's modules (node-vault among them) in its memory.
+  const { runDoctor } = await import('../doctor/doctor.js');
+  const { formatReport } = await import('../doctor/report.js');
   const found = await runDoctor(args.config ?? '', env, {
     vaultAddr: args['vault-addr'],
     logLevel: args['log-level'],

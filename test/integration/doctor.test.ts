@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { runDoctor } from '../../src/doctor/doctor.js';
 import type { CheckResult, DoctorReport } from '../../src/doctor/report.js';
-import { MAIN, spawnCli } from '../support/cli.js';
+import { MAIN, NODE_FLAGS, spawnCli } from '../support/cli.js';
 import { startDevServer } from '../support/dev-server.js';
 import { approleAuth } from '../support/fixtures.js';
 import { TestPki } from '../support/pki.js';
@@ -150,7 +150,7 @@ describe('with Vault', () => {
     const { stdout, code } = await new Promise<{ stdout: string; code: number }>((resolve) =>
       execFile(
         'faketime',
-        ['-f', '+90s', process.execPath, MAIN, 'doctor', '-c', file, '-o', 'json'],
+        ['-f', '+90s', process.execPath, ...NODE_FLAGS, MAIN, 'doctor', '-c', file, '-o', 'json'],
         { env: { PATH: process.env.PATH } },
         (err, out) => resolve({ stdout: out, code: err ? Number(err.code) : 0 }),
       ),

@@ -1,8 +1,14 @@
 /** Runs the built CLI (dist/main.js) as a user would, capturing its output. */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
+/**
+ * The node flags of dist/main.js's #! line (`#!/usr/bin/env -S node <flags>`): the tests start the
+ * CLI with the node running them (the project's Node 24) and the same runtime flags as the image.
+ */
+export const NODE_FLAGS = readFileSync(MAIN, 'utf8').split('\n')[0]?.split(/\s+/).slice(3) ?? [];
 
 export interface Spawned {
   readonly child: ChildProcess;
@@ -14,7 +20,7 @@ export interface Spawned {
 
 export function spawnCli(args: string[], env: Record<string, string> = {}): Spawned {
   // Only what the test gives: no VAULT_* leaks in from the developer's shell.
-  const child = spawn(process.execPath, [MAIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
