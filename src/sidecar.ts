@@ -117,7 +117,7 @@ export class Sidecar {
   /** Present when the source serves a trust bundle and CRLs (Vault). */
   readonly trustRefresher: TrustRefresher | undefined;
   #listeners: Listener[] = [];
-  #state: 'new' | 'starting' | 'running' | 'draining' | 'stopped' = 'new';
+  #state: 'new' | 'starting' | 'running' | 'leaving' | 'draining' | 'stopped' = 'new';
 
   private constructor(
     readonly config: Config,
@@ -220,6 +220,7 @@ export class Sidecar {
 
   /** Why /readyz says no; empty when ready. */
   notReadyReasons(now: Date = new Date()): string[] {
+    if (this.#state === 'leaving') return ['shutting down: listeners accept until shutdownDelay ends, then drain'];
     if (this.#state === 'draining' || this.#state === 'stopped') return [this.#state];
     const reasons: string[] = [];
     const current = this.store.current()?.info;
@@ -299,11 +300,18 @@ export class Sidecar {
   }
 
   /**
-   * Graceful stop: readiness turns false first, then listeners stop accepting and in-flight
-   * requests get up to `graceMs`; then renewal and Vault stop, and the admin server last.
+   * Graceful stop: readiness turns false first; the listeners keep accepting for `delayMs` (while
+   * Kubernetes takes the pod out of Service endpoints and peers stop sending it new connections),
+   * then stop accepting, and in-flight requests get up to `graceMs`; then renewal and Vault stop,
+   * and the admin server last.
    */
-  async stop(graceMs: number = this.config.drainTimeout * 1000): Promise<void> {
-    if (this.#state === 'stopped' || this.#state === 'draining') return;
+  async stop(graceMs: number = this.config.drainTimeout * 1000, delayMs: number = this.config.shutdownDelay * 1000): Promise<void> {
+    if (this.#state === 'stopped' || this.#state === 'draining' || this.#state === 'leaving') return;
+    if (delayMs > 0 && this.#state === 'running') {
+      this.#state = 'leaving';
+      this.logger.info({ delayMs }, 'shutting down: still accepting until shutdownDelay ends');
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
     this.#state = 'draining';
     this.logger.info({ graceMs }, 'draining');
     await Promise.all(this.#listeners.map((l) => l.drain(graceMs)));

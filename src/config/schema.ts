@@ -342,6 +342,11 @@ export const configSchema = z
       .default({ level: 'info', format: 'auto' }),
     /** How long to wait for the first certificate before giving up at start-up. */
     startupTimeout: duration.default(60),
+    /**
+     * After SIGTERM, how long the listeners keep accepting (with /readyz already 503) before the
+     * drain: endpoints take a few seconds to drop the pod, and peers keep dialling it until then.
+     */
+    shutdownDelay: duration.default(0),
     /** How long SIGTERM waits for in-flight requests before closing connections. */
     drainTimeout: duration.default(20),
   })

@@ -1,6 +1,7 @@
 /**
  * Graceful shutdown of the built CLI: SIGTERM during a slow request lets it finish, refuses new
- * connections, turns /readyz false, and exits 0 within the grace period; a second signal exits at once.
+ * connections, turns /readyz false, and exits 0 within the grace period; with shutdownDelay it keeps
+ * accepting that long first; a second signal exits at once.
  */
 
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -30,7 +31,7 @@ afterAll(() => {
   slowApp.close();
 });
 
-async function startCli(drainTimeout: string) {
+async function startCli(drainTimeout: string, shutdownDelay = '0s') {
   const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-lifecycle-'));
   const file = path.join(dir, 'config.yaml');
   writeFileSync(
@@ -40,6 +41,7 @@ identity: { commonName: drain.test, dnsNames: [localhost], ttl: 10m }
 inbound: [{ name: app, listen: "127.0.0.1:0", target: "127.0.0.1:${slowPort}" }]
 admin: { listen: "127.0.0.1:0" }
 drainTimeout: ${drainTimeout}
+shutdownDelay: ${shutdownDelay}
 `,
   );
   const run = spawnCli(['run', '--config', file], { VAULT_ADDR: vault.address, VAULT_TOKEN: vault.rootToken });
@@ -78,6 +80,30 @@ it('finishes a slow request on SIGTERM, refuses new connections, and exits 0 wit
   expect(await run.exited).toBe(0);
   expect(Date.now() - signalledAt).toBeLessThan(10_000);
   expect(run.stdout()).toContain('"msg":"stopped"');
+});
+
+it('keeps accepting for shutdownDelay after SIGTERM with /readyz already 503, then drains', async () => {
+  const { run, inbound, readyz } = await startCli('10s', '2s');
+  const client = await issueFromVault(vault, 'late-caller.test');
+  const signalledAt = Date.now();
+  run.child.kill('SIGTERM');
+  await waitFor(async () => (await readyz()) === 503, 1000, '/readyz to turn false at SIGTERM');
+  // A peer that has not yet seen the endpoint go: its new connection is still served.
+  const late = await httpsRequest(inbound, { ...client, path: '/?delay=100' });
+  expect(late.status).toBe(200);
+  expect(Date.now() - signalledAt).toBeLessThan(2000);
+  // After the delay, the drain: new connections are refused, and the process exits 0.
+  await waitFor(
+    async () =>
+      httpsRequest(inbound, client).then(
+        () => false,
+        (err: NodeJS.ErrnoException) => err.code === 'ECONNREFUSED',
+      ),
+    5000,
+    'new connections refused once shutdownDelay is over',
+  );
+  expect(Date.now() - signalledAt).toBeGreaterThanOrEqual(2000);
+  expect(await run.exited).toBe(0);
 });
 
 it('exits at once with code 1 on a second signal, abandoning the drain', async () => {
