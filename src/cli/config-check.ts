@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 import { type Environment, loadConfig } from '../config/load.js';
 import { formatHostPort, type HostPort } from '../config/parse.js';
 import type { Config } from '../config/schema.js';
-import { type RunArgs, runOptions } from './run.js';
+import { configFlags, type RunArgs, runOptions } from './run.js';
 
 /** Fields whose values are credentials: shown as set or not, never as they are. */
 const SECRET_FIELDS = new Set(['token', 'roleId']);
@@ -43,11 +43,7 @@ export function configCheckCommand(
   env: Environment,
   out: NodeJS.WritableStream = process.stdout,
 ): number {
-  const config: Config = loadConfig(args.config, env, {
-    vaultAddr: args['vault-addr'],
-    logLevel: args['log-level'],
-    adminListen: args['admin-listen'],
-  });
+  const config: Config = loadConfig(args.config, env, configFlags(args));
   if (args.quiet) return 0;
   out.write(`# ${args.config}: valid. The effective configuration (defaults filled in, durations in seconds):\n`);
   out.write(stringify(printableConfig(config)));

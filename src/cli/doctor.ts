@@ -1,7 +1,7 @@
 /** `vault-mtls-sidecar doctor`: check a setup end to end and say what to fix (see src/doctor/). */
 import type { Argv } from 'yargs';
 import type { Environment } from '../config/load.js';
-import { type RunArgs, runOptions } from './run.js';
+import { configFlags, type RunArgs, runOptions } from './run.js';
 
 export type DoctorArgs = RunArgs & { output?: string };
 
@@ -21,11 +21,7 @@ export async function doctorCommand(args: DoctorArgs, env: Environment, out: Nod
   // Loaded on use: `run` must not pay for doctor's modules (node-vault among them) in its memory.
   const { runDoctor } = await import('../doctor/doctor.js');
   const { formatReport } = await import('../doctor/report.js');
-  const found = await runDoctor(args.config ?? '', env, {
-    vaultAddr: args['vault-addr'],
-    logLevel: args['log-level'],
-    adminListen: args['admin-listen'],
-  });
+  const found = await runDoctor(args.config ?? '', env, configFlags(args));
   out.write(
     args.output === 'json' ? `${JSON.stringify(found, null, 2)}\n` : formatReport(found, `vault-mtls-sidecar doctor: ${args.config}`),
   );

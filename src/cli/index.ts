@@ -7,6 +7,7 @@ import { configCheckCommand, configCheckOptions } from './config-check.js';
 import { demoCommand, demoOptions } from './demo.js';
 import { doctorCommand, doctorOptions } from './doctor.js';
 import { runCommand, runOptions } from './run.js';
+import { waitReadyCommand, waitReadyOptions } from './wait-ready.js';
 
 export async function runCli(argv: readonly string[], env: Environment): Promise<number> {
   let exitCode = 0;
@@ -37,6 +38,14 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         exitCode = await doctorCommand(args, env);
       },
     )
+    .command(
+      'wait-ready',
+      "wait until the sidecar's /readyz answers 200 (a classic sidecar container's postStart hook, to hold the app until the sidecar is ready)",
+      waitReadyOptions,
+      async (args) => {
+        exitCode = await waitReadyCommand(args);
+      },
+    )
     .command('config', 'check a configuration file and print the effective configuration (secrets redacted)', (config) =>
       config
         .command(
@@ -61,7 +70,7 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         )
         .demandCommand(1, 'name an action: cert inspect'),
     )
-    .demandCommand(1, 'name a command: run, doctor, demo, config check or cert inspect')
+    .demandCommand(1, 'name a command: run, doctor, demo, wait-ready, config check or cert inspect')
     .strict()
     .help()
     .alias('h', 'help')

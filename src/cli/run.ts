@@ -1,6 +1,6 @@
 /** `vault-mtls-sidecar run`: the sidecar itself, configured from a file, the environment and flags. */
 import type { Argv } from 'yargs';
-import { type Environment, loadConfig } from '../config/load.js';
+import { type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
 import { Sidecar } from '../sidecar.js';
 import { createLogger } from '../telemetry/logger.js';
 import { serveUntilSignal } from './signals.js';
@@ -10,6 +10,7 @@ export interface RunArgs {
   'vault-addr'?: string;
   'log-level'?: string;
   'admin-listen'?: string;
+  'shutdown-delay'?: string;
 }
 
 export function runOptions(yargs: Argv): Argv<RunArgs> {
@@ -21,15 +22,25 @@ export function runOptions(yargs: Argv): Argv<RunArgs> {
       choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
       describe: 'log level (overrides log.level)',
     })
-    .option('admin-listen', { type: 'string', describe: 'admin server host:port (overrides admin.listen)' });
+    .option('admin-listen', { type: 'string', describe: 'admin server host:port (overrides admin.listen)' })
+    .option('shutdown-delay', {
+      type: 'string',
+      describe: 'after SIGTERM, keep accepting this long before the drain, e.g. 5s (overrides shutdownDelay)',
+    });
 }
 
-export async function runCommand(args: RunArgs, env: Environment): Promise<number> {
-  const config = loadConfig(args.config, env, {
+/** The flags that override the file, as run, doctor and config check all read them. */
+export function configFlags(args: RunArgs): ConfigFlags {
+  return {
     vaultAddr: args['vault-addr'],
     logLevel: args['log-level'],
     adminListen: args['admin-listen'],
-  });
+    shutdownDelay: args['shutdown-delay'],
+  };
+}
+
+export async function runCommand(args: RunArgs, env: Environment): Promise<number> {
+  const config = loadConfig(args.config, env, configFlags(args));
   const logger = createLogger(config.log.level, undefined, config.log.format, process.stdout.isTTY === true);
   const sidecar = await Sidecar.create(config, logger);
   const serving = serveUntilSignal(sidecar, logger);

@@ -15,6 +15,8 @@ export interface ConfigFlags {
   vaultAddr?: string;
   logLevel?: string;
   adminListen?: string;
+  /** A duration as the file writes it ("5s"): a classic-container pod sets it, a native sidecar not. */
+  shutdownDelay?: string;
 }
 
 export type Environment = Readonly<Record<string, string | undefined>>;
@@ -62,6 +64,7 @@ function overlay(raw: unknown, env: Environment, flags: ConfigFlags): unknown {
   }
   if (flags.logLevel) merged.log = { ...(isRecord(merged.log) ? merged.log : {}), level: flags.logLevel };
   if (flags.adminListen) merged.admin = { ...(isRecord(merged.admin) ? merged.admin : {}), listen: flags.adminListen };
+  if (flags.shutdownDelay) merged.shutdownDelay = flags.shutdownDelay;
   return merged;
 }
 

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { loggedPort, spawnCli, waitFor } from '../support/cli.js';
+import { freePort } from '../support/ports.js';
 import { httpsRequest, issueFromVault } from '../support/sidecars.js';
 
 const vault = inject('vault');
@@ -31,7 +32,7 @@ afterAll(() => {
   slowApp.close();
 });
 
-async function startCli(drainTimeout: string, shutdownDelay = '0s') {
+async function startCli(drainTimeout: string, shutdownDelay = '0s', adminListen = '127.0.0.1:0') {
   const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-lifecycle-'));
   const file = path.join(dir, 'config.yaml');
   writeFileSync(
@@ -39,7 +40,7 @@ async function startCli(drainTimeout: string, shutdownDelay = '0s') {
     `vault: { pki: { mount: ${vault.pkiMount}, role: ${vault.role} } }
 identity: { commonName: drain.test, dnsNames: [localhost], ttl: 10m }
 inbound: [{ name: app, listen: "127.0.0.1:0", target: "127.0.0.1:${slowPort}" }]
-admin: { listen: "127.0.0.1:0" }
+admin: { listen: "${adminListen}" }
 drainTimeout: ${drainTimeout}
 shutdownDelay: ${shutdownDelay}
 `,
@@ -125,4 +126,21 @@ it('renews the certificate on SIGHUP', async () => {
   await waitFor(async () => (await serial()) !== before, 10_000, 'a new serial after SIGHUP');
   run.child.kill('SIGTERM');
   expect(await run.exited).toBe(0);
+});
+
+it('wait-ready holds until the sidecar is ready, and fails naming what it last saw', async () => {
+  const adminPort = await freePort();
+  const waiting = spawnCli(['wait-ready', '--admin', `127.0.0.1:${adminPort}`, '--timeout', '30']);
+  await new Promise((r) => setTimeout(r, 700));
+  expect(waiting.child.exitCode).toBeNull(); // nothing answers yet: still waiting
+  const { run } = await startCli('5s', '0s', `127.0.0.1:${adminPort}`);
+  expect(await waiting.exited).toBe(0);
+  run.child.kill('SIGTERM');
+  expect(await run.exited).toBe(0);
+
+  const failing = spawnCli(['wait-ready', '--admin', `127.0.0.1:${await freePort()}`, '--timeout', '1']);
+  expect(await failing.exited).toBe(1);
+  expect(failing.stderr()).toMatch(
+    /not ready within 1s; last: cannot reach http:\/\/127\.0\.0\.1:\d+\/readyz \(ECONNREFUSED\).*\[SIDECAR_STARTUP_TIMEOUT\]/,
+  );
 });

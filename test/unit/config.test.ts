@@ -67,6 +67,14 @@ describe('buildConfig', () => {
     expect(buildConfig(minimal, env).vault?.namespace).toBe('team-a');
     expect(buildConfig(minimal, env, { vaultAddr: 'https://from-flag:8200' }).vault?.address).toBe('https://from-flag:8200');
     expect(buildConfig(minimal, env, { logLevel: 'debug' }).log.level).toBe('debug');
+    expect(buildConfig(minimal, env).shutdownDelay).toBe(0);
+    expect(buildConfig({ ...minimal, shutdownDelay: '2s' }, env, { shutdownDelay: '5s' }).shutdownDelay).toBe(5);
+  });
+
+  it('names shutdownDelay when --shutdown-delay is not a duration', () => {
+    const err = errorOf(() => buildConfig(minimal, { VAULT_ADDR: 'https://v:8200', VAULT_TOKEN: 't' }, { shutdownDelay: 'soon' }));
+    expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
+    expect(err.message).toMatch(/shutdownDelay/);
   });
 
   it('names the field when the Vault address is missing', () => {
