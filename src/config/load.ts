@@ -21,6 +21,12 @@ export interface ConfigFlags {
 
 export type Environment = Readonly<Record<string, string | undefined>>;
 
+/**
+ * The environment variable that carries the whole configuration as YAML when no --config is given:
+ * what `inject` and the webhook write into the sidecar container, so a pod needs no ConfigMap.
+ */
+export const CONFIG_ENV = 'VAULT_MTLS_SIDECAR_CONFIG';
+
 export function readConfigFile(path: string): unknown {
   let text: string;
   try {
@@ -31,6 +37,10 @@ export function readConfigFile(path: string): unknown {
       cause: err,
     });
   }
+  return parseConfigText(text, path);
+}
+
+function parseConfigText(text: string, path: string): unknown {
   try {
     return parseYaml(text) ?? {};
   } catch (err) {
@@ -96,7 +106,9 @@ export function buildConfig(raw: unknown, env: Environment, flags: ConfigFlags =
 
 export function loadConfig(path: string | undefined, env: Environment, flags: ConfigFlags = {}): Config {
   if (!path) {
-    throw new SidecarError(ErrorCodes.CONFIG_INVALID, 'config: no configuration file; pass --config <file.yaml>');
+    const inline = env[CONFIG_ENV];
+    if (inline) return buildConfig(parseConfigText(inline, CONFIG_ENV), env, flags);
+    throw new SidecarError(ErrorCodes.CONFIG_INVALID, `config: no configuration; pass --config <file.yaml> or set ${CONFIG_ENV}`);
   }
   return buildConfig(readConfigFile(path), env, flags);
 }

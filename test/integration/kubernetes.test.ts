@@ -40,6 +40,13 @@ function collection(object: KubeObject): string {
 
 const dryRunStrict = '?dryRun=All&fieldValidation=Strict';
 
+type PodTemplated = KubeObject & { spec: { template: { spec: { initContainers: Record<string, unknown>[] } } } };
+
+/** deploy/deployment.yaml's Deployment, freshly parsed. */
+function exampleDeployment(): PodTemplated {
+  return parseAllDocuments(readFileSync(path.join(DEPLOY, 'deployment.yaml'), 'utf8'))[0]?.toJS() as PodTemplated;
+}
+
 beforeAll(async () => {
   kube = await startKubeApiServer();
 }, 90_000);
@@ -67,21 +74,17 @@ describe("deploy/'s manifests", () => {
   });
 
   it('runs the sidecar as a native sidecar that holds the app until /readyz', async () => {
-    const [deployment] = parseAllDocuments(readFileSync(path.join(DEPLOY, 'deployment.yaml'), 'utf8')).map((d) => d.toJS() as KubeObject);
-    const res = await kube.request<{ spec: { template: { spec: { initContainers: Record<string, unknown>[] } } } }>(
-      'POST',
-      `${collection(deployment as KubeObject)}${dryRunStrict}`,
-      deployment,
-    );
+    const deployment = exampleDeployment();
+    const res = await kube.request<PodTemplated>('POST', `${collection(deployment)}${dryRunStrict}`, deployment);
     const [sidecar] = res.body.spec.template.spec.initContainers;
     expect(sidecar).toMatchObject({ name: 'mtls-sidecar', restartPolicy: 'Always', startupProbe: { httpGet: { path: '/readyz' } } });
   });
 
   it('refuses a misspelt field, naming it (the strict check can fail)', async () => {
-    const [deployment] = parseAllDocuments(readFileSync(path.join(DEPLOY, 'deployment.yaml'), 'utf8')).map((d) => d.toJS() as KubeObject);
-    const spec = (deployment as unknown as { spec: { template: { spec: { initContainers: Record<string, unknown>[] } } } }).spec.template.spec;
-    (spec.initContainers[0] as Record<string, unknown>).startupProbes = { httpGet: { path: '/readyz', port: 15000 } };
-    const res = await kube.request<{ message: string }>('POST', `${collection(deployment as KubeObject)}${dryRunStrict}`, deployment);
+    const deployment = exampleDeployment();
+    const [sidecar] = deployment.spec.template.spec.initContainers;
+    if (sidecar) sidecar.startupProbes = { httpGet: { path: '/readyz', port: 15000 } };
+    const res = await kube.request<{ message: string }>('POST', `${collection(deployment)}${dryRunStrict}`, deployment);
     expect(res.status).toBe(400);
     expect(res.body.message).toMatch(/unknown field "spec.template.spec.initContainers\[0\].startupProbes"/);
   });

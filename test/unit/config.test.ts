@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildConfig } from '../../src/config/load.js';
+import { buildConfig, CONFIG_ENV, loadConfig } from '../../src/config/load.js';
 import { parseDurationSeconds, parseHostPort } from '../../src/config/parse.js';
 import { ErrorCodes, type SidecarError } from '../../src/errors.js';
 
@@ -69,6 +69,15 @@ describe('buildConfig', () => {
     expect(buildConfig(minimal, env, { logLevel: 'debug' }).log.level).toBe('debug');
     expect(buildConfig(minimal, env).shutdownDelay).toBe(0);
     expect(buildConfig({ ...minimal, shutdownDelay: '2s' }, env, { shutdownDelay: '5s' }).shutdownDelay).toBe(5);
+  });
+
+  it(`reads the whole configuration from ${CONFIG_ENV} when no --config is given`, () => {
+    const inline = 'vault: { address: "https://vault.example:8200", pki: { role: web } }\nidentity: { commonName: web.test }\n';
+    expect(loadConfig(undefined, { [CONFIG_ENV]: inline, VAULT_TOKEN: 't' }).identity).toMatchObject({ commonName: 'web.test' });
+    const broken = errorOf(() => loadConfig(undefined, { [CONFIG_ENV]: 'vault: [', VAULT_TOKEN: 't' }));
+    expect(broken.message).toMatch(new RegExp(`^config: ${CONFIG_ENV} is not valid YAML at line 1`));
+    const none = errorOf(() => loadConfig(undefined, {}));
+    expect(none.message).toBe(`config: no configuration; pass --config <file.yaml> or set ${CONFIG_ENV}`);
   });
 
   it('names shutdownDelay when --shutdown-delay is not a duration', () => {
