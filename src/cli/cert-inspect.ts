@@ -2,6 +2,7 @@
  * `vault-mtls-sidecar cert inspect`: what a certificate file holds (PEM or PKCS#12), or what a
  * live endpoint presents (`--connect host:port`), readable at a glance or as JSON for scripts.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import type { Argv } from 'yargs';
@@ -45,6 +46,21 @@ async function fromFile(file: string, passwordFile: string | undefined): Promise
   return fromPkcs12(content, password, file).certs;
 }
 
+/** The certificates a TLS peer has presented so far, leaf first, as PEM. */
+function presentedChain(socket: tls.TLSSocket): string[] {
+  const pems: string[] = [];
+  let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  while (cert?.raw && !seen.has(cert.fingerprint256)) {
+    seen.add(cert.fingerprint256);
+    // node's own PEM encoding: hand-wrapping the base64 left an empty line whenever its length
+    // was a multiple of 64, which OpenSSL then misread ("wrong tag"), for some certificates only.
+    pems.push(new X509Certificate(cert.raw).toString());
+    cert = cert.issuerCertificate;
+  }
+  return pems;
+}
+
 /** The chain a TLS server presents, leaf first; verification is off: we look, we do not trust. */
 function fromEndpoint(address: string, serverName: string | undefined): Promise<string[]> {
   const target = parseHostPort(address) ?? usage(`--connect: "${address}" is not host:port; use e.g. orders.svc:8443`);
@@ -57,21 +73,18 @@ function fromEndpoint(address: string, serverName: string | undefined): Promise<
       timeout: 10_000,
     });
     socket.once('secureConnect', () => {
-      const pems: string[] = [];
-      let cert: tls.DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-      const seen = new Set<string>();
-      while (cert?.raw && !seen.has(cert.fingerprint256)) {
-        seen.add(cert.fingerprint256);
-        pems.push(`-----BEGIN CERTIFICATE-----\n${cert.raw.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`);
-        cert = cert.issuerCertificate;
-      }
+      const pems = presentedChain(socket);
       socket.destroy();
       resolve(pems);
     });
     socket.once('timeout', () => socket.destroy(new Error('no TLS handshake within 10s')));
-    socket.once('error', (err) =>
-      reject(new SidecarError(ErrorCodes.USAGE, `--connect ${address}: ${err.message}; check the address and that it speaks TLS`)),
-    );
+    socket.once('error', (err) => {
+      // A server that closes right after its side of the handshake (TLS 1.3: before our Finished
+      // reaches it) still showed its certificate: report that, not the reset.
+      const pems = presentedChain(socket);
+      if (pems.length > 0) resolve(pems);
+      else reject(new SidecarError(ErrorCodes.USAGE, `--connect ${address}: ${err.message}; check the address and that it speaks TLS`));
+    });
   });
 }
 
