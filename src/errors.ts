@@ -31,6 +31,7 @@ export const ErrorCodes = {
   ROTATE_THROTTLED: 'SIDECAR_ROTATE_THROTTLED',
   STARTUP_TIMEOUT: 'SIDECAR_STARTUP_TIMEOUT',
   USAGE: 'SIDECAR_USAGE',
+  INJECT_INVALID: 'SIDECAR_INJECT_INVALID',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -6,6 +6,7 @@ import { certInspectCommand, certInspectOptions } from './cert-inspect.js';
 import { configCheckCommand, configCheckOptions } from './config-check.js';
 import { demoCommand, demoOptions } from './demo.js';
 import { doctorCommand, doctorOptions } from './doctor.js';
+import { injectCommand, injectOptions } from './inject.js';
 import { runCommand, runOptions } from './run.js';
 import { waitReadyCommand, waitReadyOptions } from './wait-ready.js';
 
@@ -36,6 +37,14 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
       doctorOptions,
       async (args) => {
         exitCode = await doctorCommand(args, env);
+      },
+    )
+    .command(
+      'inject [files..]',
+      'add the sidecar to Kubernetes YAML where pod annotations ask for it (vault-mtls-sidecar/inject: "true"); --uninject removes it',
+      injectOptions,
+      async (args) => {
+        exitCode = await injectCommand(args);
       },
     )
     .command(
@@ -70,7 +79,7 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         )
         .demandCommand(1, 'name an action: cert inspect'),
     )
-    .demandCommand(1, 'name a command: run, doctor, demo, wait-ready, config check or cert inspect')
+    .demandCommand(1, 'name a command: run, doctor, demo, inject, wait-ready, config check or cert inspect')
     .strict()
     .help()
     .alias('h', 'help')

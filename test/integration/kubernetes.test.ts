@@ -9,14 +9,16 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
+import { injectYaml } from '../../src/kubernetes/inject.js';
 import { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
 import { type KubeApiServer, startKubeApiServer } from '../support/kube-apiserver.js';
 import { capturingLogger } from '../support/logs.js';
 import { startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
+import { WORKLOADS } from '../support/workloads.js';
 
 const vault = inject('vault');
 const DEPLOY = path.resolve(import.meta.dirname, '../../deploy');
@@ -87,6 +89,27 @@ describe("deploy/'s manifests", () => {
     const res = await kube.request<{ message: string }>('POST', `${collection(deployment)}${dryRunStrict}`, deployment);
     expect(res.status).toBe(400);
     expect(res.body.message).toMatch(/unknown field "spec.template.spec.initContainers\[0\].startupProbes"/);
+  });
+});
+
+describe('inject output', () => {
+  beforeAll(async () => {
+    const ns = await kube.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
+    expect([201, 409]).toContain(ns.status);
+    // Pods are admitted only with their service account in place.
+    const sa = await kube.request('POST', '/api/v1/namespaces/shop/serviceaccounts', {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'orders' },
+    });
+    expect([201, 409]).toContain(sa.status);
+  });
+
+  it.each(Object.keys(WORKLOADS))('an injected %s is accepted with strict field validation', async (kind) => {
+    const { text } = injectYaml(WORKLOADS[kind] as string, kind, { vaultAddr: 'https://vault.vault.svc:8200', image: 'example/sidecar:1' });
+    const object = parse(text) as KubeObject;
+    const res = await kube.request<{ message?: string }>('POST', `${collection(object)}${dryRunStrict}`, object);
+    expect({ status: res.status, message: res.body.message }).toEqual({ status: 201, message: undefined });
   });
 });
 

@@ -1,0 +1,155 @@
+/**
+ * The pod annotations that ask for the sidecar, read into what to inject. One parser for
+ * `inject` and the admission webhook: an unknown or malformed annotation is an error that names
+ * the annotation and the object, never silently ignored.
+ */
+import { parseHostPort } from '../config/parse.js';
+
+export const PREFIX = 'vault-mtls-sidecar/';
+/** The pod label an injected pod carries (deploy/monitoring's PodMonitor selects it). */
+export const INJECTED_LABEL = `${PREFIX}injected`;
+
+const ANNOTATIONS = {
+  inject: '"true" to add the sidecar, "false" to remove it',
+  role: "the service's Vault role (its PKI role and its kubernetes auth role)",
+  'vault-addr': "Vault's address (default: inject --vault-addr)",
+  'auth-mount': 'the kubernetes auth mount (default kubernetes)',
+  'pki-mount': 'the PKI mount (default pki)',
+  inbound: 'mTLS ports to the app: PORT:APP_PORT[/http|h2|tcp], comma-separated',
+  outbound: 'local ports to upstreams: LOCAL_PORT=HOST:PORT[/http|h2|tcp], comma-separated',
+  ttl: 'certificate lifetime, e.g. 1h',
+  image: 'the sidecar image',
+  'cpu-request': 'CPU request (default 50m)',
+  'memory-request': 'memory request (default 96Mi)',
+  'memory-limit': 'memory limit (default 256Mi)',
+} as const;
+
+type Mode = 'http' | 'h2' | 'tcp';
+
+export interface InboundPort {
+  port: number;
+  appPort: number;
+  mode: Mode;
+}
+
+export interface OutboundPort {
+  localPort: number;
+  host: string;
+  port: number;
+  mode: Mode;
+}
+
+export interface SidecarRequest {
+  role: string;
+  vaultAddr: string;
+  authMount: string;
+  pkiMount: string;
+  inbound: InboundPort[];
+  outbound: OutboundPort[];
+  ttl: string | undefined;
+  image: string;
+  cpuRequest: string;
+  memoryRequest: string;
+  memoryLimit: string;
+}
+
+export interface InjectDefaults {
+  vaultAddr?: string | undefined;
+  image: string;
+}
+
+/** What the annotations ask for: a sidecar, none (inject "false" or no annotation), or problems. */
+export type Reading = { kind: 'inject'; request: SidecarRequest } | { kind: 'none' } | { kind: 'invalid'; problems: string[] };
+
+export function readAnnotations(annotations: Record<string, unknown>, defaults: InjectDefaults): Reading {
+  const problems: string[] = [];
+  const ours = new Map<string, string>();
+  for (const [key, value] of Object.entries(annotations)) {
+    if (!key.startsWith(PREFIX)) continue;
+    const name = key.slice(PREFIX.length);
+    if (!(name in ANNOTATIONS)) {
+      problems.push(`unknown annotation ${key}; known: ${Object.keys(ANNOTATIONS).join(', ')}`);
+      continue;
+    }
+    if (typeof value !== 'string') {
+      problems.push(`annotation ${key} must be a string (quote it in YAML: "${String(value)}")`);
+      continue;
+    }
+    ours.set(name, value.trim());
+  }
+  const inject = ours.get('inject');
+  if (inject !== undefined && inject !== 'true' && inject !== 'false') {
+    problems.push(`annotation ${PREFIX}inject is "${inject}"; use "true" or "false"`);
+  }
+  if (problems.length > 0) return { kind: 'invalid', problems };
+  if (inject !== 'true') return { kind: 'none' };
+
+  const role = ours.get('role');
+  if (!role) problems.push(`annotation ${PREFIX}role is missing: name the service's Vault role`);
+  const vaultAddr = ours.get('vault-addr') ?? defaults.vaultAddr;
+  if (!vaultAddr) problems.push(`no Vault address: set annotation ${PREFIX}vault-addr or pass inject --vault-addr`);
+  const inbound = list(ours.get('inbound')).map((entry) => inboundPort(entry, problems));
+  const outbound = list(ours.get('outbound')).map((entry) => outboundPort(entry, problems));
+  if (inbound.length === 0 && outbound.length === 0) {
+    problems.push(`annotations ${PREFIX}inbound and ${PREFIX}outbound are both empty: give at least one port`);
+  }
+  if (problems.length > 0 || !role || !vaultAddr) return { kind: 'invalid', problems };
+  return {
+    kind: 'inject',
+    request: {
+      role,
+      vaultAddr,
+      authMount: ours.get('auth-mount') || 'kubernetes',
+      pkiMount: ours.get('pki-mount') || 'pki',
+      inbound: inbound.filter((p): p is InboundPort => p !== undefined),
+      outbound: outbound.filter((p): p is OutboundPort => p !== undefined),
+      ttl: ours.get('ttl') || undefined,
+      image: ours.get('image') || defaults.image,
+      cpuRequest: ours.get('cpu-request') || '50m',
+      memoryRequest: ours.get('memory-request') || '96Mi',
+      memoryLimit: ours.get('memory-limit') || '256Mi',
+    },
+  };
+}
+
+function list(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function modeOf(entry: string, problems: string[], annotation: string): { body: string; mode: Mode } {
+  const [body = '', mode = 'http', ...rest] = entry.split('/');
+  if (rest.length > 0 || !['http', 'h2', 'tcp'].includes(mode)) {
+    problems.push(`annotation ${PREFIX}${annotation}: "${entry}" has mode "${entry.slice(body.length + 1)}"; use http, h2 or tcp`);
+  }
+  return { body, mode: mode as Mode };
+}
+
+function portNumber(text: string): number | undefined {
+  const n = Number(text);
+  return /^\d+$/.test(text) && n >= 1 && n <= 65535 ? n : undefined;
+}
+
+function inboundPort(entry: string, problems: string[]): InboundPort | undefined {
+  const { body, mode } = modeOf(entry, problems, 'inbound');
+  const [port, appPort] = body.split(':').map(portNumber);
+  if (body.split(':').length !== 2 || port === undefined || appPort === undefined) {
+    problems.push(`annotation ${PREFIX}inbound: "${entry}" is not PORT:APP_PORT, e.g. 8443:8080`);
+    return undefined;
+  }
+  return { port, appPort, mode };
+}
+
+function outboundPort(entry: string, problems: string[]): OutboundPort | undefined {
+  const { body, mode } = modeOf(entry, problems, 'outbound');
+  const at = body.indexOf('=');
+  const localPort = portNumber(body.slice(0, at));
+  const target = at > 0 ? parseHostPort(body.slice(at + 1)) : undefined;
+  if (localPort === undefined || !target) {
+    problems.push(`annotation ${PREFIX}outbound: "${entry}" is not LOCAL_PORT=HOST:PORT, e.g. 9001=payments.default.svc:8443`);
+    return undefined;
+  }
+  return { localPort, host: target.host, port: target.port, mode };
+}
