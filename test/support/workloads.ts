@@ -34,6 +34,18 @@ const selector = `  selector:
       app: orders
 `;
 
+/** An apps/v1 workload of `kind` with the annotated pod template (`extra`: spec lines before the selector). */
+function appsWorkload(kind: string, extra = ''): string {
+  return `apiVersion: apps/v1
+kind: ${kind}
+metadata:
+  name: orders
+  namespace: shop
+spec:
+${extra}${selector}${template('  ')}
+`;
+}
+
 /** A Deployment with these annotation lines (`key: value`, one per entry) on its pod template. */
 export function deploymentWith(annotations: string[]): string {
   return `apiVersion: apps/v1
@@ -56,39 +68,10 @@ metadata:
 spec:
 ${podSpec('  ')}
 `,
-  Deployment: `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: orders
-  namespace: shop
-spec:
-${selector}${template('  ')}
-`,
-  StatefulSet: `apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: orders
-  namespace: shop
-spec:
-  serviceName: orders
-${selector}${template('  ')}
-`,
-  DaemonSet: `apiVersion: apps/v1
-kind: DaemonSet
-metadata:
-  name: orders
-  namespace: shop
-spec:
-${selector}${template('  ')}
-`,
-  ReplicaSet: `apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: orders
-  namespace: shop
-spec:
-${selector}${template('  ')}
-`,
+  Deployment: appsWorkload('Deployment'),
+  StatefulSet: appsWorkload('StatefulSet', '  serviceName: orders\n'),
+  DaemonSet: appsWorkload('DaemonSet'),
+  ReplicaSet: appsWorkload('ReplicaSet'),
   Job: `apiVersion: batch/v1
 kind: Job
 metadata:

@@ -1,21 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { buildConfig, CONFIG_ENV, loadConfig } from '../../src/config/load.js';
 import { parseDurationSeconds, parseHostPort } from '../../src/config/parse.js';
-import { ErrorCodes, type SidecarError } from '../../src/errors.js';
+import { ErrorCodes } from '../../src/errors.js';
+import { errorOf } from '../support/errors.js';
 
 const minimal = {
   vault: { address: 'https://vault.example:8200', pki: { role: 'web' } },
   identity: { commonName: 'web.test' },
 };
-
-function errorOf(fn: () => unknown): SidecarError {
-  try {
-    fn();
-  } catch (err) {
-    return err as SidecarError;
-  }
-  throw new Error('expected an error');
-}
 
 describe('parseDurationSeconds', () => {
   it.each([

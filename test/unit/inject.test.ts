@@ -8,8 +8,9 @@
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { buildConfig, CONFIG_ENV } from '../../src/config/load.js';
-import { ErrorCodes, type SidecarError } from '../../src/errors.js';
+import { ErrorCodes } from '../../src/errors.js';
 import { injectYaml } from '../../src/kubernetes/inject.js';
+import { errorOf } from '../support/errors.js';
 import { deploymentWith, WORKLOADS } from '../support/workloads.js';
 
 const options = { vaultAddr: 'https://vault.vault.svc:8200', image: 'example/sidecar:1' };
@@ -21,15 +22,6 @@ const podTemplate = (object: Json): { metadata: Json; spec: Json } => {
   if (object.kind === 'CronJob') return ((spec.jobTemplate as Json).spec as Json).template as { metadata: Json; spec: Json };
   return spec.template as { metadata: Json; spec: Json };
 };
-
-function errorOf(fn: () => unknown): SidecarError {
-  try {
-    fn();
-  } catch (err) {
-    return err as SidecarError;
-  }
-  throw new Error('expected an error');
-}
 
 describe.each(Object.keys(WORKLOADS))('%s', (kind) => {
   const input = WORKLOADS[kind] as string;
