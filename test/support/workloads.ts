@@ -35,27 +35,20 @@ const selector = `  selector:
 `;
 
 /** An apps/v1 workload of `kind` with the annotated pod template (`extra`: spec lines before the selector). */
-function appsWorkload(kind: string, extra = ''): string {
+function appsWorkload(kind: string, extra = '', annotations = ANNOTATIONS): string {
   return `apiVersion: apps/v1
 kind: ${kind}
 metadata:
   name: orders
   namespace: shop
 spec:
-${extra}${selector}${template('  ')}
+${extra}${selector}${template('  ', annotations)}
 `;
 }
 
 /** A Deployment with these annotation lines (`key: value`, one per entry) on its pod template. */
 export function deploymentWith(annotations: string[]): string {
-  return `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: orders
-  namespace: shop
-spec:
-${selector}${template('  ', annotations.map((a) => `\n        ${a}`).join(''))}
-`;
+  return appsWorkload('Deployment', '', annotations.map((a) => `\n        ${a}`).join(''));
 }
 
 export const WORKLOADS: Record<string, string> = {
