@@ -9,6 +9,7 @@ import { doctorCommand, doctorOptions } from './doctor.js';
 import { injectCommand, injectOptions } from './inject.js';
 import { runCommand, runOptions } from './run.js';
 import { waitReadyCommand, waitReadyOptions } from './wait-ready.js';
+import { webhookCommand, webhookOptions } from './webhook.js';
 
 export async function runCli(argv: readonly string[], env: Environment): Promise<number> {
   let exitCode = 0;
@@ -48,6 +49,14 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
       },
     )
     .command(
+      'webhook',
+      'run the mutating admission webhook that adds the sidecar to annotated pods (its certificate from the configured identity source)',
+      webhookOptions,
+      async (args) => {
+        exitCode = await webhookCommand(args, env);
+      },
+    )
+    .command(
       'wait-ready',
       "wait until the sidecar's /readyz answers 200 (a classic sidecar container's postStart hook, to hold the app until the sidecar is ready)",
       waitReadyOptions,
@@ -79,7 +88,7 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         )
         .demandCommand(1, 'name an action: cert inspect'),
     )
-    .demandCommand(1, 'name a command: run, doctor, demo, inject, wait-ready, config check or cert inspect')
+    .demandCommand(1, 'name a command: run, doctor, demo, inject, webhook, wait-ready, config check or cert inspect')
     .strict()
     .help()
     .alias('h', 'help')

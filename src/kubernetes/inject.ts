@@ -6,7 +6,7 @@
  * sidecar is found by name and replaced, so a second run changes nothing and a changed annotation
  * updates it. `uninject` removes exactly what inject adds (a collection it emptied goes too).
  */
-import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
+import { Document, isMap, isSeq, parseAllDocuments } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { INJECTED_LABEL, type InjectDefaults, readAnnotations } from './annotations.js';
 import { CONTAINER_NAME, sidecarContainer, TOKEN_VOLUME, tokenVolume } from './sidecar-spec.js';
@@ -61,12 +61,31 @@ export function injectYaml(text: string, source: string, options: InjectOptions)
   return { text: text2, report };
 }
 
+export interface PodResult {
+  /** The pod with the sidecar added, updated or removed; undefined when nothing changes. */
+  pod?: Record<string, unknown>;
+  /** Annotation problems, each naming the annotation and the pod: the pod must be refused. */
+  problems: string[];
+}
+
+/** The admission webhook's entry: the same transform on a Pod as JSON (namespace from the request). */
+export function injectPod(pod: Record<string, unknown>, namespace: string, options: InjectDefaults): PodResult {
+  const object = { ...pod, kind: 'Pod', metadata: { namespace, ...(isRecord(pod.metadata) ? pod.metadata : {}) } };
+  const doc = new Document(object);
+  const problems: string[] = [];
+  const report: string[] = [];
+  injectObject(doc, [], object, options, problems, report);
+  if (problems.length > 0) return { problems };
+  const after = doc.toJS() as Record<string, unknown>;
+  return JSON.stringify(after) === JSON.stringify(object) ? { problems } : { pod: after, problems };
+}
+
 function injectObject(doc: Document, at: Path, object: unknown, options: InjectOptions, problems: string[], report: string[]): void {
   if (!isRecord(object) || typeof object.kind !== 'string') return;
   const templateAt = POD_TEMPLATE[object.kind];
   if (!templateAt) return;
   const meta = isRecord(object.metadata) ? object.metadata : {};
-  const name = `${object.kind} ${typeof meta.namespace === 'string' ? `${meta.namespace}/` : ''}${String(meta.name ?? '(unnamed)')}`;
+  const name = `${object.kind} ${typeof meta.namespace === 'string' ? `${meta.namespace}/` : ''}${String(meta.name ?? (meta.generateName ? `${String(meta.generateName)}…` : '(unnamed)'))}`;
   const template = get(object, templateAt);
   if (!isRecord(template)) {
     problems.push(`${name}: no pod template at ${templateAt.join('.') || '.'}`);

@@ -6,6 +6,7 @@
  * refused.
  */
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -13,9 +14,10 @@ import { parse, parseAllDocuments } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
 import { injectYaml } from '../../src/kubernetes/inject.js';
 import { Sidecar } from '../../src/sidecar.js';
-import { waitFor } from '../support/cli.js';
+import { loggedPort, type Spawned, spawnCli, waitFor } from '../support/cli.js';
 import { type KubeApiServer, startKubeApiServer } from '../support/kube-apiserver.js';
 import { capturingLogger } from '../support/logs.js';
+import { TestPki } from '../support/pki.js';
 import { startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
 import { WORKLOADS } from '../support/workloads.js';
@@ -110,6 +112,150 @@ describe('inject output', () => {
     const object = parse(text) as KubeObject;
     const res = await kube.request<{ message?: string }>('POST', `${collection(object)}${dryRunStrict}`, object);
     expect({ status: res.status, message: res.body.message }).toEqual({ status: 201, message: undefined });
+  });
+});
+
+describe('the admission webhook, registered with the API server', () => {
+  let webhook: Spawned;
+  let webhookPort = 0;
+  let webhookCa = '';
+
+  beforeAll(async () => {
+    // The webhook's serving certificate from a files identity (a Vault one works the same way).
+    const pki = TestPki.create('webhook');
+    const serving = pki.leaf('webhook', { cn: 'webhook', dns: ['localhost'], ips: ['127.0.0.1'] });
+    const config = path.join(dir, 'webhook.yaml');
+    writeFileSync(
+      config,
+      `identity: { source: files, files: { cert: ${serving.certFile}, key: ${serving.keyFile}, ca: ${pki.ca.certFile} } }\nadmin: { listen: "127.0.0.1:0" }\n`,
+    );
+    webhook = spawnCli(['webhook', '--config', config, '--listen', '127.0.0.1:0', '--pod-vault-addr', 'https://vault.vault.svc:8200']);
+    const port = await loggedPort(webhook, 'webhook listener ready');
+    webhookPort = port;
+    webhookCa = pki.ca.cert;
+    const registered = await kube.request('POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name: 'vault-mtls-sidecar' },
+      webhooks: [
+        {
+          name: 'inject.vault-mtls-sidecar.io',
+          clientConfig: { url: `https://127.0.0.1:${port}/mutate`, caBundle: Buffer.from(pki.ca.cert).toString('base64') },
+          rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
+          admissionReviewVersions: ['v1'],
+          sideEffects: 'None',
+          failurePolicy: 'Fail',
+          timeoutSeconds: 5,
+          namespaceSelector: { matchLabels: { 'vault-mtls-sidecar/webhook': 'enabled' } },
+        },
+      ],
+    });
+    expect(registered.status).toBe(201);
+    const ns = await kube.request('POST', '/api/v1/namespaces', {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'mesh', labels: { 'vault-mtls-sidecar/webhook': 'enabled' } },
+    });
+    expect(ns.status).toBe(201);
+    const sa = await kube.request('POST', '/api/v1/namespaces/mesh/serviceaccounts', {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'orders' },
+    });
+    expect(sa.status).toBe(201);
+    kube.startControllerManager();
+  }, 60_000);
+
+  afterAll(async () => {
+    webhook?.child.kill('SIGTERM');
+    await webhook?.exited;
+  });
+
+  const pod = (name: string, annotations: Record<string, string>) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, annotations },
+    spec: { serviceAccountName: 'orders', containers: [{ name: 'app', image: 'example/orders:1.0' }] },
+  });
+  const annotated = { 'vault-mtls-sidecar/inject': 'true', 'vault-mtls-sidecar/role': 'orders', 'vault-mtls-sidecar/inbound': '8443:8080' };
+  type StoredPod = {
+    metadata: { labels?: Record<string, string> };
+    spec: { initContainers?: { name: string; restartPolicy?: string; env?: { name: string; value: string }[] }[] };
+  };
+
+  it('stores an annotated bare Pod with the sidecar as a native sidecar', async () => {
+    const res = await kube.request<StoredPod>('POST', '/api/v1/namespaces/mesh/pods', pod('bare', annotated));
+    expect(res.status).toBe(201);
+    const [sidecar] = res.body.spec.initContainers ?? [];
+    expect(sidecar).toMatchObject({ name: 'mtls-sidecar', restartPolicy: 'Always' });
+    expect(sidecar?.env?.find((e) => e.name === 'VAULT_ADDR')?.value).toBe('https://vault.vault.svc:8200');
+    expect(res.body.metadata.labels).toEqual({ 'vault-mtls-sidecar/injected': 'true' });
+  });
+
+  it('leaves an unannotated Pod untouched', async () => {
+    const res = await kube.request<StoredPod>('POST', '/api/v1/namespaces/mesh/pods', pod('plain', {}));
+    expect(res.status).toBe(201);
+    expect(res.body.spec.initContainers).toBeUndefined();
+    expect(res.body.metadata.labels).toBeUndefined();
+  });
+
+  it('refuses a Pod with a malformed annotation, naming it', async () => {
+    const res = await kube.request<{ message: string }>(
+      'POST',
+      '/api/v1/namespaces/mesh/pods',
+      pod('bad', { ...annotated, 'vault-mtls-sidecar/inbound': '8443' }),
+    );
+    expect(res.status).toBe(400);
+    expect(res.body.message).toMatch(
+      /admission webhook "inject.vault-mtls-sidecar.io" denied the request: Pod mesh\/bad: annotation vault-mtls-sidecar\/inbound: "8443" is not PORT:APP_PORT/,
+    );
+  });
+
+  it('answers garbage with 400, other paths with 404, a flood of bytes with 413, and keeps serving', async () => {
+    const call = (urlPath: string, body: string | Buffer) =>
+      new Promise<number | string>((resolve) => {
+        const req = https.request(
+          { host: '127.0.0.1', port: webhookPort, path: urlPath, method: 'POST', ca: webhookCa, servername: 'localhost' },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+        req.end(body);
+      });
+    expect(await call('/mutate', 'not json')).toBe(400);
+    expect(await call('/mutate', JSON.stringify({ apiVersion: 'admission.k8s.io/v1beta1', request: { uid: 'x' } }))).toBe(400);
+    expect(await call('/other', '{}')).toBe(404);
+    expect([413, 'ECONNRESET', 'EPIPE']).toContain(await call('/mutate', Buffer.alloc(4 * 1024 * 1024, 97)));
+    const res = await kube.request<StoredPod>('POST', '/api/v1/namespaces/mesh/pods', pod('after-garbage', annotated));
+    expect(res.body.spec.initContainers?.map((c) => c.name)).toEqual(['mtls-sidecar']);
+    expect(webhook.child.exitCode).toBeNull();
+  });
+
+  it('gets the sidecar into the Pods the controller manager makes for an annotated Deployment', async () => {
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'orders' },
+      spec: {
+        selector: { matchLabels: { app: 'orders' } },
+        template: { metadata: { labels: { app: 'orders' }, annotations: annotated }, spec: pod('x', {}).spec },
+      },
+    };
+    expect((await kube.request('POST', '/apis/apps/v1/namespaces/mesh/deployments', deployment)).status).toBe(201);
+    let pods: StoredPod[] = [];
+    await waitFor(
+      async () => {
+        const res = await kube.request<{ items: StoredPod[] }>('GET', '/api/v1/namespaces/mesh/pods?labelSelector=app%3Dorders');
+        pods = res.body.items ?? [];
+        return pods.length > 0;
+      },
+      30_000,
+      'a Pod from the Deployment (kube-controller-manager)',
+    );
+    expect(pods[0]?.spec.initContainers?.map((c) => [c.name, c.restartPolicy])).toEqual([['mtls-sidecar', 'Always']]);
+    expect(pods[0]?.metadata.labels).toMatchObject({ app: 'orders', 'vault-mtls-sidecar/injected': 'true' });
   });
 });
 

@@ -26,6 +26,8 @@ export interface KubeApiServer {
   readonly issuer: string;
   /** Calls the API as the admin; resolves with the status and the parsed JSON body. */
   request<T = Record<string, unknown>>(method: string, apiPath: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** Starts kube-controller-manager against it (Deployments → ReplicaSets → Pods); stopped with stop(). */
+  startControllerManager(): void;
   stop(): Promise<void>;
 }
 
@@ -165,5 +167,33 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     await stop();
     throw err;
   }
-  return { url, caPem, adminToken, issuer, request, stop };
+  const startControllerManager = () => {
+    const kubeconfig = path.join(dir, 'admin.kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'test', cluster: { server: url, 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+        users: [{ name: 'admin', user: { token: adminToken } }],
+        contexts: [{ name: 'test', context: { cluster: 'test', user: 'admin' } }],
+        'current-context': 'test',
+      }),
+    );
+    started(
+      'kube-controller-manager',
+      path.join(bin, 'kube-controller-manager'),
+      [
+        `--kubeconfig=${kubeconfig}`,
+        '--bind-address=127.0.0.1',
+        '--secure-port=0',
+        `--service-account-private-key-file=${path.join(dir, 'sa.key')}`,
+        '--use-service-account-credentials=false',
+        '--leader-elect=false',
+        '--controllers=deployment,replicaset,serviceaccount',
+      ],
+      children,
+    );
+  };
+  return { url, caPem, adminToken, issuer, request, startControllerManager, stop };
 }

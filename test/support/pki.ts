@@ -19,6 +19,7 @@ export interface LeafOptions {
   readonly cn: string;
   readonly dns?: readonly string[];
   readonly uris?: readonly string[];
+  readonly ips?: readonly string[];
   /** Extended key usage; both by default. */
   readonly eku?: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth';
   /** A CA certificate (CA:TRUE, no keyUsage) presented as a leaf. */
@@ -80,7 +81,11 @@ export class TestPki {
 
   /** A leaf signed by this CA. */
   leaf(file: string, opts: LeafOptions): Pem {
-    const sans = [...(opts.dns ?? []).map((d) => `DNS:${d}`), ...(opts.uris ?? []).map((u) => `URI:${u}`)];
+    const sans = [
+      ...(opts.dns ?? []).map((d) => `DNS:${d}`),
+      ...(opts.uris ?? []).map((u) => `URI:${u}`),
+      ...(opts.ips ?? []).map((ip) => `IP:${ip}`),
+    ];
     const rsa = opts.rsa || opts.keyType?.startsWith('rsa');
     const ext = opts.caTrue
       ? ['basicConstraints=critical,CA:TRUE']

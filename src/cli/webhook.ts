@@ -1,0 +1,61 @@
+/**
+ * `vault-mtls-sidecar webhook`: the mutating admission webhook (src/kubernetes/webhook.ts) on
+ * HTTPS. Its serving certificate comes from the configured identity source (Vault or files),
+ * exactly as a sidecar's, and rotates without a restart; /readyz on the admin server says when it
+ * has one. The Helm chart (deploy/) is to register it with a MutatingWebhookConfiguration.
+ */
+import https from 'node:https';
+import type { Argv } from 'yargs';
+import { type Environment, loadConfig } from '../config/load.js';
+import { parseHostPort } from '../config/parse.js';
+import { ErrorCodes, SidecarError } from '../errors.js';
+import { Sidecar } from '../sidecar.js';
+import { createLogger } from '../telemetry/logger.js';
+import { DEFAULT_IMAGE } from './inject.js';
+import { configFlags, type RunArgs, runOptions } from './run.js';
+import { serveUntilSignal } from './signals.js';
+
+export type WebhookArgs = RunArgs & { listen: string; 'pod-vault-addr'?: string; image: string };
+
+export function webhookOptions(yargs: Argv): Argv<WebhookArgs> {
+  return runOptions(yargs)
+    .option('listen', { type: 'string', default: '0.0.0.0:8443', describe: 'HTTPS address the API server calls (POST /mutate)' })
+    .option('pod-vault-addr', {
+      type: 'string',
+      describe: "Vault address for injected pods without the annotation (default: the webhook's own)",
+    })
+    .option('image', {
+      type: 'string',
+      default: DEFAULT_IMAGE,
+      describe: 'sidecar image for pods without the vault-mtls-sidecar/image annotation',
+    }) as Argv<WebhookArgs>;
+}
+
+export async function webhookCommand(args: WebhookArgs, env: Environment): Promise<number> {
+  const address = parseHostPort(args.listen);
+  if (!address) throw new SidecarError(ErrorCodes.USAGE, `webhook --listen: "${args.listen}" is not host:port; use e.g. 0.0.0.0:8443`);
+  const config = loadConfig(args.config, env, configFlags(args));
+  const logger = createLogger(config.log.level, undefined, config.log.format, process.stdout.isTTY === true);
+  const sidecar = await Sidecar.create(config, logger);
+  const serving = serveUntilSignal(sidecar, logger);
+  try {
+    await sidecar.start();
+  } catch (err) {
+    await sidecar.stop(0);
+    throw err;
+  }
+  const { webhookHandler } = await import('../kubernetes/webhook.js');
+  const { listenOn } = await import('../proxy/server-lifecycle.js');
+  // The API server presents no client certificate to webhooks by default: none is asked for.
+  const server = https.createServer(
+    { ...sidecar.contexts.serverOptions(), minVersion: 'TLSv1.2', requestTimeout: 10_000, headersTimeout: 10_000 },
+    webhookHandler({ vaultAddr: args['pod-vault-addr'] ?? config.vault?.address, image: args.image }, logger),
+  );
+  sidecar.contexts.onChange(() => server.setSecureContext(sidecar.contexts.serverOptions()));
+  const bound = await listenOn(server, address, 'webhook --listen');
+  logger.info({ address: `${address.host}:${bound.port}` }, 'webhook listener ready');
+  const code = await serving;
+  server.close();
+  server.closeAllConnections();
+  return code;
+}
