@@ -1,6 +1,8 @@
 /** `vault-mtls-sidecar run`: the sidecar itself, configured from a file, the environment and flags. */
+import type { Logger } from 'pino';
 import type { Argv } from 'yargs';
 import { type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import { Sidecar } from '../sidecar.js';
 import { createLogger } from '../telemetry/logger.js';
 import { serveUntilSignal } from './signals.js';
@@ -40,6 +42,17 @@ export function configFlags(args: RunArgs): ConfigFlags {
 }
 
 export async function runCommand(args: RunArgs, env: Environment): Promise<number> {
+  return (await startFromArgs(args, env)).serving;
+}
+
+/**
+ * A started sidecar as `run` makes it (also the webhook's identity): config from the file, the
+ * environment and the flags; signals handled; `serving` resolves with the exit code.
+ */
+export async function startFromArgs(
+  args: RunArgs,
+  env: Environment,
+): Promise<{ sidecar: Sidecar; config: Config; logger: Logger; serving: Promise<number> }> {
   const config = loadConfig(args.config, env, configFlags(args));
   const logger = createLogger(config.log.level, undefined, config.log.format, process.stdout.isTTY === true);
   const sidecar = await Sidecar.create(config, logger);
@@ -50,5 +63,5 @@ export async function runCommand(args: RunArgs, env: Environment): Promise<numbe
     await sidecar.stop(0);
     throw err;
   }
-  return serving;
+  return { sidecar, config, logger, serving };
 }

@@ -6,14 +6,11 @@
  */
 import https from 'node:https';
 import type { Argv } from 'yargs';
-import { type Environment, loadConfig } from '../config/load.js';
+import type { Environment } from '../config/load.js';
 import { parseHostPort } from '../config/parse.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
-import { Sidecar } from '../sidecar.js';
-import { createLogger } from '../telemetry/logger.js';
 import { DEFAULT_IMAGE } from './inject.js';
-import { configFlags, type RunArgs, runOptions } from './run.js';
-import { serveUntilSignal } from './signals.js';
+import { type RunArgs, runOptions, startFromArgs } from './run.js';
 
 export type WebhookArgs = RunArgs & { listen: string; 'pod-vault-addr'?: string; image: string };
 
@@ -34,16 +31,7 @@ export function webhookOptions(yargs: Argv): Argv<WebhookArgs> {
 export async function webhookCommand(args: WebhookArgs, env: Environment): Promise<number> {
   const address = parseHostPort(args.listen);
   if (!address) throw new SidecarError(ErrorCodes.USAGE, `webhook --listen: "${args.listen}" is not host:port; use e.g. 0.0.0.0:8443`);
-  const config = loadConfig(args.config, env, configFlags(args));
-  const logger = createLogger(config.log.level, undefined, config.log.format, process.stdout.isTTY === true);
-  const sidecar = await Sidecar.create(config, logger);
-  const serving = serveUntilSignal(sidecar, logger);
-  try {
-    await sidecar.start();
-  } catch (err) {
-    await sidecar.stop(0);
-    throw err;
-  }
+  const { sidecar, config, logger, serving } = await startFromArgs(args, env);
   const { webhookHandler } = await import('../kubernetes/webhook.js');
   const { listenOn } = await import('../proxy/server-lifecycle.js');
   // The API server presents no client certificate to webhooks by default: none is asked for.
