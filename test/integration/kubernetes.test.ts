@@ -5,6 +5,7 @@
  * service-account token (TokenRequest, audience vault) — while a token for another audience is
  * refused.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -35,10 +36,13 @@ interface KubeObject {
   [field: string]: unknown;
 }
 
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration']);
+
 /** The collection path an object is created in. */
 function collection(object: KubeObject): string {
   const plural = `${object.kind.toLowerCase()}s`;
   const group = object.apiVersion.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
+  if (CLUSTER_SCOPED.has(object.kind)) return `${group}/${plural}`;
   return `${group}/namespaces/${object.metadata.namespace ?? 'default'}/${plural}`;
 }
 
@@ -91,6 +95,71 @@ describe("deploy/'s manifests", () => {
     const res = await kube.request<{ message: string }>('POST', `${collection(deployment)}${dryRunStrict}`, deployment);
     expect(res.status).toBe(400);
     expect(res.body.message).toMatch(/unknown field "spec.template.spec.initContainers\[0\].startupProbes"/);
+  });
+});
+
+describe('the Helm chart (deploy/chart)', () => {
+  const chart = path.join(DEPLOY, 'chart');
+  const caBundle = Buffer.from('-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n').toString('base64');
+  let helm = '';
+  const run = (args: string[]) => {
+    try {
+      return { code: 0, out: execFileSync(helm, args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString() };
+    } catch (err) {
+      const e = err as { status: number; stderr: Buffer; stdout: Buffer };
+      return { code: e.status, out: `${e.stdout}${e.stderr}` };
+    }
+  };
+
+  beforeAll(() => {
+    helm =
+      execFileSync(path.resolve(DEPLOY, '../scripts/install-helm.sh'), { stdio: ['ignore', 'pipe', 'inherit'] })
+        .toString()
+        .trim()
+        .split('\n')
+        .pop() ?? '';
+  });
+
+  it('passes helm lint', () => {
+    const lint = run(['lint', chart, '--strict', '--set', `caBundle=${caBundle}`]);
+    expect(lint).toMatchObject({ code: 0 });
+    expect(lint.out).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it('renders objects the API server accepts with strict field validation', async () => {
+    const ns = await kube.request('POST', '/api/v1/namespaces', {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'vault-mtls-sidecar' },
+    });
+    expect([201, 409]).toContain(ns.status);
+    const rendered = run(['template', 'inject', chart, '--namespace', 'vault-mtls-sidecar', '--set', `caBundle=${caBundle}`]);
+    expect(rendered.code).toBe(0);
+    const objects = parseAllDocuments(rendered.out)
+      .map((d) => d.toJS() as KubeObject | null)
+      .filter((o): o is KubeObject => o !== null);
+    expect(objects.map((o) => o.kind).sort()).toEqual([
+      'ClusterRoleBinding',
+      'ConfigMap',
+      'Deployment',
+      'MutatingWebhookConfiguration',
+      'Service',
+      'ServiceAccount',
+    ]);
+    for (const object of objects) {
+      const res = await kube.request<{ message?: string }>('POST', `${collection(object)}${dryRunStrict}`, object);
+      expect({ kind: object.kind, status: res.status, message: res.body.message }).toEqual({
+        kind: object.kind,
+        status: 201,
+        message: undefined,
+      });
+    }
+  });
+
+  it('refuses to render without the CA bundle, saying what it is', () => {
+    const rendered = run(['template', 'inject', chart]);
+    expect(rendered.code).not.toBe(0);
+    expect(rendered.out).toMatch(/caBundle: base64 of the CA that issues the webhook's certificate/);
   });
 });
 
