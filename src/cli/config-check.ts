@@ -6,7 +6,7 @@
 
 import { stringify } from 'yaml';
 import type { Argv } from 'yargs';
-import { type Environment, loadConfig } from '../config/load.js';
+import { CONFIG_ENV, type Environment, loadConfig } from '../config/load.js';
 import { formatHostPort, type HostPort } from '../config/parse.js';
 import type { Config } from '../config/schema.js';
 import { configFlags, type RunArgs, runOptions } from './run.js';
@@ -45,7 +45,7 @@ export function configCheckCommand(
 ): number {
   const config: Config = loadConfig(args.config, env, configFlags(args));
   if (args.quiet) return 0;
-  out.write(`# ${args.config}: valid. The effective configuration (defaults filled in, durations in seconds):\n`);
+  out.write(`# ${args.config ?? CONFIG_ENV}: valid. The effective configuration (defaults filled in, durations in seconds):\n`);
   out.write(stringify(printableConfig(config)));
   return 0;
 }

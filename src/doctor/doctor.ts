@@ -3,7 +3,7 @@
  * is built — config → identity (Vault or files) → TLS → listeners → upstreams. A check whose
  * input failed is skipped, so the first ✗ is the one to fix.
  */
-import { type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
+import { CONFIG_ENV, type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { fileChecks } from './file-checks.js';
@@ -11,7 +11,7 @@ import { contextsFor, outboundChecks, portChecks, selfHandshake } from './networ
 import { type CheckResult, type DoctorReport, fail, pass, report, warn } from './report.js';
 import { vaultChecks } from './vault-checks.js';
 
-export async function runDoctor(configPath: string, env: Environment, overrides: ConfigFlags = {}): Promise<DoctorReport> {
+export async function runDoctor(configPath: string | undefined, env: Environment, overrides: ConfigFlags = {}): Promise<DoctorReport> {
   let config: Config;
   try {
     config = loadConfig(configPath, env, overrides);
@@ -21,7 +21,7 @@ export async function runDoctor(configPath: string, env: Environment, overrides:
   const checks: CheckResult[] = [
     pass(
       'config',
-      `${configPath}: valid; identity from ${config.identity.source}, ${config.inbound.length} inbound and ${config.outbound.length} outbound listener(s)`,
+      `${configPath ?? CONFIG_ENV}: valid; identity from ${config.identity.source}, ${config.inbound.length} inbound and ${config.outbound.length} outbound listener(s)`,
     ),
   ];
   const identity =

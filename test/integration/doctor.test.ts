@@ -396,4 +396,23 @@ describe('the command', () => {
     expect(JSON.parse(good.stdout())).toMatchObject({ ok: true });
     expect(good.stdout()).not.toContain(readFileSync(leaf.keyFile, 'utf8').split('\n')[1]);
   });
+
+  it('checks the configuration an injected sidecar carries in its environment when no --config is given', async () => {
+    const pki = TestPki.create('doctor-env');
+    const leaf = pki.leaf('env', { cn: 'env.test', dns: ['env.test'] });
+    const inline = JSON.stringify({
+      identity: { source: 'files', files: { cert: leaf.certFile, key: leaf.keyFile, ca: pki.ca.certFile } },
+      admin: { listen: '127.0.0.1:0' },
+    });
+    const injected = spawnCli(['doctor', '--output', 'json'], { VAULT_MTLS_SIDECAR_CONFIG: inline });
+    expect(await injected.exited).toBe(0);
+    expect(JSON.parse(injected.stdout()).checks[0]).toMatchObject({
+      id: 'config',
+      status: 'pass',
+      detail: expect.stringMatching(/^VAULT_MTLS_SIDECAR_CONFIG: valid/),
+    });
+    const none = spawnCli(['doctor']);
+    expect(await none.exited).toBe(1);
+    expect(none.stdout()).toMatch(/^✗ config +config: no configuration; pass --config <file\.yaml> or set VAULT_MTLS_SIDECAR_CONFIG$/m);
+  });
 });
