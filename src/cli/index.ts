@@ -8,6 +8,7 @@ import { demoCommand, demoOptions } from './demo.js';
 import { doctorCommand, doctorOptions } from './doctor.js';
 import { injectCommand, injectOptions } from './inject.js';
 import { runCommand, runOptions } from './run.js';
+import { vaultSetupCommand, vaultSetupOptions } from './vault-setup.js';
 import { waitReadyCommand, waitReadyOptions } from './wait-ready.js';
 import { webhookCommand, webhookOptions } from './webhook.js';
 
@@ -64,6 +65,18 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         exitCode = await waitReadyCommand(args);
       },
     )
+    .command('vault', "set up Vault for services' sidecars", (vault) =>
+      vault
+        .command(
+          'setup',
+          'create or update, idempotently, the PKI root and intermediate, each service’s role and policy, its kubernetes auth role (audience vault) and auto-tidy; --dry-run prints the plan',
+          vaultSetupOptions,
+          async (args) => {
+            exitCode = await vaultSetupCommand(args, env);
+          },
+        )
+        .demandCommand(1, 'name an action: vault setup'),
+    )
     .command('config', 'check a configuration file and print the effective configuration (secrets redacted)', (config) =>
       config
         .command(
@@ -88,7 +101,7 @@ export async function runCli(argv: readonly string[], env: Environment): Promise
         )
         .demandCommand(1, 'name an action: cert inspect'),
     )
-    .demandCommand(1, 'name a command: run, doctor, demo, inject, webhook, wait-ready, config check or cert inspect')
+    .demandCommand(1, 'name a command: run, doctor, demo, inject, webhook, wait-ready, vault setup, config check or cert inspect')
     .strict()
     .help()
     .alias('h', 'help')

@@ -15,6 +15,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
 import { injectYaml } from '../../src/kubernetes/inject.js';
 import { Sidecar } from '../../src/sidecar.js';
+import { serviceNames, setupService } from '../../src/vault/setup.js';
 import { loggedPort, type Spawned, spawnCli, waitFor } from '../support/cli.js';
 import { type KubeApiServer, startKubeApiServer } from '../support/kube-apiserver.js';
 import { capturingLogger } from '../support/logs.js';
@@ -329,9 +330,9 @@ describe('the admission webhook, registered with the API server', () => {
 });
 
 describe('kubernetes auth against the real API server', () => {
-  /** A TokenRequest for the orders service account, as the kubelet makes for a projected volume. */
-  async function projectedToken(audience: string): Promise<string> {
-    const res = await kube.request<{ status: { token: string } }>('POST', '/api/v1/namespaces/default/serviceaccounts/orders/token', {
+  /** A TokenRequest for a service account (default/orders), as the kubelet makes for a projected volume. */
+  async function projectedToken(audience: string, namespace = 'default'): Promise<string> {
+    const res = await kube.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/orders/token`, {
       apiVersion: 'authentication.k8s.io/v1',
       kind: 'TokenRequest',
       spec: { audiences: [audience], expirationSeconds: 3600 },
@@ -380,6 +381,45 @@ describe('kubernetes auth against the real API server', () => {
       {},
     );
     expect(sidecar.store.current()?.info.dnsNames).toEqual(['orders.test']);
+  });
+
+  it('logs in to what `vault setup` made, with a projected token, and gets exactly the service names', async () => {
+    const mounts = { root: 'pki-setup-root', intermediate: 'pki-setup-int', auth: 'kubernetes-setup' };
+    const spec = {
+      name: 'orders',
+      namespace: 'shop',
+      serviceAccount: 'orders',
+      ttl: 3600,
+      maxTtl: 86400,
+      keyType: 'ec' as const,
+      issue: false,
+    };
+    const admin = { address: vault.address, token: vault.rootToken };
+    await setupService(admin, spec, mounts, false);
+    expect((await setupService(admin, spec, mounts, false)).filter((s) => s.action !== 'unchanged')).toEqual([]);
+    // Where the API server is: the one thing `vault setup` leaves to the operator.
+    await vaultApi(vault, 'POST', `auth/${mounts.auth}/config`, {
+      kubernetes_host: kube.url,
+      kubernetes_ca_cert: kube.caPem,
+      token_reviewer_jwt: kube.adminToken,
+      disable_local_ca_jwt: true,
+    });
+    const tokenFile = path.join(dir, 'token-setup');
+    writeFileSync(tokenFile, await projectedToken('vault', 'shop'));
+    const names = serviceNames(spec);
+    const sidecar = await startSidecar(
+      {
+        vault: {
+          ...vaultSection(vault),
+          pki: { mount: mounts.intermediate, role: 'orders' },
+          auth: { method: 'kubernetes', mount: mounts.auth, role: 'orders', tokenFile },
+        },
+        identity: { commonName: 'orders.shop.svc', dnsNames: names.dnsNames, uriSans: [names.spiffeId], ttl: '10m' },
+        inbound: [{ name: 'app', listen: '127.0.0.1:0', target: '127.0.0.1:9' }],
+      },
+      {},
+    );
+    expect(sidecar.store.current()?.info).toMatchObject({ dnsNames: names.dnsNames, uris: [names.spiffeId] });
   });
 
   it('is refused with a token for another audience, in Vault words', async () => {
