@@ -50,6 +50,8 @@ describe.each(Object.keys(WORKLOADS))('%s', (kind) => {
       dnsNames: ['orders', 'orders.shop', 'orders.shop.svc', 'orders.shop.svc.cluster.local'],
       uriSans: ['spiffe://cluster.local/ns/shop/sa/orders'],
     });
+    // The intermediate `vault setup` issues from, with the role it makes for the service.
+    expect(config.vault?.pki).toMatchObject({ mount: 'pki_int', role: 'orders' });
     expect(config.vault?.auth).toMatchObject({
       method: 'kubernetes',
       mount: 'kubernetes',
