@@ -20,6 +20,7 @@ import { loggedPort, type Spawned, spawnCli, waitFor } from '../support/cli.js';
 import { type KubeApiServer, startKubeApiServer } from '../support/kube-apiserver.js';
 import { capturingLogger } from '../support/logs.js';
 import { TestPki } from '../support/pki.js';
+import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
 import { WORKLOADS } from '../support/workloads.js';
@@ -330,15 +331,42 @@ describe('the admission webhook, registered with the API server', () => {
 });
 
 describe('kubernetes auth against the real API server', () => {
-  /** A TokenRequest for a service account (default/orders), as the kubelet makes for a projected volume. */
-  async function projectedToken(audience: string, namespace = 'default'): Promise<string> {
-    const res = await kube.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/orders/token`, {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenRequest',
-      spec: { audiences: [audience], expirationSeconds: 3600 },
-    });
+  /**
+   * A TokenRequest for a service account, as the kubelet makes for a projected volume; `boundTo` a
+   * Secret, the token stops being valid when the Secret is deleted (as a pod-bound one does when
+   * its pod goes).
+   */
+  async function projectedToken(
+    audience: string,
+    namespace = 'default',
+    account = 'orders',
+    boundTo?: { name: string; uid: string },
+  ): Promise<string> {
+    const res = await kube.request<{ status: { token: string } }>(
+      'POST',
+      `/api/v1/namespaces/${namespace}/serviceaccounts/${account}/token`,
+      {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: {
+          audiences: [audience],
+          expirationSeconds: 3600,
+          ...(boundTo ? { boundObjectRef: { kind: 'Secret', apiVersion: 'v1', ...boundTo } } : {}),
+        },
+      },
+    );
     expect(res.status).toBe(201);
     return res.body.status.token;
+  }
+
+  async function secret(name: string): Promise<{ name: string; uid: string }> {
+    const res = await kube.request<{ metadata: { uid: string } }>('POST', '/api/v1/namespaces/default/secrets', {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name },
+    });
+    expect(res.status).toBe(201);
+    return { name, uid: res.body.metadata.uid };
   }
 
   beforeAll(async () => {
@@ -360,6 +388,12 @@ describe('kubernetes auth against the real API server', () => {
       token_reviewer_jwt: kube.adminToken,
       disable_local_ca_jwt: true,
     });
+    const stranger = await kube.request('POST', '/api/v1/namespaces/default/serviceaccounts', {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'stranger' },
+    });
+    expect([201, 409]).toContain(stranger.status);
     await vaultApi(vault, 'POST', `auth/${K8S_MOUNT}/role/orders`, {
       bound_service_account_names: ['orders'],
       bound_service_account_namespaces: ['default'],
@@ -381,6 +415,64 @@ describe('kubernetes auth against the real API server', () => {
       {},
     );
     expect(sidecar.store.current()?.info.dnsNames).toEqual(['orders.test']);
+  });
+
+  it('re-reads the token file at the next login, after the kubelet rotated it', async () => {
+    const tokenFile = path.join(dir, 'token-rotating');
+    const firstPod = await secret('first-pod');
+    const first = await projectedToken('vault', 'default', 'orders', firstPod);
+    writeFileSync(tokenFile, first);
+    const sidecar = await startSidecar({
+      vault: { ...vaultSection(vault), auth: { method: 'kubernetes', mount: K8S_MOUNT, role: 'orders', tokenFile } },
+      identity: { commonName: 'orders.test', dnsNames: ['orders.test'], ttl: '10m' },
+    });
+    // The first token dies with the object it was bound to; the kubelet has written a new one.
+    expect((await kube.request('DELETE', `/api/v1/namespaces/default/secrets/${firstPod.name}`)).status).toBe(200);
+    // So only a re-read file can log in from now on.
+    await waitFor(
+      async () => {
+        const review = await kube.request<{ status: { authenticated?: boolean } }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenReview',
+          spec: { token: first, audiences: ['vault'] },
+        });
+        return review.body.status.authenticated !== true;
+      },
+      15_000,
+      'the API server to refuse the token bound to the deleted Secret',
+    );
+    writeFileSync(tokenFile, await projectedToken('vault', 'default', 'orders', await secret('second-pod')));
+    // Vault's token is revoked, so the next call must log in again, with the new file content.
+    await vaultApi(vault, 'PUT', `sys/leases/revoke-prefix/auth/${K8S_MOUNT}/login`);
+    const serial = sidecar.store.current()?.info.serial;
+    sidecar.renewer.renewNow();
+    await waitFor(() => sidecar.store.current()?.info.serial !== serial, 10_000, 'the renewal after re-login with the rotated token');
+    const samples = parsePrometheus(await sidecar.metrics.text());
+    expect(sampleValue(samples, 'sidecar_vault_request_duration_seconds_count', { operation: 'login', status: '200' })).toBe(2);
+  });
+
+  it('names the role and the mount when the service account is not allowed, and stays not ready', async () => {
+    const tokenFile = path.join(dir, 'token-stranger');
+    writeFileSync(tokenFile, await projectedToken('vault', 'default', 'stranger'));
+    const config = buildConfig(
+      {
+        vault: { ...vaultSection(vault), auth: { method: 'kubernetes', mount: K8S_MOUNT, role: 'orders', tokenFile } },
+        identity: { commonName: 'stranger.test', ttl: '10m' },
+        admin: { listen: '127.0.0.1:0' },
+      },
+      {},
+    );
+    const { logger, lines } = capturingLogger();
+    const sidecar = await Sidecar.create(config, logger);
+    const starting = sidecar.start();
+    await waitFor(() => lines.some((l) => l.code === 'SIDECAR_VAULT_AUTH_FAILED'), 10_000, 'the login failure');
+    const line = lines.find((l) => l.code === 'SIDECAR_VAULT_AUTH_FAILED') as { msg: string };
+    expect(line.msg).toMatch(
+      /vault: login with kubernetes role orders at auth\/kubernetes-apiserver-test failed \(.*service account name not authorized.*\); check the auth role and credentials/,
+    );
+    expect(sidecar.notReadyReasons()).toContain('no valid certificate');
+    await sidecar.stop(0);
+    await starting;
   });
 
   it('logs in to what `vault setup` made, with a projected token, and gets exactly the service names', async () => {
