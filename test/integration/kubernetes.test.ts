@@ -10,6 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
@@ -190,11 +191,15 @@ describe('the admission webhook, registered with the API server', () => {
   let webhook: Spawned;
   let webhookPort = 0;
   let webhookCa = '';
+  let webhookPki: TestPki;
+  let servingFiles: { certFile: string; keyFile: string };
 
   beforeAll(async () => {
     // The webhook's serving certificate from a files identity (a Vault one works the same way).
     const pki = TestPki.create('webhook');
     const serving = pki.leaf('webhook', { cn: 'webhook', dns: ['localhost'], ips: ['127.0.0.1'] });
+    webhookPki = pki;
+    servingFiles = serving;
     const config = path.join(dir, 'webhook.yaml');
     writeFileSync(
       config,
@@ -300,6 +305,25 @@ describe('the admission webhook, registered with the API server', () => {
     expect(await call('/other', '{}')).toBe(404);
     expect([413, 'ECONNRESET', 'EPIPE']).toContain(await call('/mutate', Buffer.alloc(4 * 1024 * 1024, 97)));
     const res = await kube.request<StoredPod>('POST', '/api/v1/namespaces/mesh/pods', pod('after-garbage', annotated));
+    expect(res.body.spec.initContainers?.map((c) => c.name)).toEqual(['mtls-sidecar']);
+    expect(webhook.child.exitCode).toBeNull();
+  });
+
+  it('serves a renewed certificate without a restart, and the API server keeps calling it', async () => {
+    const servedSerial = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: webhookPort, ca: webhookCa, servername: 'localhost' }, () => {
+          resolve(socket.getPeerCertificate().serialNumber);
+          socket.destroy();
+        });
+        socket.on('error', reject);
+      });
+    const before = await servedSerial();
+    const renewed = webhookPki.leaf('webhook-renewed', { cn: 'webhook', dns: ['localhost'], ips: ['127.0.0.1'] });
+    writeFileSync(servingFiles.keyFile, readFileSync(renewed.keyFile));
+    writeFileSync(servingFiles.certFile, readFileSync(renewed.certFile));
+    await waitFor(async () => (await servedSerial()) !== before, 20_000, 'the webhook to serve the renewed certificate');
+    const res = await kube.request<StoredPod>('POST', '/api/v1/namespaces/mesh/pods', pod('after-renewal', annotated));
     expect(res.body.spec.initContainers?.map((c) => c.name)).toEqual(['mtls-sidecar']);
     expect(webhook.child.exitCode).toBeNull();
   });
