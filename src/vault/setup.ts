@@ -88,7 +88,7 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
   );
   await step(
     `root CA on ${mounts.root}/`,
-    async () => (((await existsOr(() => hasIssuer(mounts.root), dryRun)) ?? 0) > 0 ? {} : undefined),
+    async () => ((await hasIssuer(mounts.root)) > 0 ? {} : undefined),
     {},
     () =>
       api.post(`${mounts.root}/root/generate/internal`, {
@@ -100,7 +100,7 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
   );
   await step(
     `${mounts.root}/config/urls`,
-    () => existsOr(() => api.get(`${mounts.root}/config/urls`), dryRun),
+    () => api.get(`${mounts.root}/config/urls`),
     urls(mounts.root),
     () => api.post(`${mounts.root}/config/urls`, urls(mounts.root)),
   );
@@ -114,7 +114,7 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
   );
   await step(
     `intermediate CA on ${mounts.intermediate}/, signed by ${mounts.root}/`,
-    async () => (((await existsOr(() => hasIssuer(mounts.intermediate), dryRun)) ?? 0) > 0 ? {} : undefined),
+    async () => ((await hasIssuer(mounts.intermediate)) > 0 ? {} : undefined),
     {},
     async () => {
       const csr = (await api.post(`${mounts.intermediate}/intermediate/generate/internal`, {
@@ -130,14 +130,14 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
   );
   await step(
     `${mounts.intermediate}/config/urls`,
-    () => existsOr(() => api.get(`${mounts.intermediate}/config/urls`), dryRun),
+    () => api.get(`${mounts.intermediate}/config/urls`),
     urls(mounts.intermediate),
     () => api.post(`${mounts.intermediate}/config/urls`, urls(mounts.intermediate)),
   );
   const tidy = { enabled: true, tidy_cert_store: true, tidy_revoked_certs: true, tidy_expired_issuers: true, interval_duration: 43200 };
   await step(
     `${mounts.intermediate}/config/auto-tidy`,
-    () => existsOr(() => api.get(`${mounts.intermediate}/config/auto-tidy`), dryRun),
+    () => api.get(`${mounts.intermediate}/config/auto-tidy`),
     tidy,
     () => api.post(`${mounts.intermediate}/config/auto-tidy`, tidy),
   );
@@ -201,21 +201,11 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
   };
   await step(
     `auth/${mounts.auth}/role/${spec.name}`,
-    () => existsOr(() => api.get(`auth/${mounts.auth}/role/${spec.name}`), dryRun),
+    () => api.get(`auth/${mounts.auth}/role/${spec.name}`),
     authRole,
     () => api.post(`auth/${mounts.auth}/role/${spec.name}`, authRole),
   );
   return steps;
-}
-
-/** In a dry run a step may read what an earlier, unapplied step would have created: count it as absent. */
-async function existsOr<T>(read: () => Promise<T>, dryRun: boolean): Promise<T | undefined> {
-  try {
-    return await read();
-  } catch (err) {
-    if (dryRun) return undefined;
-    throw err;
-  }
 }
 
 /** Vault's "2 errors occurred:\n\t* a\n\t* b" as ["a", "b"]: error lines stay one line. */

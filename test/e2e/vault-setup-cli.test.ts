@@ -51,6 +51,10 @@ it('says what is missing, one line and a code', async () => {
   expect(noToken.stderr.trim()).toBe(
     '✖ vault setup: set VAULT_TOKEN to a token that may mount secrets engines and write policies [SIDECAR_USAGE]',
   );
+  // A dry run too: a plan it could not read is no plan.
+  const deniedDry = await cli(['--service', 'orders', '--dry-run'], { VAULT_ADDR: server.address, VAULT_TOKEN: 'not-a-token' });
+  expect(deniedDry.code).toBe(1);
+  expect(deniedDry.stderr).toContain('[SIDECAR_VAULT_PERMISSION_DENIED]');
   const denied = await cli(['--service', 'orders'], { VAULT_ADDR: server.address, VAULT_TOKEN: 'not-a-token' });
   expect(denied.code).toBe(1);
   expect(denied.stderr.trim()).toBe(
