@@ -12,6 +12,9 @@ import { ErrorCodes, SidecarError } from '../errors.js';
 import { DEFAULT_IMAGE } from './inject.js';
 import { type RunArgs, runOptions, startFromArgs } from './run.js';
 
+/** How long a connection may stay silent: in the TLS handshake, before or within a request. */
+const SILENT_PEER_MS = 5000;
+
 export type WebhookArgs = RunArgs & { listen: string; 'pod-vault-addr'?: string; image: string };
 
 export function webhookOptions(yargs: Argv): Argv<WebhookArgs> {
@@ -35,8 +38,17 @@ export async function webhookCommand(args: WebhookArgs, env: Environment): Promi
   const { webhookHandler } = await import('../kubernetes/webhook.js');
   const { listenOn } = await import('../proxy/server-lifecycle.js');
   // The API server presents no client certificate to webhooks by default: none is asked for.
+  // It answers within timeoutSeconds (≤ 30 s) or gives up, so a peer that stays silent, before
+  // the handshake or mid-request, is cut after a few seconds instead of holding a socket.
   const server = https.createServer(
-    { ...sidecar.contexts.serverOptions(), minVersion: 'TLSv1.2', requestTimeout: 10_000, headersTimeout: 10_000 },
+    {
+      ...sidecar.contexts.serverOptions(),
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: SILENT_PEER_MS,
+      headersTimeout: SILENT_PEER_MS,
+      requestTimeout: SILENT_PEER_MS,
+      connectionsCheckingInterval: 1000,
+    },
     webhookHandler({ vaultAddr: args['pod-vault-addr'] ?? config.vault?.address, image: args.image }, logger),
   );
   sidecar.contexts.onChange(() => server.setSecureContext(sidecar.contexts.serverOptions()));

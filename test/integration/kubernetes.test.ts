@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -308,6 +309,28 @@ describe('the admission webhook, registered with the API server', () => {
     expect(res.body.spec.initContainers?.map((c) => c.name)).toEqual(['mtls-sidecar']);
     expect(webhook.child.exitCode).toBeNull();
   });
+
+  it('cuts a silent peer and one that stops mid-request, and keeps serving meanwhile', async () => {
+    const closed = (socket: net.Socket) =>
+      new Promise<number>((resolve) => {
+        const start = Date.now();
+        socket.on('error', () => {});
+        socket.on('close', () => resolve(Date.now() - start));
+        socket.resume(); // read what comes (a 408), so the close is seen
+      });
+    const silent = net.connect({ host: '127.0.0.1', port: webhookPort }); // never says ClientHello
+    const halfway = tls.connect({ host: '127.0.0.1', port: webhookPort, ca: webhookCa, servername: 'localhost' }, () =>
+      halfway.write('POST /mutate HTTP/1.1\r\nHost: webhook\r\nContent-Length: 1000\r\n\r\n{"apiVersion"'),
+    );
+    const silentClosed = closed(silent);
+    const halfwayClosed = closed(halfway);
+    const res = await kube.request<StoredPod>('POST', '/api/v1/namespaces/mesh/pods', pod('beside-silent', annotated));
+    expect(res.body.spec.initContainers?.map((c) => c.name)).toEqual(['mtls-sidecar']);
+    // Cut by the webhook (5 s limits), not left open until the peer gives up.
+    expect(await silentClosed).toBeLessThan(9000);
+    expect(await halfwayClosed).toBeLessThan(9000);
+    expect(webhook.child.exitCode).toBeNull();
+  }, 20_000);
 
   it('serves a renewed certificate without a restart, and the API server keeps calling it', async () => {
     const servedSerial = () =>
