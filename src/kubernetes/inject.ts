@@ -8,7 +8,7 @@
  */
 import { Document, isMap, isSeq, parseAllDocuments } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
-import { INJECTED_LABEL, type InjectDefaults, readAnnotations } from './annotations.js';
+import { INJECTED_LABEL, type InjectDefaults, PREFIX, readAnnotations } from './annotations.js';
 import { CONTAINER_NAME, sidecarContainer, TOKEN_VOLUME, tokenVolume } from './sidecar-spec.js';
 
 type Path = (string | number)[];
@@ -57,8 +57,7 @@ export function injectYaml(text: string, source: string, options: InjectOptions)
   }
   if (problems.length > 0) throw new SidecarError(ErrorCodes.INJECT_INVALID, problems.join('\n'));
   // Documents keep their own start markers; join them the way they were separated.
-  const text2 = docs.map((d) => d.toString({ lineWidth: 0 })).join('');
-  return { text: text2, report };
+  return { text: docs.map((d) => d.toString({ lineWidth: 0 })).join(''), report };
 }
 
 export interface PodResult {
@@ -115,8 +114,8 @@ function injectObject(doc: Document, at: Path, object: unknown, options: InjectO
     // inject "false" (or no annotation) on a pod that has the sidecar: take it out.
     if (hasSidecar(podSpec)) {
       remove(doc, specPath, metaPath);
-      report.push(`${name}: sidecar removed (not annotated ${'vault-mtls-sidecar/inject'}: "true")`);
-    } else report.push(`${name}: skipped (not annotated vault-mtls-sidecar/inject: "true")`);
+      report.push(`${name}: sidecar removed (not annotated ${PREFIX}inject: "true")`);
+    } else report.push(`${name}: skipped (not annotated ${PREFIX}inject: "true")`);
     return;
   }
   const namespace = typeof meta.namespace === 'string' ? meta.namespace : (options.namespace ?? 'default');

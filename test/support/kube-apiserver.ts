@@ -42,7 +42,13 @@ function binaryDir(): string {
   }
 }
 
-function started(name: string, command: string, args: string[], children: ChildProcess[]): ChildProcess {
+interface Started {
+  readonly child: ChildProcess;
+  /** The last 3000 characters of its stderr, to say why it failed. */
+  tail(): string;
+}
+
+function started(name: string, command: string, args: string[], children: ChildProcess[]): Started {
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let tail = '';
   child.stderr?.on('data', (c: Buffer) => {
@@ -51,9 +57,8 @@ function started(name: string, command: string, args: string[], children: ChildP
   child.on('error', (err) => {
     tail += `\n${name}: ${err.message}`;
   });
-  Object.defineProperty(child, 'tail', { get: () => tail });
   children.push(child);
-  return child;
+  return { child, tail: () => tail };
 }
 
 export async function startKubeApiServer(): Promise<KubeApiServer> {
@@ -148,7 +153,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
   try {
     await waitFor(
       async () => {
-        if (api.exitCode !== null || etcd.exitCode !== null) return true;
+        if (api.child.exitCode !== null || etcd.child.exitCode !== null) return true;
         try {
           return (await request('GET', '/readyz')).status === 200;
         } catch {
@@ -156,11 +161,11 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
         }
       },
       60_000,
-      () => `kube-apiserver /readyz (stderr: ${(api as unknown as { tail: string }).tail})`,
+      () => `kube-apiserver /readyz (stderr: ${api.tail()})`,
     );
-    if (api.exitCode !== null || etcd.exitCode !== null) {
-      const who = api.exitCode !== null ? api : etcd;
-      throw new Error(`the control plane exited: ${(who as unknown as { tail: string }).tail}`);
+    const exited = [api, etcd].find((p) => p.child.exitCode !== null);
+    if (exited) {
+      throw new Error(`the control plane exited: ${exited.tail()}`);
     }
     caPem = readFileSync(path.join(dir, 'certs', 'apiserver.crt'), 'utf8');
   } catch (err) {
