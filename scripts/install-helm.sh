@@ -7,13 +7,14 @@ set -euo pipefail
 HELM_VERSION="${HELM_VERSION:-v3.19.2}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/helm/$HELM_VERSION"
 log() { printf '[install-helm] %s\n' "$*" >&2; }
+# shellcheck source=scripts/go-module.sh
+. "$(dirname "$0")/go-module.sh"
 
 if [ -x "$CACHE/helm" ] && "$CACHE/helm" version --short >/dev/null 2>&1; then
   echo "$CACHE/helm"
   exit 0
 fi
-command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || { log "Go is required to build helm"; exit 1; }
+require_go helm
 log "building helm.sh/helm/v3/cmd/helm@$HELM_VERSION (a few minutes)"
 mkdir -p "$CACHE"
 GOBIN="$CACHE" GOWORK=off go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"

@@ -15,20 +15,17 @@ KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.34.2}"
 STAGING_VERSION="v0.${KUBERNETES_VERSION#v1.}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/kubernetes/$KUBERNETES_VERSION"
 log() { printf '[install-kubernetes] %s\n' "$*" >&2; }
+# shellcheck source=scripts/go-module.sh
+. "$(dirname "$0")/go-module.sh"
 
 if [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-controller-manager" ] && "$CACHE/kube-apiserver" --version >/dev/null 2>&1; then
   echo "$CACHE"
   exit 0
 fi
-command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || { log "Go is required to build kube-apiserver"; exit 1; }
-
-log "downloading k8s.io/kubernetes@$KUBERNETES_VERSION"
-SRC_RO=$(cd / && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-[ -n "$SRC_RO" ] || { log "the Go module proxy did not serve k8s.io/kubernetes $KUBERNETES_VERSION"; exit 1; }
+require_go kube-apiserver
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-cp -r "$SRC_RO" "$WORK/src" && chmod -R u+w "$WORK/src"
+writable_module_copy "k8s.io/kubernetes@$KUBERNETES_VERSION" "$WORK"
 cd "$WORK/src"
 for module in $(sed -n 's|^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*|\1|p' go.mod); do
   go mod edit -dropreplace="$module" -require="$module@$STAGING_VERSION"

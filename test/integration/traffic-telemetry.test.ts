@@ -197,9 +197,10 @@ describe('h2 mode', () => {
   });
   afterAll(() => h2app.close());
 
-  it('records each stream with its status, DATA bytes and the peer', async () => {
+  /** A sidecar whose h2 listener (access log on, plus `extra`) forwards to the h2 app. */
+  async function startH2Sidecar(extra: Record<string, unknown> = {}) {
     const logs = capturingLogger();
-    const b = await startSidecar(
+    const sidecar = await startSidecar(
       {
         vault: vaultSection(vault),
         identity: { commonName: 'grpc.test', dnsNames: ['grpc.test'], ttl: '10m' },
@@ -210,13 +211,18 @@ describe('h2 mode', () => {
             listen: '127.0.0.1:0',
             target: `127.0.0.1:${(h2app.address() as AddressInfo).port}`,
             accessLog: true,
-            metrics: { peerLabel: true },
+            ...extra,
           },
         ],
       },
       env,
       { logger: logs.logger },
     );
+    return { logs, sidecar };
+  }
+
+  it('records each stream with its status, DATA bytes and the peer', async () => {
+    const { logs, sidecar: b } = await startH2Sidecar({ metrics: { peerLabel: true } });
     const client = await issueFromVault(vault, 'caller.test', [CALLER]);
     const session = http2.connect(`https://127.0.0.1:${b.listenerAddress('grpc').port}`, {
       ca: client.ca,
@@ -254,24 +260,7 @@ describe('h2 mode', () => {
   });
 
   it('records a stream the client cancelled and a session cut by a TCP reset as aborted, and serves the next call', async () => {
-    const logs = capturingLogger();
-    const sidecar = await startSidecar(
-      {
-        vault: vaultSection(vault),
-        identity: { commonName: 'grpc.test', dnsNames: ['grpc.test'], ttl: '10m' },
-        inbound: [
-          {
-            name: 'grpc',
-            mode: 'h2',
-            listen: '127.0.0.1:0',
-            target: `127.0.0.1:${(h2app.address() as AddressInfo).port}`,
-            accessLog: true,
-          },
-        ],
-      },
-      env,
-      { logger: logs.logger },
-    );
+    const { logs, sidecar } = await startH2Sidecar();
     const client = await issueFromVault(vault, 'caller.test', [CALLER]);
     // Over a TCP socket of our own, so the test can reset it (a TLS socket cannot be reset itself).
     const tcpSockets: net.Socket[] = [];

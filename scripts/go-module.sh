@@ -1,0 +1,19 @@
+# Sourced by the scripts that build test and bench peers from the Go module proxy
+# (scripts/install-kubernetes.sh, scripts/install-helm.sh, bench/install-ghostunnel.sh).
+# Each defines log() before sourcing.
+
+# require_go WHAT: puts Go on PATH (the machine's /usr/local/go) or fails naming what needed it.
+require_go() {
+  command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null || { log "Go is required to build $1"; exit 1; }
+}
+
+# writable_module_copy MODULE@VERSION DIR: downloads the module's source through the proxy and
+# copies it to DIR/src, writable (the module cache is read-only), for `go build` there.
+writable_module_copy() {
+  local dir
+  log "downloading $1"
+  dir=$(cd / && go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || true
+  [ -n "$dir" ] || { log "the Go module proxy did not serve $1"; exit 1; }
+  cp -r "$dir" "$2/src" && chmod -R u+w "$2/src"
+}
