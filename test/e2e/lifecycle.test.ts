@@ -107,6 +107,16 @@ it('keeps accepting for shutdownDelay after SIGTERM with /readyz already 503, th
   expect(await run.exited).toBe(0);
 });
 
+it('exits at once with code 1 on a second signal during shutdownDelay', async () => {
+  const { run, readyz } = await startCli('10s', '30s');
+  run.child.kill('SIGTERM');
+  await waitFor(async () => (await readyz()) === 503, 1000, '/readyz to turn false at SIGTERM');
+  const second = Date.now();
+  run.child.kill('SIGTERM');
+  expect(await run.exited).toBe(1);
+  expect(Date.now() - second).toBeLessThan(3000);
+});
+
 it('exits at once with code 1 on a second signal, abandoning the drain', async () => {
   const { run, inbound } = await startCli('30s');
   const client = await issueFromVault(vault, 'impatient.test');
