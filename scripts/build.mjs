@@ -10,6 +10,7 @@
  * Type checking is `npm run typecheck` (tsc); esbuild only strips the types.
  */
 import { chmodSync, readFileSync, rmSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { build } from 'esbuild';
 
@@ -18,6 +19,29 @@ const dist = path.join(root, 'dist');
 // The #! line of src/main.ts carries the node flags the sidecar runs with; it must stay first.
 const hashbang = readFileSync(path.join(root, 'src/main.ts'), 'utf8').split('\n')[0];
 if (!hashbang.startsWith('#!')) throw new Error('src/main.ts must start with its #! line');
+
+/**
+ * Node's own modules are loaded with require(), never as ES modules. Why: importing a builtin as an
+ * ES module builds its namespace from every export, which runs Node's lazy getters — on Node 24
+ * `import 'node:http'` loads http2, zlib, worker_threads, perf_hooks and Node's internal undici
+ * (81 modules, +14 MB RSS) where `require('node:http')` loads 15 (+2 MB). Each builtin imported by
+ * our code becomes a tiny CommonJS module that requires it; esbuild's interop gives the imports.
+ */
+const builtinsAsRequire = {
+  name: 'builtins-as-require',
+  setup(b) {
+    const names = new Set(builtinModules);
+    b.onResolve({ filter: /^(node:)?[a-z_/0-9]+$/ }, (args) => {
+      const bare = args.path.replace(/^node:/, '');
+      if (!names.has(bare) || args.namespace === 'builtin-require' || args.kind !== 'import-statement') return undefined;
+      return { path: `node:${bare}`, namespace: 'builtin-require' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'builtin-require' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
 
 rmSync(dist, { recursive: true, force: true });
 await build({
@@ -36,6 +60,7 @@ await build({
   external: ['pino-pretty'],
   // Bundled CommonJS dependencies call require() for node's own modules.
   banner: { js: `import { createRequire as __sidecarRequire } from 'node:module'; const require = __sidecarRequire(import.meta.url);` },
+  plugins: [builtinsAsRequire],
   logLevel: 'warning',
 });
 const main = path.join(dist, 'main.js');

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Argv } from 'yargs';
 import { type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import { IdleHeap } from '../runtime/idle-heap.js';
 import { Sidecar } from '../sidecar.js';
 import { createLogger } from '../telemetry/logger.js';
 import { serveUntilSignal } from './signals.js';
@@ -63,5 +64,9 @@ export async function startFromArgs(
     await sidecar.stop(0);
     throw err;
   }
+  // A process-wide concern, so here and not in Sidecar (tests run many sidecars in one process).
+  const idleHeap = new IdleHeap({ logger });
+  idleHeap.start();
+  void serving.finally(() => idleHeap.stop());
   return { sidecar, config, logger, serving };
 }

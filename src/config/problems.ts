@@ -3,7 +3,7 @@
  * found, and a misspelt field gets the nearest valid name ("did you mean `source`?"). Every problem
  * of a file is reported at once, so fixing a config takes one run, not one per mistake.
  */
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 
 /** The fields an object in `schema` at `path` accepts (all branches of a union), or none when unknown. */
 export function knownKeysAt(schema: z.core.$ZodType, path: readonly PropertyKey[]): string[] {

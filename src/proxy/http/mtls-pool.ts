@@ -4,9 +4,10 @@
  * sessions made with it. A rotation starts a new pool for new requests; the old one finishes what
  * it carries and closes, so no request is dropped and none goes out with the old identity after.
  */
-import { buildConnector, Pool } from 'undici';
+
 import type { TlsContexts } from '../../tls/contexts.js';
 import type { Upstream } from '../upstream.js';
+import { buildConnector, Pool } from './undici-pool.js';
 
 export class MtlsPool {
   #pool: Pool;
