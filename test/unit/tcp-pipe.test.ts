@@ -23,18 +23,23 @@ afterAll(() => {
   for (const s of servers) s.close();
 });
 
-/** A peer whose writes complete a little later, copying the bytes they refer to only then. */
-function latePeer(halfClosed = false): { peer: Duplex; received: Promise<Buffer> } {
+/**
+ * A peer whose writes complete a little later, copying the bytes they refer to only then. `writes`
+ * counts its write() calls; a low high-water mark makes write() ask for 'drain' at once.
+ */
+function latePeer(halfClosed = false, highWaterMark = 1024 * 1024): { peer: Duplex; received: Promise<Buffer>; writes: () => number } {
+  let writes = 0;
   const chunks: Buffer[] = [];
   let done: (b: Buffer) => void;
   const received = new Promise<Buffer>((resolve) => {
     done = resolve;
   });
   const peer = new Duplex({
-    // High, so write() keeps saying "go on" while earlier writes are still in flight.
-    writableHighWaterMark: 1024 * 1024,
+    // High by default, so write() keeps saying "go on" while earlier writes are still in flight.
+    writableHighWaterMark: highWaterMark,
     read() {}, // sends nothing the other way
     write(chunk: Buffer, _encoding, callback) {
+      writes++;
       setTimeout(() => {
         chunks.push(Buffer.from(chunk));
         callback();
@@ -46,7 +51,7 @@ function latePeer(halfClosed = false): { peer: Duplex; received: Promise<Buffer>
     },
   });
   if (halfClosed) peer.push(null);
-  return { peer, received };
+  return { peer, received, writes: () => writes };
 }
 
 async function listening(s: net.Server): Promise<number> {
@@ -77,6 +82,67 @@ it('TLS: every decrypted byte arrives intact through a peer whose writes complet
     } as tls.ConnectionOptions),
   );
   expect((await received).equals(payload)).toBe(true);
+  dialled.destroy();
+});
+
+function dialTls(port: number): (onread: net.OnReadOpts) => tls.TLSSocket {
+  return (onread) =>
+    tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername: 'localhost',
+      ca: pki.ca.cert,
+      allowHalfOpen: true,
+      onread,
+    } as tls.ConnectionOptions);
+}
+
+it('TLS: a bulk transfer goes to the peer in a few large writes, not one per decrypted 16 KB chunk', async () => {
+  const port = await listening(tls.createServer({ cert: server.cert, key: server.key }, (socket) => socket.end(payload)));
+  const { peer, received, writes } = latePeer();
+  const dialled = pipeDialled(peer, dialTls(port));
+  expect((await received).equals(payload)).toBe(true);
+  // 2 MiB is 128 chunks of 16 KB; batched, up to 4 of them go out in one write (64 KB batches).
+  expect(writes()).toBeLessThanOrEqual(128 / 2);
+  expect(writes()).toBeGreaterThanOrEqual(payload.length / (64 * 1024));
+  dialled.destroy();
+});
+
+it('TLS: a peer that asks to wait at every write still gets every byte, in order', async () => {
+  const port = await listening(tls.createServer({ cert: server.cert, key: server.key }, (socket) => socket.end(payload)));
+  const { peer, received } = latePeer(false, 1);
+  const dialled = pipeDialled(peer, dialTls(port));
+  expect((await received).equals(payload)).toBe(true);
+  dialled.destroy();
+});
+
+it('TLS: a burst that ends with the connection is written before the peer is ended', async () => {
+  // Whole 16 KB chunks wait for the end of the burst; the server's close comes right behind them.
+  for (const chunks of [1, 2, 5]) {
+    const body = randomBytes(chunks * 16 * 1024);
+    const port = await listening(tls.createServer({ cert: server.cert, key: server.key }, (socket) => socket.end(body)));
+    const { peer, received } = latePeer();
+    const dialled = pipeDialled(peer, dialTls(port));
+    expect((await received).equals(body)).toBe(true);
+    dialled.destroy();
+  }
+});
+
+it('TLS: small messages are written as they arrive, each at once', async () => {
+  const messages = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\n`));
+  const port = await listening(
+    tls.createServer({ cert: server.cert, key: server.key }, async (socket) => {
+      for (const m of messages) {
+        socket.write(m);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      socket.end();
+    }),
+  );
+  const { peer, received, writes } = latePeer();
+  const dialled = pipeDialled(peer, dialTls(port));
+  expect((await received).equals(Buffer.concat(messages))).toBe(true);
+  expect(writes()).toBe(messages.length);
   dialled.destroy();
 });
 
