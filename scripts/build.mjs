@@ -24,8 +24,9 @@ if (!hashbang.startsWith('#!')) throw new Error('src/main.ts must start with its
  * Node's own modules are loaded with require(), never as ES modules. Why: importing a builtin as an
  * ES module builds its namespace from every export, which runs Node's lazy getters — on Node 24
  * `import 'node:http'` loads http2, zlib, worker_threads, perf_hooks and Node's internal undici
- * (81 modules, +14 MB RSS) where `require('node:http')` loads 15 (+2 MB). Each builtin imported by
- * our code becomes a tiny CommonJS module that requires it; esbuild's interop gives the imports.
+ * (81 modules, +14 MB RSS) where `require('node:http')` loads 15 (+2 MB). Each builtin that our code
+ * or an ES-module dependency (yargs) imports, statically or with import(), becomes a tiny CommonJS
+ * module that requires it; esbuild's interop gives the imports. require() calls stay as they are.
  */
 const builtinsAsRequire = {
   name: 'builtins-as-require',
@@ -33,7 +34,8 @@ const builtinsAsRequire = {
     const names = new Set(builtinModules);
     b.onResolve({ filter: /^(node:)?[a-z_/0-9]+$/ }, (args) => {
       const bare = args.path.replace(/^node:/, '');
-      if (!names.has(bare) || args.namespace === 'builtin-require' || args.kind !== 'import-statement') return undefined;
+      const esImport = args.kind === 'import-statement' || args.kind === 'dynamic-import';
+      if (!esImport || !names.has(bare)) return undefined;
       return { path: `node:${bare}`, namespace: 'builtin-require' };
     });
     b.onLoad({ filter: /.*/, namespace: 'builtin-require' }, (args) => ({
