@@ -6,11 +6,10 @@
 set -euo pipefail
 
 GHOSTUNNEL_VERSION="${GHOSTUNNEL_VERSION:-v1.8.4}"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/ghostunnel/$GHOSTUNNEL_VERSION"
-BIN="$CACHE/ghostunnel"
-log() { printf '[install-ghostunnel] %s\n' "$*" >&2; }
 # shellcheck source=scripts/go-module.sh
 . "$(dirname "$0")/../scripts/go-module.sh"
+CACHE=$(peer_cache ghostunnel "$GHOSTUNNEL_VERSION")
+BIN="$CACHE/ghostunnel"
 
 if [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1; then
   echo "$BIN"

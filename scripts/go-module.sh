@@ -1,6 +1,11 @@
 # Sourced by the scripts that build test and bench peers from the Go module proxy
 # (scripts/install-kubernetes.sh, scripts/install-helm.sh, bench/install-ghostunnel.sh).
-# Each defines log() before sourcing.
+
+# log MESSAGE: progress on stderr, named after the script (stdout carries only the result).
+log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
+
+# peer_cache NAME VERSION: where a built peer is kept, outside the repository, once per machine.
+peer_cache() { printf '%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/$1/$2"; }
 
 # require_go WHAT: puts Go on PATH (the machine's /usr/local/go) or fails naming what needed it.
 require_go() {

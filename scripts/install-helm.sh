@@ -5,10 +5,9 @@
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.19.2}"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/helm/$HELM_VERSION"
-log() { printf '[install-helm] %s\n' "$*" >&2; }
 # shellcheck source=scripts/go-module.sh
 . "$(dirname "$0")/go-module.sh"
+CACHE=$(peer_cache helm "$HELM_VERSION")
 
 if [ -x "$CACHE/helm" ] && "$CACHE/helm" version --short >/dev/null 2>&1; then
   echo "$CACHE/helm"

@@ -13,10 +13,9 @@ set -euo pipefail
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.34.2}"
 STAGING_VERSION="v0.${KUBERNETES_VERSION#v1.}"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/kubernetes/$KUBERNETES_VERSION"
-log() { printf '[install-kubernetes] %s\n' "$*" >&2; }
 # shellcheck source=scripts/go-module.sh
 . "$(dirname "$0")/go-module.sh"
+CACHE=$(peer_cache kubernetes "$KUBERNETES_VERSION")
 
 if [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-controller-manager" ] && "$CACHE/kube-apiserver" --version >/dev/null 2>&1; then
   echo "$CACHE"
