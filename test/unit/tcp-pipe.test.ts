@@ -132,6 +132,52 @@ it('TLS: small messages are written as they arrive, each at once', async () => {
   dialled.destroy();
 });
 
+it('TLS: an upstream that resets in the middle of a burst tears both sides down, nothing written after', async () => {
+  // TLS over a TCP socket we hold, so the reset (RST) comes from below TLS, as a dropped peer's does.
+  const context = tls.createSecureContext({ cert: server.cert, key: server.key });
+  const port = await listening(
+    net.createServer((raw) => {
+      const socket = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+      socket.on('error', () => {});
+      socket.once('secure', () => socket.write(randomBytes(3 * 16 * 1024), () => raw.resetAndDestroy()));
+    }),
+  );
+  const { peer } = latePeer();
+  const peerClosed = new Promise((resolve) => peer.once('close', resolve));
+  const writesAfterClose: number[] = [];
+  peer.once('close', () => {
+    const write = peer.write.bind(peer);
+    peer.write = ((...args: Parameters<typeof write>) => {
+      writesAfterClose.push(1);
+      return write(...args);
+    }) as typeof peer.write;
+  });
+  const dialled = pipeDialled(peer, dialTls(port));
+  await peerClosed;
+  await new Promise((r) => setTimeout(r, 50)); // a queued batch write would land by now
+  expect(dialled.destroyed).toBe(true);
+  expect(writesAfterClose).toEqual([]);
+});
+
+it('TLS: a peer that goes away in the middle of a burst takes the upstream connection with it, nothing written to it after', async () => {
+  const port = await listening(tls.createServer({ cert: server.cert, key: server.key }, (socket) => socket.end(payload)));
+  const { peer } = latePeer();
+  let writes = 0;
+  let writesAfterDestroy = 0;
+  const write = peer.write.bind(peer);
+  peer.write = ((...args: Parameters<typeof write>) => {
+    if (peer.destroyed) writesAfterDestroy++;
+    const more = write(...args);
+    if (++writes === 1) peer.destroy(); // the app closed its connection after the first batch
+    return more;
+  }) as typeof peer.write;
+  const dialled = pipeDialled(peer, dialTls(port));
+  await new Promise((resolve) => dialled.once('close', resolve));
+  await new Promise((r) => setTimeout(r, 50)); // a batch still waiting would be written by now
+  expect(peer.destroyed).toBe(true);
+  expect(writesAfterDestroy).toBe(0);
+});
+
 it('a peer that half-closed first still gets the whole response once the other side closes', async () => {
   const port = await listening(net.createServer({ allowHalfOpen: true }, (socket) => socket.on('end', () => socket.end(payload))));
   const { peer, received } = latePeer(true);
