@@ -73,11 +73,12 @@ export class IdleHeap {
 
   /** Compacts now (start-up is done), then whenever idle after the heap grew. */
   start(): void {
-    if (!this.#collect) {
+    const collect = this.#collect;
+    if (!collect) {
       this.#logger.debug('idle heap compaction unavailable: this V8 does not expose gc');
       return;
     }
-    this.compact('start-up done');
+    this.#compact(collect, 'start-up done');
     this.#timer = setInterval(() => this.check(), this.#checkEveryMs).unref();
   }
 
@@ -88,19 +89,17 @@ export class IdleHeap {
 
   /** One periodic check: compacts when the loop was idle and the heap grew since the last compaction. */
   check(): boolean {
-    if (!this.#collect) return false;
-    const busy = this.#utilization();
-    if (busy >= IDLE_UTILIZATION) return false;
+    const collect = this.#collect;
+    if (!collect || this.#utilization() >= IDLE_UTILIZATION) return false;
     if (this.#heapSize() - this.#afterLastCompaction < GROWTH_BYTES) return false;
-    this.compact('idle after the heap grew');
+    this.#compact(collect, 'idle after the heap grew');
     return true;
   }
 
-  compact(reason: string): void {
-    if (!this.#collect) return;
+  #compact(collect: Collect, reason: string): void {
     const before = this.#heapSize();
     const started = performance.now();
-    this.#collect();
+    collect();
     this.#afterLastCompaction = this.#heapSize();
     this.#logger.debug(
       { reason, beforeBytes: before, afterBytes: this.#afterLastCompaction, pauseMs: Math.round(performance.now() - started) },
