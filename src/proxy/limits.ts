@@ -64,15 +64,23 @@ export function applyHttpLimits(
 /**
  * While a request body arrives, the connection may be silent for bodyIdleTimeout only: a client
  * trickling bodies holds an app connection per request, and must not hold it for idleTimeout.
+ * That holds after the answer too: when the app answers before the body is all there, the rest is
+ * read and dropped (request-body.ts), and Node's server would give that connection its keep-alive
+ * timeout once the response is out.
  */
-export function guardRequestBody(req: http.IncomingMessage, limits: ListenerLimits): void {
+export function guardRequestBody(req: http.IncomingMessage, res: http.ServerResponse, limits: ListenerLimits): void {
   if (!requestHasBody(req.headers)) return;
   const socket = req.socket;
+  const bodyIdle = limits.bodyIdleTimeout * 1000;
   receivingBody.add(socket);
-  socket.setTimeout(limits.bodyIdleTimeout * 1000);
+  socket.setTimeout(bodyIdle);
   req.once('end', () => {
     receivingBody.delete(socket);
     if (!socket.destroyed) socket.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS);
+  });
+  // After Node's own 'finish' listener, which set the keep-alive timeout.
+  res.once('finish', () => {
+    if (!req.complete && !socket.destroyed) socket.setTimeout(bodyIdle);
   });
 }
 

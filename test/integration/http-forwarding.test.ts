@@ -4,6 +4,7 @@
  * 100-continue, repeated response headers, hop-by-hop headers stripped in both directions, an app
  * that goes silent, and a client that leaves mid-response.
  */
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,7 +20,7 @@ const vault = inject('vault');
 const env = { VAULT_TOKEN: vault.rootToken };
 
 /** What the app saw of the last request, and whether it saw a response abandoned. */
-const seen: { headers?: http.IncomingHttpHeaders; body?: string; streamClosedEarly?: Promise<boolean> } = {};
+const seen: { headers?: http.IncomingHttpHeaders; body?: string; streamClosedEarly?: Promise<boolean>; earlyAnswers?: number } = {};
 let app: http.Server;
 let outbound: Sidecar;
 
@@ -27,6 +28,12 @@ beforeAll(async () => {
   app = http.createServer((req, res) => {
     seen.headers = req.headers;
     if (req.url === '/silent') return; // never answers
+    if (req.url === '/early') {
+      // Answers before reading the body, as an app refusing an upload does (Node then drops the rest).
+      seen.earlyAnswers = (seen.earlyAnswers ?? 0) + 1;
+      res.writeHead(401, { 'content-type': 'text/plain' }).end('no');
+      return;
+    }
     if (req.url === '/endless') {
       // Streams until its response is abandoned; reports whether that happened.
       res.writeHead(200, { 'content-type': 'text/plain' });
@@ -79,7 +86,13 @@ beforeAll(async () => {
       vault: vaultSection(vault),
       identity: { commonName: 'shopper.test', uriSans: ['spiffe://test/ns/default/sa/shopper'], ttl: '10m' },
       outbound: [
-        { name: 'store', listen: '127.0.0.1:0', target: `127.0.0.1:${inbound.listenerAddress('store').port}`, serverName: 'store.test' },
+        {
+          name: 'store',
+          listen: '127.0.0.1:0',
+          target: `127.0.0.1:${inbound.listenerAddress('store').port}`,
+          serverName: 'store.test',
+          limits: { bodyIdleTimeout: '1s' },
+        },
       ],
     },
     env,
@@ -134,6 +147,90 @@ it('passes an Expect: 100-continue upload through', async () => {
   expect(res.status).toBe(201);
   expect(seen.body).toHaveLength(50_000);
   expect(seen.headers?.expect).toBeUndefined();
+});
+
+/** A PUT of `body` over `agent`: the status, or the error that ended it (a timeout after `waitMs`). */
+function put(agent: http.Agent, path: string, body: Buffer, waitMs = 4000) {
+  return new Promise<number | string>((resolve) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: outbound.listenerAddress('store').port,
+        path,
+        method: 'PUT',
+        agent,
+        headers: { 'content-length': body.length },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.setTimeout(waitMs, () => req.destroy(new Error('timed out')));
+    req.on('error', (err) => resolve(err.message));
+    req.end(body);
+  });
+}
+
+it('keeps a keep-alive connection serving after the app answers an upload before reading it', async () => {
+  // Found by the benchmark: undici destroyed the client's request stream when the app answered
+  // first, which stopped the sidecar reading that connection — the rest of the body stayed unread,
+  // and the next request on the connection hung until a timeout. 1 MiB is far more than the
+  // socket buffers hold, so the rest of each body really is still on its way.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<unknown>();
+  agent.on('free', (socket) => sockets.add(socket));
+  const body = Buffer.alloc(1024 * 1024, 'u');
+  const before = seen.earlyAnswers ?? 0;
+  try {
+    for (let i = 0; i < 3; i++) expect(await put(agent, '/early', body)).toBe(401);
+    // The same client connection carried all three, and the body after them is whole again.
+    expect(sockets.size).toBe(1);
+    expect(await put(agent, '/upload', Buffer.alloc(200_000, 'w'))).toBe(201);
+    expect(seen.body).toBe('w'.repeat(200_000));
+  } finally {
+    agent.destroy();
+  }
+  expect((seen.earlyAnswers ?? 0) - before).toBe(3);
+});
+
+/** A raw client that sends a PUT /early head announcing 8 MiB and the first 1 MiB, and waits for the answer. */
+async function earlyAnsweredUpload(): Promise<net.Socket> {
+  const socket = net.connect({ host: '127.0.0.1', port: outbound.listenerAddress('store').port });
+  socket.on('error', () => undefined);
+  socket.write(`PUT /early HTTP/1.1\r\nHost: store\r\nContent-Length: ${8 * 1024 * 1024}\r\n\r\n`);
+  socket.write(Buffer.alloc(1024 * 1024, 'u'));
+  let answer = '';
+  await new Promise<void>((resolve) =>
+    socket.on('data', (c: Buffer) => {
+      answer += c.toString('latin1');
+      if (answer.endsWith('\r\n0\r\n\r\n')) resolve(); // the app's 'no', chunked
+    }),
+  );
+  expect(answer.startsWith('HTTP/1.1 401')).toBe(true);
+  return socket;
+}
+
+it('still cuts a body that stalls after the app answered it, at bodyIdleTimeout', async () => {
+  // The rest of an answered body is read and dropped — but not waited for without end.
+  const socket = await earlyAnsweredUpload();
+  const started = Date.now();
+  await once(socket, 'close');
+  expect(Date.now() - started).toBeLessThan(4000);
+  expect((await call('/headers')).status).toBe(201);
+});
+
+it('survives a client that resets its connection mid-body after the app answered, and serves the next', async () => {
+  const socket = await earlyAnsweredUpload();
+  socket.resetAndDestroy();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    expect(await put(agent, '/early', Buffer.alloc(1024 * 1024, 'v'))).toBe(401);
+    expect(await put(agent, '/upload', Buffer.alloc(1000, 'z'))).toBe(201);
+    expect(seen.body).toBe('z'.repeat(1000));
+  } finally {
+    agent.destroy();
+  }
 });
 
 it('keeps repeated response headers and drops hop-by-hop ones in both directions', async () => {

@@ -9,11 +9,12 @@
  */
 import type http from 'node:http';
 import type { Agent } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
 import { hopByHop } from '../hop-by-hop.js';
 import { requestHasBody } from '../limits.js';
+import { upstreamBody } from './request-body.js';
 
 export interface HttpForwarderOptions {
   /** http:// or https:// URL of the upstream. */
@@ -80,7 +81,8 @@ function forward(
       path: req.url ?? '/',
       method: req.method ?? 'GET',
       headers,
-      body: requestHasBody(req.headers) ? req : null,
+      // undici takes an AsyncIterable body (Dispatcher.md, "body"); its dispatch types list only streams.
+      body: requestHasBody(req.headers) ? (upstreamBody(req) as unknown as Readable) : null,
       headersTimeout: opts.idleTimeoutMs,
       bodyTimeout: opts.idleTimeoutMs,
     },

@@ -62,7 +62,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
       if (status === 400) res.shouldKeepAlive = false;
       return sendJsonError(res, status, code, message);
     }
-    guardRequestBody(req, config.limits);
+    guardRequestBody(req, res, config.limits);
     forwarder.web(req, res, admitted.headers);
   });
   // WebSocket (and any HTTP/1.1 upgrade): the same admission, then a byte pipe.

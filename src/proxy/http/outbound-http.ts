@@ -34,7 +34,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
   });
 
   const server = http.createServer(httpServerOptions(config.limits), (req, res) => {
-    guardRequestBody(req, config.limits);
+    guardRequestBody(req, res, config.limits);
     forwarder.web(req, res);
   });
   // WebSocket upgrades go through an mTLS agent built from the same upstream description.
