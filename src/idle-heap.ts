@@ -9,9 +9,8 @@
  * while nothing is being served (README "Footprint").
  */
 import { performance } from 'node:perf_hooks';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import type { Logger } from 'pino';
+import { v8Gc } from './v8-gc.js';
 
 /** How often idleness is checked. */
 export const IDLE_CHECK_MS = 10_000;
@@ -31,18 +30,12 @@ const heapSize: HeapSize = () => {
 };
 
 /**
- * V8's gc() with the "last-resort" flavour (a full collection that shrinks the young generation
- * and compacts, as its memory reducer does), from a fresh context, so no global `gc` appears for
- * the sidecar's code or its dependencies. Undefined when this V8 refuses the flag.
+ * A full collection with V8's "last-resort" flavour (one that shrinks the young generation and
+ * compacts, as its memory reducer does). Undefined when this V8 does not expose gc.
  */
 export function memoryReducingCollect(): Collect | undefined {
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    const gc = vm.runInNewContext('gc') as (options: { type: 'major'; flavor: 'last-resort' }) => void;
-    return () => gc({ type: 'major', flavor: 'last-resort' });
-  } catch {
-    return undefined;
-  }
+  const gc = v8Gc();
+  return gc && (() => gc({ type: 'major', flavor: 'last-resort' }));
 }
 
 export interface IdleHeapOptions {

@@ -12,6 +12,7 @@ import type { Agent } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
+import { youngGarbage } from '../../young-garbage.js';
 import { hopByHop } from '../hop-by-hop.js';
 import { requestHasBody } from '../limits.js';
 import { upstreamBody } from './request-body.js';
@@ -144,6 +145,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    youngGarbage.relayed(chunk.length);
     if (this.res.write(chunk)) return;
     controller.pause();
     this.res.once('drain', () => controller.resume());

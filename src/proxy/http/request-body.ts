@@ -11,12 +11,21 @@
  * (bodyIdleTimeout, requestTimeout) still bound how long that takes.
  */
 import type http from 'node:http';
+import { youngGarbage } from '../../young-garbage.js';
 
 export async function* upstreamBody(req: http.IncomingMessage): AsyncGenerator<Buffer> {
   try {
-    for await (const chunk of req.iterator({ destroyOnReturn: false })) yield chunk as Buffer;
+    for await (const chunk of req.iterator({ destroyOnReturn: false })) {
+      youngGarbage.relayed((chunk as Buffer).length);
+      yield chunk as Buffer;
+    }
   } finally {
-    // Stopped early (not ended, not failed): drop the rest so the parser reaches the next request.
-    if (!req.complete && !req.destroyed) req.resume();
+    // Stopped early (not ended, not failed): read and drop the rest, so the parser reaches the
+    // next request ('data' listener: the stream flows; the dropped buffers are garbage too).
+    if (!req.complete && !req.destroyed) req.on('data', dropped);
   }
+}
+
+function dropped(chunk: Buffer): void {
+  youngGarbage.relayed(chunk.length);
 }
