@@ -16,6 +16,14 @@ beforeAll(async () => {
   // Answers like a gRPC server: echoes the request body back, names the caller, ends with trailers.
   app = http2.createServer();
   app.on('stream', (stream, headers) => {
+    if (headers[':path'] === '/helloworld.Greeter/Refuse') {
+      // Refuses at once, without reading the request stream, as a gRPC server denying a call does
+      // (Node then asks the caller to stop sending with RST_STREAM NO_ERROR).
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '7', 'grpc-message': 'denied' }));
+      stream.end();
+      return;
+    }
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
@@ -35,7 +43,8 @@ afterAll(async () => {
   app.close();
 });
 
-it('carries an h2 call with its body and trailers through two sidecars', async () => {
+/** Sidecar B in front of the app and sidecar A calling B, both in h2 mode; A's listener port. */
+async function startPair(): Promise<number> {
   const b = await startSidecar(
     {
       vault: vaultSection(vault),
@@ -60,7 +69,12 @@ it('carries an h2 call with its body and trailers through two sidecars', async (
     },
     env,
   );
-  const session = http2.connect(`http://127.0.0.1:${a.listenerAddress('greeter').port}`);
+  return a.listenerAddress('greeter').port;
+}
+
+it('carries an h2 call with its body and trailers through two sidecars', async () => {
+  const port = await startPair();
+  const session = http2.connect(`http://127.0.0.1:${port}`);
   try {
     const call = () =>
       new Promise<{ headers: http2.IncomingHttpHeaders; body: string; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
@@ -94,6 +108,61 @@ it('carries an h2 call with its body and trailers through two sidecars', async (
       expect(res.trailers['grpc-status']).toBe('0');
       expect(String(res.headers['x-caller'])).toContain('URI=spiffe://test/ns/default/sa/grpc-client');
     }
+  } finally {
+    session.close();
+  }
+});
+
+it('ends a call the app answers before reading its stream, and the session carries the next', async () => {
+  // Found by trying http mode's early-answer case in h2: the app's complete answer reached the
+  // client, but its call never ended — the client waited on a flow-control window nobody read.
+  const port = await startPair();
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => undefined);
+  try {
+    const refused = await new Promise<{ status: unknown; trailers: http2.IncomingHttpHeaders; rstCode: number | undefined }>(
+      (resolve, reject) => {
+        const req = session.request({
+          ':method': 'POST',
+          ':path': '/helloworld.Greeter/Refuse',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        });
+        let status: unknown;
+        let trailers: http2.IncomingHttpHeaders = {};
+        const hung = setTimeout(() => reject(new Error('the refused call never ended')), 5000);
+        req.on('response', (h) => {
+          status = h[':status'];
+        });
+        req.on('trailers', (t) => {
+          trailers = t;
+        });
+        req.resume();
+        req.on('error', reject);
+        req.on('close', () => {
+          clearTimeout(hung);
+          resolve({ status, trailers, rstCode: req.rstCode });
+        });
+        // 1 MiB: far more than the flow-control windows the sidecars and the app open.
+        req.end(Buffer.alloc(1024 * 1024, 'x'));
+      },
+    );
+    expect(refused).toEqual({
+      status: 200,
+      trailers: expect.objectContaining({ 'grpc-status': '7' }),
+      rstCode: http2.constants.NGHTTP2_NO_ERROR,
+    });
+    const next = await new Promise<string>((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/helloworld.Greeter/SayHello', 'content-type': 'application/grpc' });
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => resolve(body));
+      req.on('error', reject);
+      req.end('still here');
+    });
+    expect(next).toBe('still here');
   } finally {
     session.close();
   }

@@ -173,13 +173,28 @@ export function relayStream(
     trailers = {};
     for (const [name, value] of Object.entries(received)) if (typeof value === 'string' || Array.isArray(value)) trailers[name] = value;
   });
+  // The upstream may answer in full before the request is all sent, and stop reading it (RFC 9113
+  // §8.1: a gRPC server refusing a call does). Once the client has that whole answer, read and drop
+  // the rest of its request, as http mode does: left unread, it waits on a flow-control window
+  // that never opens, and the call never ends. (Not RST_STREAM NO_ERROR, what the app itself sends:
+  // Node's client never ends a stream reset that way while it still has a write pending.)
+  let answered = false;
+  const dropRestOnceAnswered = () => {
+    if (!answered || !upstream.closed || incoming.readableEnded || incoming.closed) return;
+    incoming.unpipe(upstream);
+    incoming.resume();
+  };
+  upstream.on('close', dropRestOnceAnswered);
   incoming.on('wantTrailers', () => {
     if (incoming.destroyed || incoming.closed) return;
     try {
       incoming.sendTrailers(trailers);
     } catch {
       resetIfOpen(incoming);
+      return;
     }
+    answered = true;
+    dropRestOnceAnswered();
   });
 }
 
