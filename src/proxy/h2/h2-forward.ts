@@ -11,6 +11,7 @@ import http2 from 'node:http2';
 import type { ErrorCode } from '../../errors.js';
 import type { AuditLog } from '../../telemetry/audit.js';
 import type { Metrics } from '../../telemetry/metrics.js';
+import { youngGarbage } from '../../young-garbage.js';
 import { HOP_BY_HOP } from '../hop-by-hop.js';
 import { jsonErrorBody } from '../json-error.js';
 import type { ListenerLimits } from '../limits.js';
@@ -147,14 +148,14 @@ export function relayStream(
     if (!upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
   });
   incoming.pipe(upstream);
+  // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure)
+  // as it is. Each DATA frame arrives as a fresh buffer: counted for the young collection.
   const bytes = countBytes ? { received: 0, sent: 0 } : undefined;
-  if (bytes) {
-    relayed.set(incoming, bytes);
-    // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure) as it is.
-    incoming.on('data', (chunk: Buffer) => {
-      bytes.received += chunk.length;
-    });
-  }
+  if (bytes) relayed.set(incoming, bytes);
+  incoming.on('data', (chunk: Buffer) => {
+    youngGarbage.relayed(chunk.length);
+    if (bytes) bytes.received += chunk.length;
+  });
   upstream.on('response', (responseHeaders) => {
     if (!canRespond(incoming)) {
       upstream.close(NGHTTP2_CANCEL);
@@ -162,11 +163,10 @@ export function relayStream(
     }
     incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
     upstream.pipe(incoming);
-    if (bytes) {
-      upstream.on('data', (chunk: Buffer) => {
-        bytes.sent += chunk.length;
-      });
-    }
+    upstream.on('data', (chunk: Buffer) => {
+      youngGarbage.relayed(chunk.length);
+      if (bytes) bytes.sent += chunk.length;
+    });
   });
   let trailers: http2.OutgoingHttpHeaders = {};
   upstream.on('trailers', (received) => {
