@@ -91,7 +91,7 @@ beforeAll(async () => {
           listen: '127.0.0.1:0',
           target: `127.0.0.1:${inbound.listenerAddress('store').port}`,
           serverName: 'store.test',
-          limits: { bodyIdleTimeout: '1s' },
+          limits: { bodyIdleTimeout: '1s', requestTimeout: '4s', headersTimeout: '2s' },
         },
       ],
     },
@@ -217,6 +217,28 @@ it('still cuts a body that stalls after the app answered it, at bodyIdleTimeout'
   const started = Date.now();
   await once(socket, 'close');
   expect(Date.now() - started).toBeLessThan(4000);
+  expect((await call('/headers')).status).toBe(201);
+});
+
+it('still cuts a body that never ends after the app answered it, at requestTimeout', async () => {
+  const socket = net.connect({ host: '127.0.0.1', port: outbound.listenerAddress('store').port });
+  socket.on('error', () => undefined);
+  socket.write('PUT /early HTTP/1.1\r\nHost: store\r\nTransfer-Encoding: chunked\r\n\r\n');
+  // 8 KiB every 50 ms: never idle, never done.
+  const piece = `2000\r\n${'e'.repeat(0x2000)}\r\n`;
+  const endless = setInterval(() => socket.destroyed || socket.write(piece), 50);
+  let answer = '';
+  socket.on('data', (c: Buffer) => {
+    answer += c.toString('latin1');
+  });
+  const started = Date.now();
+  try {
+    await once(socket, 'close');
+  } finally {
+    clearInterval(endless);
+  }
+  expect(answer.startsWith('HTTP/1.1 401')).toBe(true);
+  expect(Date.now() - started).toBeLessThan(7000);
   expect((await call('/headers')).status).toBe(201);
 });
 
