@@ -1,12 +1,12 @@
 /**
- * Bounds the dead buffers that relayed bodies leave behind in http mode. Each read of a socket is
- * a fresh buffer outside V8's heap (64 KB for a plaintext socket, 16 KB for TLS), dead as soon as
- * it is written on. V8 frees such buffers at a young-generation collection, and starts one when
+ * Bounds the dead buffers that relayed bodies leave behind in http and h2 mode. Each read of a
+ * socket is a fresh buffer outside V8's heap (64 KB for a plaintext socket, 16 KB for TLS), dead
+ * as soon as it is written on. V8 frees such buffers at a young-generation collection, and starts one when
  * its semi-space (4 MB) fills with JavaScript objects — a relayed megabyte makes few of those — or
  * once 32 MB of young buffers have piled up. So a sidecar relaying 1 MiB bodies carried ~30 MB of
  * dead buffers, and malloc kept their pages: ~190 MB peak RSS. A young collection after every
- * SCAVENGE_EVERY_BYTES of body relayed frees them while they are few (README "Footprint"). It costs
- * a fraction of a millisecond each time (the young generation is small and mostly dead).
+ * SCAVENGE_EVERY_BYTES of body relayed frees them while they are few (README "Footprint"). Each
+ * one takes ~0.1 ms: the young generation is small and mostly dead.
  */
 import { v8Gc } from './v8-gc.js';
 
