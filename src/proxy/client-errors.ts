@@ -37,6 +37,13 @@ export function answerClientErrors(
       socket.destroy();
       return;
     }
+    // The client ended its side mid-request with nothing left to answer: the rest of a body the app
+    // had already answered (an undici pool resets its connection then). A 400 now would be a second,
+    // unasked-for answer on the connection, and nothing was malformed.
+    if (err.code === 'HPE_INVALID_EOF_STATE' && !socket._httpMessage) {
+      socket.destroy();
+      return;
+    }
     const status = statusFor(err.code);
     deps.metrics.badRequests.inc({ listener, reason: REASONS[status] });
     deps.audit.warn(

@@ -242,6 +242,20 @@ it('still cuts a body that never ends after the app answered it, at requestTimeo
   expect((await call('/headers')).status).toBe(201);
 });
 
+it('sends nothing more to a client that stops mid-body after the app answered it', async () => {
+  // The outbound's pool does this to the inbound whenever an app answers an upload early (undici
+  // resets its connection). Node's parser then fails on the early end of the body; that was
+  // answered with a stray 400 after the complete answer, and logged as a malformed request.
+  const socket = await earlyAnsweredUpload();
+  let after = '';
+  socket.on('data', (c: Buffer) => {
+    after += c.toString('latin1');
+  });
+  socket.end();
+  await once(socket, 'close');
+  expect(after).toBe('');
+});
+
 it('survives a client that resets its connection mid-body after the app answered, and serves the next', async () => {
   const socket = await earlyAnsweredUpload();
   socket.resetAndDestroy();
