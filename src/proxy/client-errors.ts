@@ -29,18 +29,14 @@ export function answerClientErrors(
   refused: (status: number, socket: Duplex & { remoteAddress?: string }) => void,
 ): void {
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex & { remoteAddress?: string; _httpMessage?: unknown }) => {
-    // A client that reset or closed mid-request: nothing to answer, nothing it did wrong. A failed
-    // TLS handshake reaches https servers here too; it is reported as tlsClientError, and an HTTP
-    // answer could not be written on a connection without TLS anyway.
+    // A client that reset or closed mid-request: nothing to answer, nothing it did wrong — also one
+    // that ended its side mid-body after its request was answered (an undici pool resets its
+    // connection when the app answers an upload early): a 400 then would be a second, unasked-for
+    // answer. A failed TLS handshake reaches https servers here too; it is reported as
+    // tlsClientError, and an HTTP answer could not be written on a connection without TLS anyway.
     const tlsFailure = /^ERR_(TLS|SSL)_/.test(err.code ?? '') || 'library' in err || err.message === 'socket hang up';
-    if (err.code === 'ECONNRESET' || tlsFailure || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    // The client ended its side mid-request with nothing left to answer: the rest of a body the app
-    // had already answered (an undici pool resets its connection then). A 400 now would be a second,
-    // unasked-for answer on the connection, and nothing was malformed.
-    if (err.code === 'HPE_INVALID_EOF_STATE' && !socket._httpMessage) {
+    const endedWithNothingToAnswer = err.code === 'HPE_INVALID_EOF_STATE' && !socket._httpMessage;
+    if (err.code === 'ECONNRESET' || endedWithNothingToAnswer || tlsFailure || !socket.writable) {
       socket.destroy();
       return;
     }
