@@ -64,6 +64,8 @@ async function startPair(): Promise<number> {
           listen: '127.0.0.1:0',
           target: `127.0.0.1:${b.listenerAddress('grpc').port}`,
           serverName: 'greeter.test',
+          // Short, so that a caller falling silent mid-call is cut within the test.
+          limits: { idleTimeout: '2s' },
         },
       ],
     },
@@ -163,6 +165,51 @@ it('ends a call the app answers before reading its stream, and the session carri
       req.end('still here');
     });
     expect(next).toBe('still here');
+  } finally {
+    session.close();
+  }
+});
+
+it('after the app answered early, cuts a caller that falls silent mid-request and survives one that resets', async () => {
+  const port = await startPair();
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => undefined);
+  /** A refused call whose caller sends 256 KiB and then does `then` once it has the answer. */
+  const refusedThen = (then: (req: http2.ClientHttp2Stream) => void) =>
+    new Promise<{ status: unknown; ms: number }>((resolve) => {
+      const req = session.request({ ':method': 'POST', ':path': '/helloworld.Greeter/Refuse', 'content-type': 'application/grpc' });
+      let status: unknown;
+      let started = 0;
+      req.on('response', (h) => {
+        status = h[':status'];
+      });
+      req.on('end', () => {
+        started = Date.now();
+        then(req);
+      });
+      req.resume();
+      req.on('error', () => undefined);
+      req.on('close', () => resolve({ status, ms: Date.now() - started }));
+      req.write(Buffer.alloc(256 * 1024, 's')); // never ended
+    });
+  try {
+    const reset = await refusedThen((req) => req.close(http2.constants.NGHTTP2_CANCEL));
+    expect(reset.status).toBe(200);
+    const next = await new Promise<string>((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/helloworld.Greeter/SayHello', 'content-type': 'application/grpc' });
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => resolve(body));
+      req.on('error', reject);
+      req.end('still served');
+    });
+    expect(next).toBe('still served');
+    // Last: a silent session is closed at the same idleTimeout, with this stream.
+    const silent = await refusedThen(() => undefined);
+    expect(silent.status).toBe(200);
+    expect(silent.ms).toBeLessThan(5000); // the outbound's idleTimeout is 2 s
   } finally {
     session.close();
   }
