@@ -115,6 +115,20 @@ it('carries an h2 call with its body and trailers through two sidecars', async (
   }
 });
 
+/** One echo call on `session`: the body the app sent back. */
+function echoCall(session: http2.ClientHttp2Session, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ':method': 'POST', ':path': '/helloworld.Greeter/SayHello', 'content-type': 'application/grpc' });
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => resolve(body));
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
 it('ends a call the app answers before reading its stream, and the session carries the next', async () => {
   // Found by trying http mode's early-answer case in h2: the app's complete answer reached the
   // client, but its call never ended — the client waited on a flow-control window nobody read.
@@ -154,17 +168,7 @@ it('ends a call the app answers before reading its stream, and the session carri
       trailers: expect.objectContaining({ 'grpc-status': '7' }),
       rstCode: http2.constants.NGHTTP2_NO_ERROR,
     });
-    const next = await new Promise<string>((resolve, reject) => {
-      const req = session.request({ ':method': 'POST', ':path': '/helloworld.Greeter/SayHello', 'content-type': 'application/grpc' });
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => resolve(body));
-      req.on('error', reject);
-      req.end('still here');
-    });
-    expect(next).toBe('still here');
+    expect(await echoCall(session, 'still here')).toBe('still here');
   } finally {
     session.close();
   }
@@ -195,17 +199,7 @@ it('after the app answered early, cuts a caller that falls silent mid-request an
   try {
     const reset = await refusedThen((req) => req.close(http2.constants.NGHTTP2_CANCEL));
     expect(reset.status).toBe(200);
-    const next = await new Promise<string>((resolve, reject) => {
-      const req = session.request({ ':method': 'POST', ':path': '/helloworld.Greeter/SayHello', 'content-type': 'application/grpc' });
-      let body = '';
-      req.on('data', (c) => {
-        body += c;
-      });
-      req.on('end', () => resolve(body));
-      req.on('error', reject);
-      req.end('still served');
-    });
-    expect(next).toBe('still served');
+    expect(await echoCall(session, 'still served')).toBe('still served');
     // Last: a silent session is closed at the same idleTimeout, with this stream.
     const silent = await refusedThen(() => undefined);
     expect(silent.status).toBe(200);
