@@ -9,7 +9,7 @@ import type { Server as NetServer, Socket } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import type { ExchangeRecorder } from './exchanges.js';
-import { relayedBytes } from './h2/h2-forward.js';
+import { relayedBytes } from './h2/relayed-bytes.js';
 
 /** Who is on the other end of a client connection (see Exchange.peer). */
 export type PeerOf = (socket: Socket) => PeerIdentity | string | undefined;

@@ -15,6 +15,7 @@ import { youngGarbage } from '../../young-garbage.js';
 import { HOP_BY_HOP } from '../hop-by-hop.js';
 import { jsonErrorBody } from '../json-error.js';
 import type { ListenerLimits } from '../limits.js';
+import { countRelayedBytes } from './relayed-bytes.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -110,13 +111,6 @@ export function forwardHeaders(
   return out;
 }
 
-/** DATA bytes relayed on each incoming stream, for the access log (counted only where it is on). */
-const relayed = new WeakMap<http2.Http2Stream, { received: number; sent: number }>();
-
-export function relayedBytes(stream: http2.Http2Stream): { received: number; sent: number } {
-  return relayed.get(stream) ?? { received: 0, sent: 0 };
-}
-
 /** Relays one incoming stream to the session `session()` returns: its response, body and trailers. */
 export function relayStream(
   incoming: http2.ServerHttp2Stream,
@@ -150,8 +144,7 @@ export function relayStream(
   incoming.pipe(upstream);
   // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure)
   // as it is. Each DATA frame arrives as a fresh buffer: counted for the young collection.
-  const bytes = countBytes ? { received: 0, sent: 0 } : undefined;
-  if (bytes) relayed.set(incoming, bytes);
+  const bytes = countBytes ? countRelayedBytes(incoming) : undefined;
   incoming.on('data', (chunk: Buffer) => {
     youngGarbage.relayed(chunk.length);
     if (bytes) bytes.received += chunk.length;
