@@ -92,7 +92,11 @@ function cpuSeconds(pid) {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** A process's resident set now (VmRSS) or its peak since the last resetPeak (VmHWM), in MiB. */
+/**
+ * A process's resident set now (VmRSS), its private part (RssAnon: what each more pod pays; the rest
+ * is the binary's file pages, shared by every process that maps the same file) or its peak since
+ * the last resetPeak (VmHWM), in MiB.
+ */
 function memoryMb(pid, field = 'VmRSS') {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith(`${field}:`));
   return Number(line.split(/\s+/)[1]) / 1024;
@@ -299,7 +303,11 @@ if (args.includes('--quick')) for (const name of ['direct', 'nginx', 'ghostunnel
 // Idle RSS: every proxy started, certificates loaded, no traffic yet.
 const pidsOf = (target) => (typeof target.pids === 'function' ? target.pids() : target.pids);
 const idleRss = {};
-for (const [name, target] of Object.entries(paths)) idleRss[name] = pidsOf(target).map((pid) => memoryMb(pid));
+const idlePrivate = {};
+for (const [name, target] of Object.entries(paths)) {
+  idleRss[name] = pidsOf(target).map((pid) => memoryMb(pid));
+  idlePrivate[name] = pidsOf(target).map((pid) => memoryMb(pid, 'RssAnon'));
+}
 
 const results = {};
 for (const scenario of scenarios) {
@@ -349,7 +357,9 @@ for (const scenario of scenarios) {
   }
 }
 lines.push('');
-lines.push(`Idle RSS MiB (out / in), before any load: ${Object.keys(paths).filter((n) => n !== 'direct').map((n) => `${n} ${perProcess(idleRss[n])}`).join('; ')}`);
+const proxies = Object.keys(paths).filter((n) => n !== 'direct');
+lines.push(`Idle RSS MiB (out / in), before any load: ${proxies.map((n) => `${n} ${perProcess(idleRss[n])}`).join('; ')}`);
+lines.push(`  of which private (RssAnon): ${proxies.map((n) => `${n} ${perProcess(idlePrivate[n])}`).join('; ')}`);
 lines.push('');
 lines.push('Ratios compare req/s (MB/s for 1 MiB bodies) measured in this run. CPU is user+system time of both proxy processes (nginx: workers) over the measured runs, divided by their requests. Peak RSS is VmHWM during the scenario (reset before its warm-up).');
 
