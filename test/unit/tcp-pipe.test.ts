@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, it, vi } from 'vitest';
 import { pipeDialled } from '../../src/proxy/tcp/pipe.js';
 import { TestPki } from '../support/pki.js';
 
@@ -184,4 +184,61 @@ it('a peer that half-closed first still gets the whole response once the other s
   pipeDialled(peer, (onread) => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread }));
   // The dialled socket closes (both halves done) while the peer still holds most of the response.
   expect((await received).equals(payload)).toBe(true);
+});
+
+const realAllocUnsafe = Buffer.allocUnsafe;
+
+/** The sizes of the read buffers (16 KB or 256 KB) pipeDialled allocates while `run` goes on. */
+async function readBufferSizes(run: () => Promise<void>): Promise<number[]> {
+  const sizes: number[] = [];
+  const spy = vi.spyOn(Buffer, 'allocUnsafe').mockImplementation((size: number) => {
+    sizes.push(size);
+    return realAllocUnsafe(size);
+  });
+  try {
+    await run();
+  } finally {
+    spy.mockRestore();
+  }
+  return sizes.filter((size) => size === 16 * 1024 || size === 256 * 1024);
+}
+
+it('a connection of small messages reads into one TLS chunk of buffer, never the large one', async () => {
+  const messages = Array.from({ length: 10 }, (_, i) => Buffer.from(`reply ${i}\n`));
+  const port = await listening(
+    tls.createServer({ cert: server.cert, key: server.key }, async (socket) => {
+      for (const m of messages) {
+        socket.write(m);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      socket.end();
+    }),
+  );
+  const sizes = await readBufferSizes(async () => {
+    const { peer, received } = latePeer();
+    const dialled = pipeDialled(peer, dialTls(port));
+    expect((await received).equals(Buffer.concat(messages))).toBe(true);
+    dialled.destroy();
+  });
+  expect(sizes[0]).toBe(16 * 1024);
+  expect(sizes).not.toContain(256 * 1024);
+});
+
+it('a bulk transfer moves the connection to the large read buffer once a read fills the first one', async () => {
+  for (const dial of ['plain', 'TLS'] as const) {
+    const port =
+      dial === 'plain'
+        ? await listening(net.createServer((socket) => socket.end(payload)))
+        : await listening(tls.createServer({ cert: server.cert, key: server.key }, (socket) => socket.end(payload)));
+    const sizes = await readBufferSizes(async () => {
+      const { peer, received } = latePeer();
+      const dialPlain = (onread: net.OnReadOpts): net.Socket => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread });
+      const dialled = pipeDialled<net.Socket>(peer, dial === 'plain' ? dialPlain : dialTls(port));
+      expect((await received).equals(payload)).toBe(true);
+      dialled.destroy();
+    });
+    expect(sizes[0], dial).toBe(16 * 1024);
+    expect(sizes.slice(1).length, dial).toBeGreaterThan(0);
+    expect(new Set(sizes.slice(1)), dial).toEqual(new Set([256 * 1024]));
+  }
 });

@@ -9,14 +9,21 @@ import tls from 'node:tls';
 import type { HostPort } from '../../config/parse.js';
 
 /**
- * Reads from a dialled socket land in a buffer this size, reused read after read (see readsInto).
- * Large, for fewer and larger reads and writes in a bulk transfer: in `npm run bench`, 1 MiB bodies
- * over tcp mode, 64 KB → 256 KB took CPU per request down a quarter and MB/s up a quarter (512 KB
- * and 1 MB gained nothing more; a buffer that grew and shrank with the traffic did worse). It costs
- * a quiet connection little: allocUnsafe leaves the pages untouched, and RSS grows only by what
- * reads have actually filled.
+ * Reads from a dialled socket land in a buffer this size, reused read after read (see readsInto),
+ * once the connection has shown it carries bulk: a read filled its first, small buffer. Large, for
+ * fewer and larger reads and writes in a bulk transfer: in `npm run bench`, 1 MiB bodies over tcp
+ * mode, 64 KB → 256 KB took CPU per request down a quarter and MB/s up a quarter (512 KB and 1 MB
+ * gained nothing more; a buffer that grew and shrank with the traffic did worse).
  */
 const READ_BUFFER_BYTES = 256 * 1024;
+
+/**
+ * A connection starts with a read buffer this size: one TLS chunk. Most connections of a
+ * request/response protocol never fill it, and 256 KB each was what tcp mode's peak was made of
+ * under many short connections (npm run bench, `Connection: close`: V8 counted 11–23 MB of read
+ * buffers per side, malloc keeps them until a collection frees them).
+ */
+const FIRST_READ_BUFFER_BYTES = 16 * 1024;
 
 /**
  * TLS hands what it decrypts to `onread` in chunks of at most this (Node's TLSWrap reads OpenSSL
@@ -65,7 +72,7 @@ export function pipeDialled<S extends net.Socket>(peer: Duplex, dial: (onread: n
  *   copies what it cannot encrypt yet), so only bytes queued behind earlier writes refer to it;
  * - a TCP peer hands libuv a pointer, so any write still pending after write() may refer to it.
  * When the buffer may be referred to, the next read gets a fresh one and the old one is left to
- * the GC.
+ * the GC. A read that fills the buffer moves the connection to the large buffer for good.
  *
  * Full TLS chunks (a bulk transfer, decrypted 16 KB at a time) are not written one by one: they
  * land one after another in the buffer and go out as one write when a shorter read ends the burst,
@@ -75,7 +82,8 @@ export function pipeDialled<S extends net.Socket>(peer: Duplex, dial: (onread: n
  */
 function readsInto(peer: Duplex, dialled: { pause(): void; resume(): void }): { onread: net.OnReadOpts; flush: () => void } {
   const encryptsOnWrite = peer instanceof tls.TLSSocket;
-  let buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  let buffer = Buffer.allocUnsafe(FIRST_READ_BUFFER_BYTES);
+  let size = FIRST_READ_BUFFER_BYTES;
   /** buffer[written, filled) holds read bytes not yet written to peer; the next read lands at `filled`. */
   let written = 0;
   let filled = 0;
@@ -102,9 +110,10 @@ function readsInto(peer: Duplex, dialled: { pause(): void; resume(): void }): { 
   const onread: net.OnReadOpts = {
     buffer: () => {
       if (written === filled) {
-        // Nothing waiting: start over at the beginning, in a fresh buffer if a write may refer to this one.
-        if (held) {
-          buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+        // Nothing waiting: start over at the beginning, in a fresh buffer if a write may refer to
+        // this one or the connection has moved to the large size.
+        if (held || buffer.length < size) {
+          buffer = Buffer.allocUnsafe(size);
           held = false;
         }
         written = filled = 0;
@@ -113,7 +122,9 @@ function readsInto(peer: Duplex, dialled: { pause(): void; resume(): void }): { 
     },
     callback(bytes: number) {
       filled += bytes;
-      const burst = bytes === TLS_CHUNK_BYTES && BATCH_BYTES - filled >= TLS_CHUNK_BYTES;
+      if (filled === buffer.length) size = READ_BUFFER_BYTES;
+      // A burst batches only while the buffer has room for the next chunk (never in the first one).
+      const burst = bytes === TLS_CHUNK_BYTES && Math.min(BATCH_BYTES, buffer.length) - filled >= TLS_CHUNK_BYTES;
       if (burst) {
         if (!flushQueued) {
           flushQueued = true;
