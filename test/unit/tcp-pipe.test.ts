@@ -114,17 +114,22 @@ it('TLS: a burst that ends with the connection is written before the peer is end
   }
 });
 
-it('TLS: small messages are written as they arrive, each at once', async () => {
-  const messages = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\n`));
-  const port = await listening(
+/** A TLS server that sends each of `messages` `gapMs` apart, then ends; its port. */
+function pacedTlsServer(messages: Buffer[], gapMs: number): Promise<number> {
+  return listening(
     tls.createServer({ cert: server.cert, key: server.key }, async (socket) => {
       for (const m of messages) {
         socket.write(m);
-        await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, gapMs));
       }
       socket.end();
     }),
   );
+}
+
+it('TLS: small messages are written as they arrive, each at once', async () => {
+  const messages = Array.from({ length: 20 }, (_, i) => Buffer.from(`message ${i}\n`));
+  const port = await pacedTlsServer(messages, 5);
   const { peer, received, writes } = latePeer();
   const dialled = pipeDialled(peer, dialTls(port));
   expect((await received).equals(Buffer.concat(messages))).toBe(true);
@@ -205,15 +210,7 @@ async function readBufferSizes(run: () => Promise<void>): Promise<number[]> {
 
 it('a connection of small messages reads into one TLS chunk of buffer, never the large one', async () => {
   const messages = Array.from({ length: 10 }, (_, i) => Buffer.from(`reply ${i}\n`));
-  const port = await listening(
-    tls.createServer({ cert: server.cert, key: server.key }, async (socket) => {
-      for (const m of messages) {
-        socket.write(m);
-        await new Promise((r) => setTimeout(r, 2));
-      }
-      socket.end();
-    }),
-  );
+  const port = await pacedTlsServer(messages, 2);
   const sizes = await readBufferSizes(async () => {
     const { peer, received } = latePeer();
     const dialled = pipeDialled(peer, dialTls(port));
