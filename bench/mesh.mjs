@@ -5,7 +5,8 @@
  * app is nginx serving a small body and a 1 MiB file, so it is never the bottleneck. Prints req/s,
  * p50/p99, MB/s, CPU time per request, and RSS idle and peak per proxy process, as ratios to the
  * nginx pair and to direct, then the issue-13 targets with ✓/✗ — all from one run (the machine is
- * shared and noisy). Each figure is the median of --runs measured runs after one warm-up run.
+ * shared and noisy). Each figure is the median of --runs measured runs after one warm-up run; the
+ * runs of a scenario alternate between the paths.
  *
  * Usage: npm run bench [-- --seconds 8 --connections 32 --runs 3 --only "keep-alive,sidecar http" --quick]
  * (--only keeps the scenarios and sidecar paths whose names contain one of the comma-separated
@@ -309,27 +310,40 @@ for (const [name, target] of Object.entries(paths)) {
   idlePrivate[name] = pidsOf(target).map((pid) => memoryMb(pid, 'RssAnon'));
 }
 
+/**
+ * Each scenario: every path warms up, then the measured runs go round the paths in turn (run 1 of
+ * each path, then run 2 of each, …), so a noisy stretch of the shared machine falls on all of them
+ * rather than on one path's runs, and the ratios compare like with like.
+ */
 const results = {};
 for (const scenario of scenarios) {
-  for (const [name, target] of Object.entries(paths)) {
-    const pids = pidsOf(target);
-    for (const pid of pids) resetPeak(pid);
-    // Warm up (JIT, pools, sessions), then measure.
-    wrk(target.port, scenario.path, scenario.close);
-    const runs = [];
-    const cpuBefore = pids.map(cpuSeconds);
-    for (let i = 0; i < RUNS; i++) runs.push(wrk(target.port, scenario.path, scenario.close));
-    const cpuAfter = pids.map(cpuSeconds);
-    const cpu = pids.reduce((sum, _, i) => sum + cpuAfter[i] - cpuBefore[i], 0);
-    const requests = runs.reduce((sum, r) => sum + r.requests, 0);
-    const med = (key) => median(runs.map((r) => r[key]));
+  const names = Object.keys(paths);
+  const runs = Object.fromEntries(names.map((name) => [name, []]));
+  const cpu = Object.fromEntries(names.map((name) => [name, 0]));
+  for (const name of names) {
+    for (const pid of pidsOf(paths[name])) resetPeak(pid);
+    // Warm up (JIT, pools, sessions).
+    wrk(paths[name].port, scenario.path, scenario.close);
+  }
+  for (let i = 0; i < RUNS; i++) {
+    for (const name of names) {
+      const pids = pidsOf(paths[name]);
+      const before = pids.map(cpuSeconds);
+      runs[name].push(wrk(paths[name].port, scenario.path, scenario.close));
+      cpu[name] += pids.reduce((sum, pid, j) => sum + cpuSeconds(pid) - before[j], 0);
+    }
+  }
+  for (const name of names) {
+    const pids = pidsOf(paths[name]);
+    const requests = runs[name].reduce((sum, r) => sum + r.requests, 0);
+    const med = (key) => median(runs[name].map((r) => r[key]));
     results[`${scenario.name}|${name}`] = {
       rps: med('rps'),
       p50: med('p50'),
       p99: med('p99'),
       mbps: med('mbps'),
-      errors: runs.reduce((sum, r) => sum + r.errors, 0),
-      cpuUsPerReq: pids.length ? (cpu / requests) * 1e6 : Number.NaN,
+      errors: runs[name].reduce((sum, r) => sum + r.errors, 0),
+      cpuUsPerReq: pids.length ? (cpu[name] / requests) * 1e6 : Number.NaN,
       peakRss: pids.map((pid) => memoryMb(pid, 'VmHWM')),
     };
     process.stderr.write(`[bench] ${scenario.name} / ${name}: ${results[`${scenario.name}|${name}`].rps.toFixed(0)} req/s\n`);
