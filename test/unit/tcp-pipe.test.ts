@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import fc from 'fast-check';
 import { afterAll, expect, it, vi } from 'vitest';
 import { pipeDialled } from '../../src/proxy/tcp/pipe.js';
 import { TestPki } from '../support/pki.js';
@@ -238,4 +239,38 @@ it('a bulk transfer moves the connection to the large read buffer once a read fi
     expect(sizes.slice(1).length, dial).toBeGreaterThan(0);
     expect(new Set(sizes.slice(1)), dial).toEqual(new Set([256 * 1024]));
   }
+});
+
+it('property: whatever the sizes and pauses of what the other end sends, the peer gets every byte in order (plain and TLS)', async () => {
+  // Sizes around the first buffer (16 KB) and the TLS chunk, so runs cross the move to the large
+  // buffer at every kind of boundary: exactly full, one over, in the middle of a burst.
+  const write = fc.record({
+    size: fc.oneof(
+      fc.integer({ min: 1, max: 2048 }),
+      fc.integer({ min: 16 * 1024 - 2, max: 16 * 1024 + 2 }),
+      fc.integer({ min: 1, max: 96 * 1024 }),
+    ),
+    pause: fc.boolean(),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(write, { minLength: 1, maxLength: 12 }), fc.boolean(), fc.boolean(), async (writes, overTls, slowPeer) => {
+      const chunks = writes.map((w) => randomBytes(w.size));
+      const send = async (socket: net.Socket) => {
+        for (const [i, chunk] of chunks.entries()) {
+          socket.write(chunk);
+          if (writes[i]?.pause) await new Promise((r) => setTimeout(r, 1));
+        }
+        socket.end();
+      };
+      const port = overTls
+        ? await listening(tls.createServer({ cert: server.cert, key: server.key }, send))
+        : await listening(net.createServer(send));
+      const { peer, received } = latePeer(false, slowPeer ? 1 : undefined);
+      const dialPlain = (onread: net.OnReadOpts): net.Socket => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread });
+      const dialled = pipeDialled<net.Socket>(peer, overTls ? dialTls(port) : dialPlain);
+      expect((await received).equals(Buffer.concat(chunks))).toBe(true);
+      dialled.destroy();
+    }),
+    { numRuns: 40 },
+  );
 });
