@@ -64,10 +64,14 @@ async function listening(s: net.Server): Promise<number> {
 it('plain: every byte arrives intact through a peer whose writes complete late', async () => {
   const port = await listening(net.createServer((socket) => socket.end(payload)));
   const { peer, received } = latePeer();
-  const dialled = pipeDialled(peer, (onread) => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread }));
+  const dialled = pipeDialled(peer, dialPlain(port));
   expect((await received).equals(payload)).toBe(true);
   dialled.destroy();
 });
+
+function dialPlain(port: number): (onread: net.OnReadOpts) => net.Socket {
+  return (onread) => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread });
+}
 
 function dialTls(port: number): (onread: net.OnReadOpts) => tls.TLSSocket {
   return (onread) =>
@@ -187,7 +191,7 @@ it('TLS: a peer that goes away in the middle of a burst takes the upstream conne
 it('a peer that half-closed first still gets the whole response once the other side closes', async () => {
   const port = await listening(net.createServer({ allowHalfOpen: true }, (socket) => socket.on('end', () => socket.end(payload))));
   const { peer, received } = latePeer(true);
-  pipeDialled(peer, (onread) => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread }));
+  pipeDialled(peer, dialPlain(port));
   // The dialled socket closes (both halves done) while the peer still holds most of the response.
   expect((await received).equals(payload)).toBe(true);
 });
@@ -230,8 +234,7 @@ it('a bulk transfer moves the connection to the large read buffer once a read fi
         : await listening(tls.createServer({ cert: server.cert, key: server.key }, (socket) => socket.end(payload)));
     const sizes = await readBufferSizes(async () => {
       const { peer, received } = latePeer();
-      const dialPlain = (onread: net.OnReadOpts): net.Socket => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread });
-      const dialled = pipeDialled<net.Socket>(peer, dial === 'plain' ? dialPlain : dialTls(port));
+      const dialled = pipeDialled<net.Socket>(peer, dial === 'plain' ? dialPlain(port) : dialTls(port));
       expect((await received).equals(payload)).toBe(true);
       dialled.destroy();
     });
@@ -266,8 +269,7 @@ it('property: whatever the sizes and pauses of what the other end sends, the pee
         ? await listening(tls.createServer({ cert: server.cert, key: server.key }, send))
         : await listening(net.createServer(send));
       const { peer, received } = latePeer(false, slowPeer ? 1 : undefined);
-      const dialPlain = (onread: net.OnReadOpts): net.Socket => net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, onread });
-      const dialled = pipeDialled<net.Socket>(peer, overTls ? dialTls(port) : dialPlain);
+      const dialled = pipeDialled<net.Socket>(peer, overTls ? dialTls(port) : dialPlain(port));
       expect((await received).equals(Buffer.concat(chunks))).toBe(true);
       dialled.destroy();
     }),
