@@ -7,6 +7,14 @@ log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 # peer_cache NAME VERSION: where a built peer is kept, outside the repository, once per machine.
 peer_cache() { printf '%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/$1/$2"; }
 
+# not_built_yet: with CACHED_ONLY=1 (how the tests call the install scripts) a peer that is not in
+# the cache is an error, never a build inside a test hook's timeout.
+not_built_yet() {
+  [ -z "${CACHED_ONLY:-}" ] && return 0
+  log "not built yet: run scripts/prepare-tests.sh (npm test runs it first)"
+  exit 3
+}
+
 # require_go WHAT: puts Go on PATH (the machine's /usr/local/go) or fails naming what needed it.
 require_go() {
   command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"

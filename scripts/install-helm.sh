@@ -13,6 +13,7 @@ if [ -x "$CACHE/helm" ] && "$CACHE/helm" version --short >/dev/null 2>&1; then
   echo "$CACHE/helm"
   exit 0
 fi
+not_built_yet
 require_go helm
 log "building helm.sh/helm/v3/cmd/helm@$HELM_VERSION (a few minutes)"
 mkdir -p "$CACHE"

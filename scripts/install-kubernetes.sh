@@ -21,6 +21,7 @@ if [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-controller-manager" ] && 
   echo "$CACHE"
   exit 0
 fi
+not_built_yet
 require_go kube-apiserver
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

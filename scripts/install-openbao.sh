@@ -12,6 +12,7 @@
 # the modules resolve from the proxy.
 #
 # Prints the path of the binary on its last line (stdout); progress goes to stderr. Idempotent.
+# CACHED_ONLY=1: print the cached binary or exit 3, never build (the tests' own use).
 set -euo pipefail
 
 OPENBAO_VERSION="${OPENBAO_VERSION:-2.6.2}"
@@ -28,6 +29,8 @@ for cached in "$CACHE_ROOT/openbao/$OPENBAO_VERSION/bao" "$CACHE_ROOT/vault/$VAU
     exit 0
   fi
 done
+
+if [ -n "${CACHED_ONLY:-}" ]; then log "not built yet: run scripts/prepare-tests.sh (npm test runs it first)"; exit 3; fi
 
 command -v go >/dev/null || { log "Go is required to build OpenBao or Vault (install Go >= 1.25)"; exit 1; }
 

@@ -20,6 +20,7 @@ import { Sidecar } from '../../src/sidecar.js';
 import { serviceNames, setupService } from '../../src/vault/setup.js';
 import { loggedPort, type Spawned, spawnCli, waitFor } from '../support/cli.js';
 import { type KubeApiServer, startKubeApiServer } from '../support/kube-apiserver.js';
+import { preparedPath } from '../support/prepared.js';
 import { capturingLogger } from '../support/logs.js';
 import { TestPki } from '../support/pki.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
@@ -116,12 +117,7 @@ describe('the Helm chart (deploy/chart)', () => {
   };
 
   beforeAll(() => {
-    helm =
-      execFileSync(path.resolve(DEPLOY, '../scripts/install-helm.sh'), { stdio: ['ignore', 'pipe', 'inherit'] })
-        .toString()
-        .trim()
-        .split('\n')
-        .pop() ?? '';
+    helm = preparedPath('helm');
   });
 
   it('passes helm lint', () => {

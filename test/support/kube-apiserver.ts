@@ -1,7 +1,7 @@
 /**
  * A real Kubernetes control plane for the tests: etcd (Debian's etcd-server) and kube-apiserver
- * built from the Go module proxy by scripts/install-kubernetes.sh (cached per machine; .ci/run
- * builds it before the tests), on free loopback ports, with RBAC, a service-account issuer and
+ * built from the Go module proxy by scripts/install-kubernetes.sh (cached per machine; `npm test`
+ * builds it before vitest starts), on free loopback ports, with RBAC, a service-account issuer and
  * signing key (so TokenRequest works), and a static admin token. No scheduler or kubelet: objects
  * are validated and stored, pods are not run.
  */
@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { waitFor } from './cli.js';
 import { freePort } from './ports.js';
+import { preparedPath } from './prepared.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 
 export interface KubeApiServer {
   /** https://127.0.0.1:<port> */
@@ -32,14 +32,7 @@ export interface KubeApiServer {
 }
 
 function binaryDir(): string {
-  try {
-    const out = execFileSync(path.join(ROOT, 'scripts/install-kubernetes.sh'), { stdio: ['ignore', 'pipe', 'inherit'] });
-    return out.toString().trim().split('\n').pop() ?? '';
-  } catch (err) {
-    throw new Error(
-      `no kube-apiserver for the Kubernetes tests: scripts/install-kubernetes.sh failed (${(err as Error).message}); install Go and rerun it`,
-    );
-  }
+  return preparedPath('kubernetes');
 }
 
 interface Started {

@@ -5,13 +5,12 @@
  *
  * VAULT_ADDR (with VAULT_TOKEN) points the tests at a server you run yourself; BAO_BIN at a binary
  * (tests that stop and restart Vault always run private dev servers from a binary).
- * Otherwise scripts/install-openbao.sh builds one (once per machine) and prints its path. A missing
+ * Otherwise the one `npm test` built before vitest started (scripts/prepare-tests.sh). A missing
  * server is a failure, never a skip.
  */
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startDevServer } from './dev-server.js';
+import { preparedPath } from './prepared.js';
 import { configureTestVault, type TestVault } from './vault-setup.js';
 
 declare module 'vitest' {
@@ -20,22 +19,8 @@ declare module 'vitest' {
   }
 }
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-
 function serverBinary(): string {
-  if (process.env.BAO_BIN) return process.env.BAO_BIN;
-  try {
-    const out = execFileSync(path.join(ROOT, 'scripts/install-openbao.sh'), { stdio: ['ignore', 'pipe', 'inherit'] });
-    const lines = out.toString().trim().split('\n');
-    const bin = lines[lines.length - 1];
-    if (!bin) throw new Error('the install script printed no path');
-    return bin;
-  } catch (err) {
-    throw new Error(
-      `no OpenBao/Vault server for the integration tests: scripts/install-openbao.sh failed (${(err as Error).message}). ` +
-        'Install Go and rerun, or set BAO_BIN to a bao/vault binary, or VAULT_ADDR and VAULT_TOKEN to a running server.',
-    );
-  }
+  return process.env.BAO_BIN ?? preparedPath('openbao');
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
