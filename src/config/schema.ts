@@ -177,8 +177,8 @@ const allowRule = z
           z.startsWith('/'),
           // Requests are matched on their normalized path, so a rule that is not normalized could never match.
           z.refine(
-            (path) => !/\/\/|\/\.\.?(\/|$)|[?#\\]/.test(path),
-            'write the path normalized, as requests are matched: no //, no . or .. segments, no ? # or \\',
+            (path) => !/\/\/|\/\.\.?(\/|$)|[?#;\\]/.test(path),
+            'write the path normalized, as requests are matched: no //, no . or .. segments, no ? # ; or \\',
           ),
         ),
       ),
@@ -250,8 +250,10 @@ const inboundListener = z.strictObject({
       mergeSlashes: z._default(z.boolean(), true),
       /** An encoded `/` or `\\` (%2F, %5C): reject the request with a 400, or keep it as it is. */
       escapedSlashes: z._default(z.enum(['reject', 'keep']), 'reject'),
+      /** `;` path parameters (`/a;x=1`): reject the request with a 400, or cut them off each segment as Tomcat does. */
+      semicolons: z._default(z.enum(['reject', 'strip']), 'reject'),
     }),
-    { mergeSlashes: true, escapedSlashes: 'reject' },
+    { mergeSlashes: true, escapedSlashes: 'reject', semicolons: 'reject' },
   ),
   /** X-Forwarded-For/-Proto/-Port/-Host a client sent: replaced by ours (default), or kept with ours appended (behind a trusted proxy). */
   forwardedHeaders: z._default(z.enum(['replace', 'append']), 'replace'),

@@ -10,7 +10,13 @@
  * - dot segments are removed (RFC 3986 §5.2.4) and, by default, repeated slashes merged;
  * - what cannot be normalized safely is refused: an encoded `/` or `\` (apps disagree on whether it
  *   separates segments), a raw `\` (some stacks read it as `/`), bad escapes, control characters,
- *   a fragment, or a target that is not a path.
+ *   a fragment, or a target that is not a path;
+ * - `;` path parameters are refused by default, as Spring Security's StrictHttpFirewall does:
+ *   Tomcat, Jetty and Spring cut `;…` off each segment *before* resolving dot segments, so
+ *   `/public/..;/admin` is `/admin` to them while it is under /public to anyone who keeps it.
+ *   With `semicolons: strip` they are cut here the same way, before normalizing, and the app gets
+ *   the path without them. An encoded `;` (%3B) is refused either way: apps disagree on whether
+ *   they decode it before or after cutting parameters.
  *
  * The query is kept byte for byte: it is the app's business, and rules do not look at it.
  */
@@ -20,9 +26,11 @@ export interface PathPolicy {
   readonly mergeSlashes: boolean;
   /** `%2F`/`%5C` in a path: refuse the request, or forward the escape untouched (a rule then sees it as part of one segment). */
   readonly escapedSlashes: 'reject' | 'keep';
+  /** `;` path parameters (`/a;x=1/b`): refuse the request, or cut them off each segment (Tomcat's reading). */
+  readonly semicolons: 'reject' | 'strip';
 }
 
-export const DEFAULT_PATH_POLICY: PathPolicy = { mergeSlashes: true, escapedSlashes: 'reject' };
+export const DEFAULT_PATH_POLICY: PathPolicy = { mergeSlashes: true, escapedSlashes: 'reject', semicolons: 'reject' };
 
 export type NormalizedTarget =
   | {
@@ -50,10 +58,13 @@ const refuse = (reason: string): NormalizedTarget => ({ ok: false, reason });
 
 /**
  * The common case, checked with one regex instead of the character walk below: an origin-form
- * path of plain characters (no `%`, no `\\`), no `//` and no `.` or `..` segment, and a printable
- * query. It is already normal, so it is forwarded as it came, without a copy.
+ * path of plain characters (no `%`, no `\\`, no `;`), no `//` and no `.` or `..` segment, and a
+ * printable query. It is already normal, so it is forwarded as it came, without a copy.
  */
-const ALREADY_NORMAL = /^(?!.*\/\/)(?!.*\/\.\.?(?:[/?]|$))\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*(?:\?[\x21-\x22\x24-\x7e]*)?$/;
+const ALREADY_NORMAL = /^(?!.*\/\/)(?!.*\/\.\.?(?:[/?]|$))\/[A-Za-z0-9\-._~!$&'()*+,=:@/]*(?:\?[\x21-\x22\x24-\x7e]*)?$/;
+
+const SEMICOLON_REFUSED =
+  'the path holds a ; path parameter (as in /a;x=1), which Tomcat, Jetty and Spring cut before routing (requestPath.semicolons is reject)';
 
 export function normalizeTarget(raw: string, policy: PathPolicy = DEFAULT_PATH_POLICY): NormalizedTarget {
   if (ALREADY_NORMAL.test(raw)) {
@@ -89,11 +100,19 @@ export function normalizeTarget(raw: string, policy: PathPolicy = DEFAULT_PATH_P
       const byte = Number.parseInt(hex, 16);
       const char = String.fromCharCode(byte);
       i += 2;
+      if (char === ';') return refuse('the path holds an encoded ; (%3B), which apps decode before or after cutting path parameters');
       if (char === '/' || char === '\\') {
         if (policy.escapedSlashes === 'reject') return refuse('the path holds an encoded / or \\ (%2F, %5C), which apps read differently');
         decoded += `%${hex.toUpperCase()}`;
       } else if (UNRESERVED.test(char)) decoded += char;
       else decoded += `%${HEX[byte >> 4]}${HEX[byte & 15]}`;
+      continue;
+    }
+    if (ch === ';') {
+      if (policy.semicolons === 'reject') return refuse(SEMICOLON_REFUSED);
+      // strip: the parameter runs to the end of its segment; the app never sees it.
+      const next = rawPath.indexOf('/', i);
+      i = next === -1 ? rawPath.length : next - 1;
       continue;
     }
     if (ch === '\\') return refuse('the path holds a backslash, which some servers read as /');

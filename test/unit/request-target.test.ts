@@ -4,8 +4,11 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { normalizeTarget } from '../../src/proxy/request-target.js';
+import { DEFAULT_PATH_POLICY, normalizeTarget, type PathPolicy } from '../../src/proxy/request-target.js';
 import { pathMatcher } from '../../src/tls/authorization.js';
+import { decodedPath, servletPath } from '../support/servlet-routing.js';
+
+const STRIP: PathPolicy = { ...DEFAULT_PATH_POLICY, semicolons: 'strip' };
 
 describe('normalizeTarget', () => {
   it.each([
@@ -39,6 +42,12 @@ describe('normalizeTarget', () => {
     ['/a b', 'percent-encoded'],
     ['/é', 'percent-encoded'],
     ['/a?b c', 'control character'],
+    ['/public/..;/admin', 'path parameter'],
+    ['/public/..;x=1/admin', 'path parameter'],
+    ['/public/.;/../admin', 'path parameter'],
+    ['/a;jsessionid=1', 'path parameter'],
+    ['/public/..%3B/admin', 'path parameter'],
+    ['/public/..%3b/admin', 'path parameter'],
   ])('refuses %s', (raw, reason) => {
     const result = normalizeTarget(raw);
     expect(result.ok).toBe(false);
@@ -46,12 +55,30 @@ describe('normalizeTarget', () => {
   });
 
   it('keeps an encoded slash as it is when escapedSlashes is keep', () => {
-    expect(normalizeTarget('/a%2fb/../c', { mergeSlashes: true, escapedSlashes: 'keep' })).toMatchObject({ ok: true, path: '/c' });
-    expect(normalizeTarget('/a%2fb', { mergeSlashes: true, escapedSlashes: 'keep' })).toMatchObject({ ok: true, path: '/a%2Fb' });
+    expect(normalizeTarget('/a%2fb/../c', { ...DEFAULT_PATH_POLICY, escapedSlashes: 'keep' })).toMatchObject({ ok: true, path: '/c' });
+    expect(normalizeTarget('/a%2fb', { ...DEFAULT_PATH_POLICY, escapedSlashes: 'keep' })).toMatchObject({ ok: true, path: '/a%2Fb' });
   });
 
   it('keeps repeated slashes when mergeSlashes is off', () => {
-    expect(normalizeTarget('//a//b', { mergeSlashes: false, escapedSlashes: 'reject' })).toMatchObject({ ok: true, path: '//a//b' });
+    expect(normalizeTarget('//a//b', { ...DEFAULT_PATH_POLICY, mergeSlashes: false })).toMatchObject({ ok: true, path: '//a//b' });
+  });
+
+  it('keeps ; in the query: only the path has parameters', () => {
+    expect(normalizeTarget('/a?x=1;y=2')).toMatchObject({ ok: true, path: '/a', target: '/a?x=1;y=2' });
+  });
+
+  it.each([
+    ['/public/..;/admin', '/admin'],
+    ['/public/..;x=1/admin', '/admin'],
+    ['/public/.;/../admin', '/admin'],
+    ['/public;jsessionid=A1/x;v=2?q;1', '/public/x?q;1'],
+    ['/a/;x/b', '/a/b'],
+  ])("with semicolons strip, cuts each segment's parameters before the dot segments: %s → %s", (raw, target) => {
+    expect(normalizeTarget(raw, STRIP)).toMatchObject({ ok: true, target });
+  });
+
+  it('with semicolons strip, still refuses an encoded ; (%3B), which apps decode before or after cutting', () => {
+    expect(normalizeTarget('/public/..%3B/admin', STRIP)).toMatchObject({ ok: false });
   });
 });
 
@@ -78,8 +105,17 @@ const segment = fc.oneof(
     '%',
     '%zz',
     'a b',
+    '..;',
+    '..;x=1',
+    '.;',
+    ';',
+    'public;v=1',
+    'admin;',
+    '%3b',
+    '%3B',
   ),
   fc.stringMatching(/^[A-Za-z0-9\-._~!$&'()*+,;=:@]{0,6}$/),
+  fc.stringMatching(/^(\.|\.\.|admin|public)?;[A-Za-z0-9=.;]{0,4}$/),
   fc.stringMatching(/^(%[0-9A-Fa-f]{2}){1,3}$/),
 );
 const target = fc
@@ -92,15 +128,8 @@ const target = fc
 
 /** How an app reads the path it received: WHATWG URL parsing, then each segment percent-decoded (Express). */
 function appView(forwarded: string): string | undefined {
-  const pathname = new URL(forwarded, 'http://app.invalid').pathname;
-  try {
-    return pathname
-      .split('/')
-      .map((s) => decodeURIComponent(s))
-      .join('/');
-  } catch {
-    return undefined; // invalid UTF-8 escapes: the app answers 400 itself
-  }
+  // undefined: invalid UTF-8 escapes, which the app answers 400 itself
+  return decodedPath(new URL(forwarded, 'http://app.invalid').pathname);
 }
 
 describe('properties', () => {
@@ -141,4 +170,26 @@ describe('properties', () => {
       { numRuns: 3000 },
     );
   });
+
+  it.each([
+    ['semicolons reject (default)', DEFAULT_PATH_POLICY],
+    ['semicolons strip', STRIP],
+  ])(
+    '%s: an app that routes like Tomcat/Spring (;params cut per segment, then normalized) serves exactly the authorized path',
+    (_, policy) => {
+      const allowsPublic = pathMatcher('/public');
+      fc.assert(
+        fc.property(target, (raw) => {
+          const result = normalizeTarget(raw, policy);
+          if (!result.ok) return;
+          const authorized = decodedPath(result.path);
+          if (authorized === undefined) return;
+          const served = servletPath(result.target);
+          expect(served).toBe(authorized);
+          expect(allowsPublic(result.path)).toBe(served === '/public' || (served ?? '').startsWith('/public/'));
+        }),
+        { numRuns: 5000 },
+      );
+    },
+  );
 });
