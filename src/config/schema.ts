@@ -158,6 +158,9 @@ const identitySection = z.strictObject({
   ),
 });
 
+/** The fields of an allow rule that match the peer's certificate; every rule names one. */
+export const IDENTITY_FIELDS = ['spiffe', 'uri', 'dns', 'cn', 'ou'] as const;
+
 /**
  * One allow rule: every identity field given must match the peer (any of its values); `*` matches
  * one segment (between `/` in URIs, `.` in DNS names), `**` anything. Methods and path prefixes
@@ -184,7 +187,14 @@ const allowRule = z
       ),
     ),
   })
-  .check(z.refine((rule) => Object.keys(rule).length > 0, 'an empty rule would allow everyone; name at least one field'))
+  // A rule matches the peers its identity fields match; with none, every peer the CA trusts (tcp
+  // mode, which has no request to narrow it, let everyone in through a paths-only rule).
+  .check(
+    z.refine(
+      (rule) => IDENTITY_FIELDS.some((field) => rule[field] !== undefined),
+      'name the peer with spiffe, uri, dns, cn or ou: a rule without one matches every peer the CA trusts (omit authorization to allow them all)',
+    ),
+  )
   // Both match URI SANs; a rule naming both would silently test only one.
   .check(z.refine((rule) => !(rule.spiffe && rule.uri), 'spiffe and uri both match URI SANs; give one of them per rule'));
 

@@ -53,6 +53,24 @@ function validateListeners(config: Config, fail: Report): void {
   }
 }
 
+/**
+ * tcp mode has no request: a rule's methods and paths cannot be checked there, and a rule relying
+ * on them would admit peers its author meant to narrow.
+ */
+function validateAuthorization(config: Config, fail: Report): void {
+  for (const [i, listener] of config.inbound.entries()) {
+    if (listener.mode !== 'tcp' || !listener.authorization) continue;
+    for (const [r, rule] of listener.authorization.allow.entries()) {
+      for (const field of ['paths', 'methods'] as const) {
+        if (rule[field] === undefined) continue;
+        fail(
+          `inbound[${i}].authorization.allow[${r}].${field}: tcp mode has no requests, so ${field} cannot be checked; remove it or use mode http or h2`,
+        );
+      }
+    }
+  }
+}
+
 function validateRenewal(config: Config, fail: Report): void {
   const { minBackoff, maxBackoff, windowStart, windowEnd } = config.identity.renewal;
   if (windowStart > windowEnd) fail('identity.renewal.windowStart: must not exceed identity.renewal.windowEnd');
@@ -86,7 +104,15 @@ function validateTls(config: Config, fail: Report): void {
 export function validateConfig(config: Config): string[] {
   const problems: string[] = [];
   const report: Report = (message) => problems.push(`config: ${message}`);
-  for (const validate of [validateLimits, validateTls, validateIdentity, validateVault, validateListeners, validateRenewal]) {
+  for (const validate of [
+    validateLimits,
+    validateTls,
+    validateIdentity,
+    validateVault,
+    validateListeners,
+    validateAuthorization,
+    validateRenewal,
+  ]) {
     validate(config, report);
   }
   return problems;

@@ -108,7 +108,7 @@ describe('AuthorizationPolicy', () => {
         },
         {},
       ),
-    ).toThrow(/inbound\[0\]\.authorization\.allow\[0\]: an empty rule would allow everyone/);
+    ).toThrow(/inbound\[0\]\.authorization\.allow\[0\]: name the peer with spiffe, uri, dns, cn or ou/);
   });
 
   it('refuses a rule naming both spiffe and uri, which would test only one of them', () => {

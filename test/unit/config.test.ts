@@ -181,7 +181,7 @@ describe('hardening settings', () => {
       maxConcurrentStreams: 128,
       bodyIdleTimeout: 30,
     });
-    expect(config.inbound[0]?.requestPath).toEqual({ mergeSlashes: true, escapedSlashes: 'reject' });
+    expect(config.inbound[0]?.requestPath).toEqual({ mergeSlashes: true, escapedSlashes: 'reject', semicolons: 'reject' });
     expect(config.inbound[0]?.forwardedHeaders).toBe('replace');
     expect(config.tls).toEqual({ profile: 'intermediate' });
     expect(config.admin.rotateMinInterval).toBe(10);
@@ -198,5 +198,35 @@ describe('hardening settings', () => {
     const err = errorOf(() => buildConfig({ ...minimal, tls: { ciphers: 'NOT-A-CIPHER' } }, { VAULT_TOKEN: 't' }));
     expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
     expect(err.message).toContain('tls.ciphers');
+  });
+
+  describe('authorization rules', () => {
+    const withRules = (mode: string, allow: Record<string, unknown>[]) =>
+      buildConfig(
+        { ...minimal, inbound: [{ name: 'db', mode, listen: '127.0.0.1:0', target: '127.0.0.1:1', authorization: { allow } }] },
+        { VAULT_TOKEN: 't' },
+      );
+
+    it.each([
+      [{ paths: ['/public'] }, 'allow[1]: name the peer with spiffe, uri, dns, cn or ou'],
+      [{ methods: ['GET'] }, 'allow[1]: name the peer with spiffe, uri, dns, cn or ou'],
+      [{ spiffe: 'spiffe://test/ns/*/sa/api', paths: ['/public'] }, 'allow[1].paths: tcp mode has no requests'],
+      [{ cn: 'api', methods: ['GET'] }, 'allow[1].methods: tcp mode has no requests'],
+    ])('refuses a tcp-mode rule %j, which tcp mode cannot narrow (it has no requests)', (rule, message) => {
+      const err = errorOf(() => withRules('tcp', [{ cn: 'ok' }, rule]));
+      expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
+      expect(err.message).toContain(`inbound[0].authorization.${message}`);
+    });
+
+    it.each(['http', 'h2', 'tcp'])('refuses a %s rule that names no identity field, which would admit every peer', (mode) => {
+      const err = errorOf(() => withRules(mode, [{ methods: ['GET'], paths: ['/public'] }]));
+      expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
+      expect(err.message).toContain('inbound[0].authorization.allow[0]: name the peer with spiffe, uri, dns, cn or ou');
+    });
+
+    it('accepts identity rules in tcp mode and narrowed rules in http mode', () => {
+      expect(withRules('tcp', [{ spiffe: 'spiffe://test/ns/*/sa/api' }]).inbound[0]?.authorization?.allow).toHaveLength(1);
+      expect(withRules('http', [{ dns: '*.svc', paths: ['/public'], methods: ['GET'] }]).inbound[0]?.mode).toBe('http');
+    });
   });
 });
