@@ -10,6 +10,7 @@ import { type ErrorCode, ErrorCodes } from '../errors.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
 import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
+import type { TlsContexts } from '../tls/contexts.js';
 import { nameOf, type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { type ConnectionGate, gateConnections } from './connection-gate.js';
 import type { ListenerDeps } from './listener.js';
@@ -42,6 +43,7 @@ export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): 
       // Rotation: new handshakes use the new certificate; established connections keep theirs.
       contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
       refuseCaLeaves(server, config.name, metrics, audit);
+      refuseUntrustedIssuers(server, config.name, contexts, metrics, audit);
       const gate = gateConnections(server, config.name, config.limits, metrics, audit);
       reportRejectedHandshakes(server, config.name, gate, metrics, audit, deps.onUnknownIssuer);
     },
@@ -66,6 +68,26 @@ function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, a
         reason: 'ca_as_leaf',
         detail: 'the client presented a CA certificate as its own',
       },
+      'rejected a TLS handshake',
+    );
+  });
+}
+
+/**
+ * OpenSSL also accepts a leaf signed by an intermediate the client sends, if that chains to a
+ * trusted CA: one CA:TRUE certificate under it would mint any identity. The leaf's own issuer
+ * must be trusted (TlsContexts.peerIssuerProblem).
+ */
+function refuseUntrustedIssuers(server: TlsServer, listener: string, contexts: TlsContexts, metrics: Metrics, audit: AuditLog): void {
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const leaf = socket.getPeerX509Certificate();
+    const problem = leaf ? contexts.peerIssuerProblem(leaf) : undefined;
+    if (!problem || socket.destroyed) return;
+    const remoteAddress = socket.remoteAddress;
+    socket.destroy();
+    metrics.handshakeFailures.inc({ listener, reason: 'untrusted_issuer' });
+    audit.record(
+      { event: 'tls_handshake_rejected', listener, remoteAddress, reason: 'untrusted_issuer', detail: problem },
       'rejected a TLS handshake',
     );
   });
@@ -156,17 +178,26 @@ export interface RequestRefusal {
 }
 
 /**
- * An HTTP request (http, h2 or an upgrade) on `socket`: the target normalized once — what is
- * authorized is what is forwarded — then the allow rules. Returns the target to forward and the
- * verified caller, or why not.
+ * An HTTP request (http, h2 or an upgrade) on `socket`: its headers sound (`headerProblem`, found
+ * by the mode, refuses it), the target normalized once — what is authorized is what is forwarded —
+ * then the allow rules. Returns the target to forward and the verified caller, or why not.
  */
 export function admitRequest(
   ctx: AdmissionContext,
   socket: TLSSocket,
   method: string,
   rawTarget: string,
+  headerProblem?: string,
 ): { target: string; peer: PeerIdentity } | { refused: RequestRefusal } {
   const remoteAddress = socket.remoteAddress;
+  if (headerProblem) {
+    ctx.metrics.badRequests.inc({ listener: ctx.listener, reason: 'request_headers' });
+    ctx.audit.record(
+      { event: 'request_header_refused', listener: ctx.listener, remoteAddress, reason: headerProblem },
+      'refused a request whose headers are ambiguous',
+    );
+    return { refused: { status: 400, code: ErrorCodes.BAD_REQUEST, message: `${headerProblem}; the request was not forwarded` } };
+  }
   const normalized = normalizeTarget(rawTarget, ctx.config.requestPath);
   if (!normalized.ok) {
     ctx.metrics.badRequests.inc({ listener: ctx.listener, reason: 'request_target' });

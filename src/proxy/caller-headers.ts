@@ -11,11 +11,30 @@ import { formatXfcc, type PeerIdentity, rfc9440Headers } from '../tls/peer.js';
 
 const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'] as const;
 const FORWARDED_HEADERS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-host'] as const;
-const PROTECTED: ReadonlySet<string> = new Set<string>([...IDENTITY_HEADERS, ...FORWARDED_HEADERS]);
+/**
+ * Routing headers a client must not set, because apps and frameworks act on them after the sidecar
+ * authorized the request: who called and how (`Forwarded`, `X-Real-IP`, Spring's
+ * `X-Forwarded-Prefix`/`-Ssl`: the sidecar's X-Forwarded-* are the one account), the path
+ * (`X-Original-URL`, `X-Rewrite-URL`: IIS, Symfony and Zend route on them instead of the request
+ * line) and the method (the override headers Express's method-override middleware and others
+ * honour, which would walk past a rule's `methods`). Dropped always, never replaced.
+ */
+const ROUTING_HEADERS = [
+  'forwarded',
+  'x-real-ip',
+  'x-forwarded-prefix',
+  'x-forwarded-ssl',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+] as const;
+const PROTECTED: ReadonlySet<string> = new Set<string>([...IDENTITY_HEADERS, ...FORWARDED_HEADERS, ...ROUTING_HEADERS]);
 
 /**
  * True for a client's header that must not reach the app as sent: identity and forwarding headers
- * (ours replace them), and any spelling of them with `_` for `-`. Names are lower case.
+ * (ours replace them), routing headers, and any spelling of them with `_` for `-`. Names are lower case.
  */
 export function isCallerHeader(name: string): boolean {
   if (PROTECTED.has(name)) return true;

@@ -11,7 +11,10 @@ import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
+import { h2HostProblem } from '../request-host.js';
 import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
+
+const dropFromRequest = (name: string) => name === 'host' || isCallerHeader(name);
 
 export function createInboundH2Listener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'h2' });
@@ -29,11 +32,15 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     // The session (and its socket) may already be gone when a stream event is delivered.
     const socket = stream.session?.socket as TLSSocket | undefined;
     if (!socket || stream.destroyed) return;
-    const decision = admitRequest(mtls.admission, socket, String(headers[':method'] ?? ''), String(headers[':path'] ?? ''));
+    const method = String(headers[':method'] ?? '');
+    const decision = admitRequest(mtls.admission, socket, method, String(headers[':path'] ?? ''), h2HostProblem(headers));
     if ('refused' in decision) return answerStream(stream, decision.refused.status, decision.refused.code, decision.refused.message);
-    const authority = config.rewriteHost ?? headers[':authority'];
-    const caller = callerHeaders(config, decision.peer, socket, headers[':authority'], headers['x-forwarded-for']);
-    const outgoing = forwardHeaders(headers, isCallerHeader, caller);
+    // The app gets one authority, as :authority: a client's host header (equal to it, or standing
+    // in for it) is not forwarded beside it.
+    const clientAuthority = headers[':authority'] ?? headers.host;
+    const authority = config.rewriteHost ?? clientAuthority;
+    const caller = callerHeaders(config, decision.peer, socket, clientAuthority, headers['x-forwarded-for']);
+    const outgoing = forwardHeaders(headers, dropFromRequest, caller);
     outgoing[':path'] = decision.target;
     if (authority !== undefined) outgoing[':authority'] = authority;
     relayStream(

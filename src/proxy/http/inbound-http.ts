@@ -15,6 +15,7 @@ import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { jsonErrorBody, sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
+import { http1HostProblem } from '../request-host.js';
 import { createHttpForwarder } from './http-forwarder.js';
 import { Pool } from './undici-pool.js';
 
@@ -47,7 +48,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
    */
   const admit = (req: http.IncomingMessage): { headers: string[] } | { refused: RequestRefusal } => {
     const socket = req.socket as TLSSocket;
-    const decision = admitRequest(mtls.admission, socket, req.method ?? 'GET', req.url ?? '/');
+    const decision = admitRequest(mtls.admission, socket, req.method ?? 'GET', req.url ?? '/', http1HostProblem(req.rawHeaders));
     if ('refused' in decision) return decision;
     req.url = decision.target;
     if (config.rewriteHost) req.headers.host = config.rewriteHost;
