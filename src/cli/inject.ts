@@ -12,6 +12,7 @@ export interface InjectArgs {
   uninject?: boolean;
   'vault-addr'?: string;
   image: string;
+  'pin-image': boolean;
   namespace?: string;
 }
 
@@ -26,6 +27,11 @@ export function injectOptions(yargs: Argv): Argv<InjectArgs> {
       type: 'string',
       default: DEFAULT_IMAGE,
       describe: 'sidecar image for pods without the vault-mtls-sidecar/image annotation',
+    })
+    .option('pin-image', {
+      type: 'boolean',
+      default: false,
+      describe: 'every pod gets --image; a vault-mtls-sidecar/image annotation is an error',
     })
     .option('namespace', { type: 'string', describe: 'namespace for objects that name none (default: default)' }) as Argv<InjectArgs>;
 }
@@ -43,6 +49,7 @@ export async function injectCommand(
       uninject: args.uninject,
       vaultAddr: args['vault-addr'],
       image: args.image,
+      pinImage: args['pin-image'],
       namespace: args.namespace,
     });
     outputs.push(result.text);

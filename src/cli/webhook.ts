@@ -15,7 +15,13 @@ import { type RunArgs, runOptions, startFromArgs } from './run.js';
 /** How long a connection may stay silent: in the TLS handshake, before or within a request. */
 const SILENT_PEER_MS = 5000;
 
-export type WebhookArgs = RunArgs & { listen: string; 'pod-vault-addr'?: string; image: string };
+/**
+ * The API server opens a few connections per replica and reuses them; past these, a peer holding
+ * sockets competes only with itself (silent handshakes evict each other, see connection-gate.ts).
+ */
+const WEBHOOK_LIMITS = { maxConnections: 256, maxPendingHandshakes: 128 };
+
+export type WebhookArgs = RunArgs & { listen: string; 'pod-vault-addr'?: string; image: string; 'pin-image': boolean };
 
 export function webhookOptions(yargs: Argv): Argv<WebhookArgs> {
   return runOptions(yargs)
@@ -27,7 +33,12 @@ export function webhookOptions(yargs: Argv): Argv<WebhookArgs> {
     .option('image', {
       type: 'string',
       default: DEFAULT_IMAGE,
-      describe: 'sidecar image for pods without the vault-mtls-sidecar/image annotation',
+      describe: 'sidecar image for injected pods',
+    })
+    .option('pin-image', {
+      type: 'boolean',
+      default: true,
+      describe: 'every pod gets --image, and a pod with the vault-mtls-sidecar/image annotation is refused (--no-pin-image allows it)',
     }) as Argv<WebhookArgs>;
 }
 
@@ -37,7 +48,10 @@ export async function webhookCommand(args: WebhookArgs, env: Environment): Promi
   const { sidecar, config, logger, serving } = await startFromArgs(args, env);
   const { webhookHandler } = await import('../kubernetes/webhook.js');
   const { listenOn } = await import('../proxy/server-lifecycle.js');
-  // The API server presents no client certificate to webhooks by default: none is asked for.
+  const { gateConnections } = await import('../proxy/connection-gate.js');
+  // The API server presents no client certificate to webhooks unless the cluster's admission
+  // configuration gives it one (not possible on most managed clusters), so none is asked for: the
+  // chart's NetworkPolicy limits who can connect, and every request is answered without trust.
   // It answers within timeoutSeconds (≤ 30 s) or gives up, so a peer that stays silent, before
   // the handshake or mid-request, is cut after a few seconds instead of holding a socket.
   const server = https.createServer(
@@ -48,9 +62,15 @@ export async function webhookCommand(args: WebhookArgs, env: Environment): Promi
       headersTimeout: SILENT_PEER_MS,
       requestTimeout: SILENT_PEER_MS,
       connectionsCheckingInterval: 1000,
+      keepAliveTimeout: SILENT_PEER_MS,
     },
-    webhookHandler({ vaultAddr: args['pod-vault-addr'] ?? config.vault?.address, image: args.image }, logger),
+    webhookHandler(
+      { vaultAddr: args['pod-vault-addr'] ?? config.vault?.address, image: args.image, pinImage: args['pin-image'] },
+      logger,
+      sidecar.audit,
+    ),
   );
+  gateConnections(server, 'webhook', WEBHOOK_LIMITS, sidecar.metrics, sidecar.audit);
   sidecar.contexts.onChange(() => server.setSecureContext(sidecar.contexts.serverOptions()));
   const bound = await listenOn(server, address, 'webhook --listen');
   logger.info({ address: `${address.host}:${bound.port}` }, 'webhook listener ready');

@@ -4,10 +4,20 @@
  * the annotation and the object, never silently ignored.
  */
 import { parseHostPort } from '../config/parse.js';
+import { checkImage, checkMount, checkPorts, checkResources, checkRole, checkTtl, checkVaultAddr } from './annotation-values.js';
 
 export const PREFIX = 'vault-mtls-sidecar/';
 /** The pod label an injected pod carries (deploy/monitoring's PodMonitor selects it). */
 export const INJECTED_LABEL = `${PREFIX}injected`;
+/**
+ * The annotation `inject` and the webhook set on a pod they added the sidecar to: the only proof
+ * that a container named mtls-sidecar is theirs to replace or remove. A hand-written sidecar (as
+ * in deploy/deployment.yaml, which carries the label above too) or an app container of that name
+ * never has it. Set by the injector, not a setting: it is not among ANNOTATIONS.
+ */
+export const STATUS_ANNOTATION = `${PREFIX}status`;
+/** Its value: what was added, so a reader of the pod sees it. */
+export const STATUS_INJECTED = 'injected: initContainers/mtls-sidecar, volumes/vault-mtls-sidecar-token';
 
 const ANNOTATIONS = {
   inject: '"true" to add the sidecar, "false" to remove it',
@@ -56,6 +66,8 @@ export interface SidecarRequest {
 export interface InjectDefaults {
   vaultAddr?: string | undefined;
   image: string;
+  /** Refuse the image annotation: every pod gets `image` (webhook --pin-image). */
+  pinImage?: boolean | undefined;
 }
 
 /** What the annotations ask for: a sidecar, none (inject "false" or no annotation), or problems. */
@@ -65,7 +77,7 @@ export function readAnnotations(annotations: Record<string, unknown>, defaults: 
   const problems: string[] = [];
   const ours = new Map<string, string>();
   for (const [key, value] of Object.entries(annotations)) {
-    if (!key.startsWith(PREFIX)) continue;
+    if (!key.startsWith(PREFIX) || key === STATUS_ANNOTATION) continue;
     const name = key.slice(PREFIX.length);
     if (!(name in ANNOTATIONS)) {
       problems.push(`unknown annotation ${key}; known: ${Object.keys(ANNOTATIONS).join(', ')}`);
@@ -93,6 +105,28 @@ export function readAnnotations(annotations: Record<string, unknown>, defaults: 
   if (inbound.length === 0 && outbound.length === 0) {
     problems.push(`annotations ${PREFIX}inbound and ${PREFIX}outbound are both empty: give at least one port`);
   }
+  if (role) checkRole(role, problems);
+  if (vaultAddr) checkVaultAddr(vaultAddr, ours.has('vault-addr'), problems);
+  checkMount('auth-mount', ours.get('auth-mount') || undefined, problems);
+  checkMount('pki-mount', ours.get('pki-mount') || undefined, problems);
+  checkPorts(
+    [
+      ...inbound.flatMap((p) => (p ? [{ port: p.port, use: `${PREFIX}inbound ${p.port}:${p.appPort}` }] : [])),
+      ...outbound.flatMap((p) => (p ? [{ port: p.localPort, use: `${PREFIX}outbound ${p.localPort}=${p.host}:${p.port}` }] : [])),
+    ],
+    inbound.flatMap((p) => (p ? [{ port: p.appPort, use: `${PREFIX}inbound ${p.port}:${p.appPort}` }] : [])),
+    problems,
+  );
+  const resources = {
+    cpuRequest: ours.get('cpu-request') || '50m',
+    memoryRequest: ours.get('memory-request') || '96Mi',
+    memoryLimit: ours.get('memory-limit') || '256Mi',
+  };
+  checkResources(resources, problems);
+  const ttl = ours.get('ttl') || undefined;
+  checkTtl(ttl, problems);
+  const image = ours.get('image') || undefined;
+  checkImage(image, defaults.pinImage ? defaults.image : undefined, problems);
   if (problems.length > 0 || !role || !vaultAddr) return { kind: 'invalid', problems };
   return {
     kind: 'inject',
@@ -103,11 +137,9 @@ export function readAnnotations(annotations: Record<string, unknown>, defaults: 
       pkiMount: ours.get('pki-mount') || 'pki_int',
       inbound: inbound.filter((p): p is InboundPort => p !== undefined),
       outbound: outbound.filter((p): p is OutboundPort => p !== undefined),
-      ttl: ours.get('ttl') || undefined,
-      image: ours.get('image') || defaults.image,
-      cpuRequest: ours.get('cpu-request') || '50m',
-      memoryRequest: ours.get('memory-request') || '96Mi',
-      memoryLimit: ours.get('memory-limit') || '256Mi',
+      ttl,
+      image: image ?? defaults.image,
+      ...resources,
     },
   };
 }

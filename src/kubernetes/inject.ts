@@ -1,14 +1,20 @@
 /**
  * `inject` on Kubernetes YAML: finds the pod template of each object (Pod, Deployment,
- * StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and the items of a List), reads its
- * annotations, and adds, updates or removes the sidecar in place — editing the YAML document, so
- * everything else (comments, order, the user's own containers) stays as written. Idempotent: the
- * sidecar is found by name and replaced, so a second run changes nothing and a changed annotation
- * updates it. `uninject` removes exactly what inject adds (a collection it emptied goes too).
+ * StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and the items of a List), decides what to do
+ * with it (pod-plan.ts), and adds, updates or removes the sidecar in place — editing the YAML
+ * document, so everything else (comments, order, the user's own containers) stays as written.
+ * Idempotent: the sidecar it added (marked by the status annotation) is replaced, so a second run
+ * changes nothing and a changed annotation updates it. `uninject` removes exactly what inject
+ * added (a collection it emptied goes too), and nothing a user wrote.
+ *
+ * Any input has an answer: YAML it cannot read or edit (too deep, alias bombs, aliases where the
+ * sidecar goes) is one SidecarError naming the file or the object, never a crash.
  */
-import { Document, isMap, isSeq, parseAllDocuments } from 'yaml';
+import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
-import { INJECTED_LABEL, type InjectDefaults, PREFIX, readAnnotations } from './annotations.js';
+import { type InjectDefaults, STATUS_INJECTED } from './annotations.js';
+import { MAX_DEPTH, tooDeep } from './json-depth.js';
+import { injectedByUs, isRecord, MARKS, type PodPlan, planPod } from './pod-plan.js';
 import { CONTAINER_NAME, sidecarContainer, TOKEN_VOLUME, tokenVolume } from './sidecar-spec.js';
 
 type Path = (string | number)[];
@@ -39,15 +45,30 @@ export interface InjectResult {
 
 /** Transforms every document of `text`; throws one SidecarError listing every problem found. */
 export function injectYaml(text: string, source: string, options: InjectOptions): InjectResult {
-  const docs = parseAllDocuments(text);
   const problems: string[] = [];
   const report: string[] = [];
+  let docs: Document.Parsed[];
+  try {
+    docs = parseAllDocuments(text);
+  } catch (err) {
+    throw new SidecarError(ErrorCodes.INJECT_INVALID, `${source}: not YAML inject can read (${unreadable(err)})`);
+  }
   for (const doc of docs) {
     if (doc.errors.length > 0) {
       problems.push(`${source}: not valid YAML: ${doc.errors[0]?.message.split('\n')[0]}`);
       continue;
     }
-    const object = doc.toJS() as unknown;
+    let object: unknown;
+    try {
+      object = doc.toJS({ maxAliasCount: 100 }) as unknown; // an alias bomb is refused, not expanded
+    } catch (err) {
+      problems.push(`${source}: not YAML inject can read (${unreadable(err)})`);
+      continue;
+    }
+    if (tooDeep(object)) {
+      problems.push(`${source}: a document is nested deeper than ${MAX_DEPTH} levels; no Kubernetes object is`);
+      continue;
+    }
     if (!isRecord(object)) continue;
     if (object.kind === 'List' && Array.isArray(object.items)) {
       object.items.forEach((item, i) => {
@@ -57,88 +78,93 @@ export function injectYaml(text: string, source: string, options: InjectOptions)
   }
   if (problems.length > 0) throw new SidecarError(ErrorCodes.INJECT_INVALID, problems.join('\n'));
   // Documents keep their own start markers; join them the way they were separated.
-  return { text: docs.map((d) => d.toString({ lineWidth: 0 })).join(''), report };
+  try {
+    return { text: docs.map((d) => d.toString({ lineWidth: 0 })).join(''), report };
+  } catch (err) {
+    throw new SidecarError(ErrorCodes.INJECT_INVALID, `${source}: cannot write this YAML back (${unreadable(err)})`);
+  }
 }
 
-export interface PodResult {
-  /** The pod with the sidecar added, updated or removed; undefined when nothing changes. */
-  pod?: Record<string, unknown>;
-  /** Annotation problems, each naming the annotation and the pod: the pod must be refused. */
-  problems: string[];
+/** Why the YAML library gave up: a stack overflow is nesting, the rest say what they are. */
+function unreadable(err: unknown): string {
+  if (err instanceof RangeError) return 'nested too deeply';
+  return err instanceof Error ? (err.message.split('\n')[0] ?? err.name) : String(err);
 }
 
-/** The admission webhook's entry: the same transform on a Pod as JSON (namespace from the request). */
-export function injectPod(pod: Record<string, unknown>, namespace: string, options: InjectDefaults): PodResult {
-  const object = { ...pod, kind: 'Pod', metadata: { namespace, ...(isRecord(pod.metadata) ? pod.metadata : {}) } };
-  const doc = new Document(object);
-  const problems: string[] = [];
-  const report: string[] = [];
-  injectObject(doc, [], object, options, problems, report);
-  if (problems.length > 0) return { problems };
-  const after = doc.toJS() as Record<string, unknown>;
-  return JSON.stringify(after) === JSON.stringify(object) ? { problems } : { pod: after, problems };
+function objectName(object: Record<string, unknown>, kind: string): string {
+  const meta = isRecord(object.metadata) ? object.metadata : {};
+  const ns = typeof meta.namespace === 'string' ? `${meta.namespace}/` : '';
+  const name = typeof meta.name === 'string' ? meta.name : typeof meta.generateName === 'string' ? `${meta.generateName}…` : '(unnamed)';
+  return `${kind} ${ns}${name}`;
 }
 
 function injectObject(doc: Document, at: Path, object: unknown, options: InjectOptions, problems: string[], report: string[]): void {
   if (!isRecord(object) || typeof object.kind !== 'string') return;
-  const templateAt = POD_TEMPLATE[object.kind];
+  const templateAt = Object.hasOwn(POD_TEMPLATE, object.kind) ? POD_TEMPLATE[object.kind] : undefined;
   if (!templateAt) return;
+  const name = objectName(object, object.kind);
   const meta = isRecord(object.metadata) ? object.metadata : {};
-  const name = `${object.kind} ${typeof meta.namespace === 'string' ? `${meta.namespace}/` : ''}${String(meta.name ?? (meta.generateName ? `${String(meta.generateName)}…` : '(unnamed)'))}`;
   const template = get(object, templateAt);
   if (!isRecord(template)) {
     problems.push(`${name}: no pod template at ${templateAt.join('.') || '.'}`);
     return;
   }
-  const podMeta = isRecord(template.metadata) ? template.metadata : {};
-  const podSpec = isRecord(template.spec) ? template.spec : {};
   const metaPath = [...at, ...templateAt, 'metadata'];
   const specPath = [...at, ...templateAt, 'spec'];
-
+  const field = templateAt.length > 0 ? `${templateAt.join('.')}.` : '';
+  let plan: PodPlan;
   if (options.uninject) {
-    remove(doc, specPath, metaPath);
-    report.push(`${name}: uninjected`);
+    plan = injectedByUs(template.metadata)
+      ? { kind: 'remove' }
+      : { kind: 'leave', reason: 'not injected by inject (no vault-mtls-sidecar/status annotation): left as written' };
+  } else {
+    plan = planPod(
+      {
+        workloadAnnotations: templateAt.length > 0 ? meta.annotations : undefined,
+        metadata: template.metadata,
+        spec: template.spec,
+        field,
+        namespace: typeof meta.namespace === 'string' ? meta.namespace : (options.namespace ?? 'default'),
+      },
+      options,
+    );
+  }
+  try {
+    apply(doc, plan, specPath, metaPath);
+  } catch (err) {
+    // Aliases or merge keys where the sidecar goes: the document cannot be edited in place.
+    problems.push(`${name}: cannot edit its pod template in place (${unreadable(err)}); write it without YAML aliases or merge keys`);
     return;
   }
-  // The pod template's annotations win over the workload's own.
-  const annotations = {
-    ...(isRecord(meta.annotations) ? meta.annotations : {}),
-    ...(isRecord(podMeta.annotations) ? podMeta.annotations : {}),
-  };
-  const reading = readAnnotations(annotations, options);
-  if (reading.kind === 'invalid') {
-    for (const problem of reading.problems) problems.push(`${name}: ${problem}`);
-    return;
-  }
-  if (reading.kind === 'none') {
-    // inject "false" (or no annotation) on a pod that has the sidecar: take it out.
-    if (hasSidecar(podSpec)) {
-      remove(doc, specPath, metaPath);
-      report.push(`${name}: sidecar removed (not annotated ${PREFIX}inject: "true")`);
-    } else report.push(`${name}: skipped (not annotated ${PREFIX}inject: "true")`);
-    return;
-  }
-  const namespace = typeof meta.namespace === 'string' ? meta.namespace : (options.namespace ?? 'default');
-  const serviceAccount = typeof podSpec.serviceAccountName === 'string' ? podSpec.serviceAccountName : 'default';
-  // A classic container from an older injection or by hand would run twice: move it.
-  removeNamed(doc, [...specPath, 'containers'], CONTAINER_NAME);
-  upsertNamed(doc, [...specPath, 'initContainers'], sidecarContainer(reading.request, { namespace, serviceAccount }), 'first');
-  upsertNamed(doc, [...specPath, 'volumes'], tokenVolume(), 'last');
-  doc.setIn([...metaPath, 'labels', INJECTED_LABEL], 'true');
-  report.push(`${name}: injected (role ${reading.request.role})`);
+  if (plan.kind === 'refuse') for (const problem of plan.problems) problems.push(`${name}: ${problem}`);
+  else if (plan.kind === 'inject') report.push(`${name}: injected (role ${plan.request.role})`);
+  else if (plan.kind === 'remove')
+    report.push(`${name}: ${options.uninject ? 'uninjected' : `sidecar removed (not annotated vault-mtls-sidecar/inject: "true")`}`);
+  else report.push(`${name}: skipped (${plan.reason})`);
 }
 
-function hasSidecar(podSpec: Record<string, unknown>): boolean {
-  const named = (list: unknown) => Array.isArray(list) && list.some((c) => isRecord(c) && c.name === CONTAINER_NAME);
-  return named(podSpec.initContainers) || named(podSpec.containers);
+function apply(doc: Document, plan: PodPlan, specPath: Path, metaPath: Path): void {
+  if (plan.kind === 'remove') {
+    remove(doc, specPath, metaPath);
+    return;
+  }
+  if (plan.kind !== 'inject') return;
+  // Only the injector's own sidecar is here to replace (planPod refused any other).
+  removeNamed(doc, [...specPath, 'containers'], CONTAINER_NAME);
+  upsertNamed(doc, [...specPath, 'initContainers'], sidecarContainer(plan.request, plan), 'first');
+  upsertNamed(doc, [...specPath, 'volumes'], tokenVolume(), 'last');
+  doc.setIn([...metaPath, 'labels', MARKS.label], 'true');
+  doc.setIn([...metaPath, 'annotations', MARKS.annotation], STATUS_INJECTED);
 }
 
 function remove(doc: Document, specPath: Path, metaPath: Path): void {
   removeNamed(doc, [...specPath, 'initContainers'], CONTAINER_NAME);
   removeNamed(doc, [...specPath, 'containers'], CONTAINER_NAME);
   removeNamed(doc, [...specPath, 'volumes'], TOKEN_VOLUME);
-  doc.deleteIn([...metaPath, 'labels', INJECTED_LABEL]);
+  doc.deleteIn([...metaPath, 'labels', MARKS.label]);
+  doc.deleteIn([...metaPath, 'annotations', MARKS.annotation]);
   dropIfEmpty(doc, [...metaPath, 'labels']);
+  dropIfEmpty(doc, [...metaPath, 'annotations']);
   dropIfEmpty(doc, metaPath);
 }
 
@@ -174,8 +200,4 @@ function get(object: Record<string, unknown>, path: Path): unknown {
   let at: unknown = object;
   for (const key of path) at = isRecord(at) || Array.isArray(at) ? (at as Record<string | number, unknown>)[key] : undefined;
   return at;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -99,8 +99,10 @@ describe('annotations', () => {
     expect(parse(injectYaml(plain, 'x', options).text)).toEqual(parse(plain));
   });
 
-  it('moves a classic sidecar container to a native one', () => {
-    const classic = deployment.replace('      containers:\n', '      containers:\n        - name: mtls-sidecar\n          image: old\n');
+  it('moves a classic sidecar container it added itself (the status annotation says so) to a native one', () => {
+    const classic = deployment
+      .replace('      containers:\n', '      containers:\n        - name: mtls-sidecar\n          image: old\n')
+      .replace('vault-mtls-sidecar/inject: "true"', 'vault-mtls-sidecar/inject: "true"\n        vault-mtls-sidecar/status: injected');
     const pod = podTemplate(parse(injectYaml(classic, 'x', options).text));
     expect((pod.spec.containers as Json[]).map((c) => c.name)).toEqual(['app']);
     expect((pod.spec.initContainers as Json[]).map((c) => c.name)).toEqual(['mtls-sidecar']);
