@@ -2,6 +2,8 @@
 # vault-mtls-sidecar: bundle the TypeScript in one stage (esbuild, scripts/build.mjs), ship dist/ on
 # Node 24 LTS. The bundle carries every dependency but pino-pretty (log.format: pretty), which
 # stays in the pruned node_modules.
+#
+# Builds with docker or podman (`podman build .`, see README "Building the image without Docker").
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /src
@@ -10,17 +12,23 @@ RUN npm ci --no-audit --no-fund
 COPY scripts/build.mjs ./scripts/
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
+# The runtime root: the node binary, the shared libraries it links (from ldd, so any architecture),
+# env for the bin's #! line, and the user — no shell, no package manager, no other program.
+RUN set -eu; mkdir -p /rootfs/usr/local/bin /rootfs/usr/bin /rootfs/etc /rootfs/app; \
+    cp /usr/local/bin/node /rootfs/usr/local/bin/node; cp /usr/bin/env /rootfs/usr/bin/env; \
+    for lib in $({ ldd /usr/local/bin/node; ldd /usr/bin/env; } | grep -o '/[^ ]*' | sort -u); do cp --parents -L "$lib" /rootfs; done; \
+    echo 'node:x:1000:1000::/nonexistent:/usr/sbin/nologin' > /rootfs/etc/passwd; \
+    echo 'node:x:1000:' > /rootfs/etc/group; \
+    cp package.json /rootfs/app/ && cp -r node_modules dist /rootfs/app/
 
-FROM node:24-bookworm-slim
-ENV NODE_ENV=production
+FROM scratch
+COPY --from=build /rootfs /
+ENV PATH=/usr/local/bin:/usr/bin NODE_ENV=production
 WORKDIR /app
-COPY --from=build /src/package.json ./
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
-# The image's "node" user (uid 1000); nothing is written to the filesystem, so
-# readOnlyRootFilesystem works.
+# uid 1000 (the user "node"); nothing is written to the filesystem, so readOnlyRootFilesystem works.
 USER 1000:1000
 EXPOSE 8443 15000
-# Run through the bin's #! line, which carries the node flags the sidecar is measured with.
+# Run through the bin's #! line (/usr/bin/env -S node <flags>), which carries the node flags the
+# sidecar is measured with. Exec form: the sidecar is PID 1 and handles SIGTERM itself.
 ENTRYPOINT ["/app/dist/main.js"]
 CMD ["run", "--config", "/etc/sidecar/config.yaml"]

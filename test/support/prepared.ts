@@ -9,7 +9,7 @@ import path from 'node:path';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** Runs scripts/install-NAME.sh with CACHED_ONLY=1 and returns the path it prints last. */
-export function preparedPath(name: 'openbao' | 'kubernetes' | 'helm'): string {
+export function preparedPath(name: 'openbao' | 'kubernetes' | 'helm' | 'image' | 'kubelet'): string {
   const script = path.join(ROOT, `scripts/install-${name}.sh`);
   try {
     const out = execFileSync(script, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CACHED_ONLY: '1' } });
@@ -18,6 +18,8 @@ export function preparedPath(name: 'openbao' | 'kubernetes' | 'helm'): string {
     return last;
   } catch (err) {
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim();
-    throw new Error(`${name} is not built on this machine (${stderr || (err as Error).message}): run npm test, or scripts/prepare-tests.sh, once`);
+    throw new Error(
+      `${name} is not built on this machine (${stderr || (err as Error).message}): run npm test, or scripts/prepare-tests.sh, once`,
+    );
   }
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Makes the base image the Dockerfile starts from, node:24-bookworm-slim, on a machine that cannot
+# pull it (no Docker daemon, no container registry): a Debian bookworm root from debootstrap
+# (--variant=minbase, Debian's own packages) plus the Node 24 binary the npm registry ships
+# (node-linux-<arch>, the package the `node` devDependency installs, already in node_modules) and
+# npm, laid out as the official image lays them out (/usr/local/bin/node, npm, user node uid 1000),
+# imported into podman's storage as docker.io/library/node:24-bookworm-slim. A machine that has the
+# official image keeps it: this script only fills the gap.
+#
+# Kept in podman's storage once per machine (about 2-4 minutes the first time, mostly debootstrap).
+# Prints the image's name on its last line (stdout); progress goes to stderr. Idempotent.
+set -euo pipefail
+# shellcheck source=scripts/image/common.sh
+. "$(dirname "$0")/image/common.sh"
+
+BASE_IMAGE=docker.io/library/node:24-bookworm-slim
+NPM_VERSION="${NPM_VERSION:-11.6.2}"
+MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+
+require_podman "the base image"
+if podman image exists "$BASE_IMAGE"; then
+  echo "$BASE_IMAGE"
+  exit 0
+fi
+not_built_yet
+command -v debootstrap >/dev/null || { log "the base image needs debootstrap (apt-get install debootstrap)"; exit 1; }
+[ "$(id -u)" = 0 ] || { log "debootstrap needs root to build the base image"; exit 1; }
+
+arch=$(node_arch)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+node_pkg="$REPO_ROOT/node_modules/node/node_modules/node-linux-$arch"
+if [ ! -x "$node_pkg/bin/node" ]; then
+  # Not installed by npm ci (another architecture, or no node_modules yet): the same package, by hand.
+  log "fetching node-linux-$arch@24 from the npm registry"
+  (cd "$WORK" && npm pack --silent "node-linux-$arch@24" >/dev/null && mkdir node && tar -xzf node-linux-*.tgz -C node)
+  node_pkg="$WORK/node/package"
+fi
+node_version=$("$node_pkg/bin/node" --version)
+case "$node_version" in v24.*) ;; *) log "expected Node 24 in $node_pkg, found $node_version"; exit 1 ;; esac
+log "fetching npm@$NPM_VERSION from the npm registry"
+(cd "$WORK" && npm pack --silent "npm@$NPM_VERSION" >/dev/null)
+
+log "debootstrap --variant=minbase bookworm (a few minutes)"
+debootstrap --variant=minbase bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || {
+  tail -n 20 "$WORK/debootstrap.log" >&2
+  log "debootstrap failed (is $MIRROR reachable?)"
+  exit 1
+}
+root="$WORK/rootfs"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
+
+log "adding Node $node_version and npm $NPM_VERSION"
+install -m 0755 "$node_pkg/bin/node" "$root/usr/local/bin/node"
+mkdir -p "$root/usr/local/lib/node_modules/npm"
+tar -xzf "$WORK"/npm-*.tgz -C "$root/usr/local/lib/node_modules/npm" --strip-components=1
+ln -s ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/local/bin/npm"
+ln -s ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/local/bin/npx"
+# The official image's user: node, uid and gid 1000, home /home/node.
+echo 'node:x:1000:1000::/home/node:/bin/bash' >>"$root/etc/passwd"
+echo 'node:x:1000:' >>"$root/etc/group"
+echo 'node:*:20000:0:99999:7:::' >>"$root/etc/shadow"
+install -d -o 1000 -g 1000 "$root/home/node"
+
+log "importing as $BASE_IMAGE"
+tar -C "$root" -c . | podman import --quiet \
+  --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+  --change "ENV NODE_VERSION=${node_version#v}" \
+  --change 'CMD ["node"]' \
+  --change "LABEL io.vault-mtls-sidecar.base=debootstrap" \
+  - "$BASE_IMAGE" >/dev/null
+echo "$BASE_IMAGE"

@@ -1,0 +1,178 @@
+/**
+ * The product image as users run it: built from the Dockerfile with podman (scripts/install-image.sh,
+ * before vitest starts), run with the restrictions a hardened pod has — read-only root, every
+ * capability dropped, uid 1000, no new privileges — serving mTLS from a files identity to a real
+ * client, and stopped with SIGTERM as Kubernetes stops it. What the container is, is read from the
+ * host's /proc, not asked of the container.
+ */
+import { chmodSync, chownSync, mkdtempSync, writeFileSync } from 'node:fs';
+import type http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EchoReply } from '../../src/demo/echo-app.js';
+import { startEchoApp } from '../../src/demo/echo-app.js';
+import { waitFor } from '../support/cli.js';
+import { podman, podmanStatus, processFacts, productImage } from '../support/image.js';
+import { type Pem, TestPki } from '../support/pki.js';
+import { freePort } from '../support/ports.js';
+
+const image = productImage();
+const container = `sidecar-image-contract-${process.pid}`;
+let app: http.Server;
+let pki: TestPki;
+let client: Pem;
+let inboundPort = 0;
+let adminPort = 0;
+
+async function status(url: string): Promise<number> {
+  try {
+    return (await fetch(url)).status;
+  } catch {
+    return 0;
+  }
+}
+
+function mtlsGet(opts: { cert?: Pem }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      {
+        host: '127.0.0.1',
+        port: inboundPort,
+        path: '/orders/1',
+        servername: 'localhost',
+        ca: pki.ca.cert,
+        ...(opts.cert ? { cert: opts.cert.cert, key: opts.cert.key } : {}),
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          body += c.toString();
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+beforeAll(async () => {
+  pki = TestPki.create('image');
+  const serving = pki.leaf('sidecar', { cn: 'payments.shop.svc', dns: ['localhost'], ips: ['127.0.0.1'] });
+  client = pki.leaf('orders', { cn: 'orders', uris: ['spiffe://cluster.local/ns/shop/sa/orders'], eku: 'clientAuth' });
+  app = (await startEchoApp()).server;
+  const appPort = (app.address() as { port: number }).port;
+  [inboundPort, adminPort] = [await freePort(), await freePort()];
+
+  // The config volume as a pod mounts it: readable by uid 1000, the key by that user only.
+  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-image-'));
+  chmodSync(dir, 0o755);
+  writeFileSync(path.join(dir, 'tls.crt'), serving.cert, { mode: 0o644 });
+  writeFileSync(path.join(dir, 'ca.crt'), pki.ca.cert, { mode: 0o644 });
+  writeFileSync(path.join(dir, 'tls.key'), serving.key, { mode: 0o600 });
+  chownSync(path.join(dir, 'tls.key'), 1000, 1000);
+  writeFileSync(
+    path.join(dir, 'config.yaml'),
+    `identity:
+  source: files
+  files: { cert: /etc/sidecar/tls.crt, key: /etc/sidecar/tls.key, ca: /etc/sidecar/ca.crt }
+  dnsNames: [localhost]
+inbound:
+  - { name: app, listen: "127.0.0.1:${inboundPort}", target: "127.0.0.1:${appPort}" }
+admin: { listen: "127.0.0.1:${adminPort}" }
+`,
+    { mode: 0o644 },
+  );
+  // The image's own ENTRYPOINT and CMD (run --config /etc/sidecar/config.yaml). Host network: the
+  // test's client and app are on this host's loopback. --read-only-tmpfs=false: not even /tmp.
+  await podman([
+    'run',
+    '--detach',
+    '--name',
+    container,
+    '--network=host',
+    '--read-only',
+    '--read-only-tmpfs=false',
+    '--cap-drop=ALL',
+    '--security-opt=no-new-privileges',
+    '--user=1000',
+    '--volume',
+    `${dir}:/etc/sidecar:ro`,
+    image.name,
+  ]);
+  await waitFor(
+    async () => (await status(`http://127.0.0.1:${adminPort}/readyz`)) === 200,
+    30_000,
+    () => `the container's /readyz (${podmanStatus(['logs', container]).stderr})`,
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await podman(['rm', '--force', '--time=0', container]).catch(() => undefined);
+  app?.close();
+});
+
+describe('the product image', () => {
+  it('serves mTLS: a client with a certificate reaches the app, which sees its SPIFFE ID; one without is refused', async () => {
+    const served = await mtlsGet({ cert: client });
+    expect(served.status).toBe(200);
+    const reply = JSON.parse(served.body) as EchoReply;
+    expect(reply.path).toBe('/orders/1');
+    expect(reply.caller).toContain('URI=spiffe://cluster.local/ns/shop/sa/orders');
+
+    await expect(mtlsGet({})).rejects.toThrow(/certificate required|socket hang up|ECONNRESET|alert/i);
+    // The sidecar is still there for the good client.
+    expect((await mtlsGet({ cert: client })).status).toBe(200);
+  });
+
+  it('runs as uid 1000 with no capabilities, a read-only root and no new privileges, as PID 1 with its #! flags', async () => {
+    const pid = Number((await podman(['inspect', '--format', '{{.State.Pid}}', container])).trim());
+    const facts = processFacts(pid);
+    expect(facts.uid.split(/\s+/)).toEqual(['1000', '1000', '1000', '1000']);
+    expect(facts.gid.split(/\s+/)).toEqual(['1000', '1000', '1000', '1000']);
+    expect(facts.capEff).toBe('0000000000000000');
+    expect(facts.capBnd).toBe('0000000000000000');
+    expect(facts.noNewPrivs).toBe('1');
+    expect(facts.rootMountOptions.split(',')[0]).toBe('ro');
+    // node itself is PID 1 (env exec'd it), with the flags of dist/main.js's #! line.
+    expect(facts.nsPids.at(-1)).toBe(1);
+    expect(path.basename(facts.cmdline[0] ?? '')).toBe('node');
+    expect(facts.cmdline).toEqual(expect.arrayContaining(['--max-semi-space-size=4', '--heap-growing-percent=50', '/app/dist/main.js']));
+  });
+
+  it('holds node, env, the libraries they link, the user and the app — no shell, no package manager', async () => {
+    const files = (await podman(['run', '--rm', '--entrypoint', '/usr/local/bin/node', image.name, '-e', LIST_FILES])).trim().split('\n');
+    const outsideApp = files.filter((f) => !f.startsWith('/app/'));
+    for (const f of outsideApp)
+      expect(f).toMatch(/^\/(usr\/local\/bin\/node|usr\/bin\/env|etc\/(passwd|group)|(usr\/)?lib(64|\/[\w-]+)?\/[\w.+-]+\.so[.\d]*)$/);
+    expect(files).toContain('/app/dist/main.js');
+    expect(files.some((f) => /\/(sh|bash|dash|apt|apt-get|dpkg|npm)$/.test(f))).toBe(false);
+    expect(podmanStatus(['run', '--rm', '--entrypoint', '/bin/sh', image.name, '-c', 'true']).code).not.toBe(0);
+  });
+
+  it('exits 0 on SIGTERM as PID 1, after draining', async () => {
+    await podman(['kill', '--signal', 'TERM', container]);
+    expect((await podman(['wait', container])).trim()).toBe('0');
+    const logs = await podman(['logs', container]);
+    expect(logs).toContain('"msg":"sidecar ready"');
+    // A TLS listener that is gone: nothing answers on the port any more.
+    await expect(
+      new Promise((resolve, reject) => {
+        const socket = tls.connect({ host: '127.0.0.1', port: inboundPort, rejectUnauthorized: false }, () => resolve(socket.end()));
+        socket.on('error', reject);
+      }),
+    ).rejects.toThrow(/ECONNREFUSED/);
+  });
+});
+
+/** Every regular file and symlink in the image's root, one per line (the image has no find or ls). */
+const LIST_FILES = `
+const fs = require('node:fs'), path = require('node:path');
+// What the runtime mounts or links into every container is not the image's.
+const skip = new Set(['/proc', '/sys', '/dev', '/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/etc/mtab', '/run', '/tmp', '/var']);
+const walk = (d) => { for (const e of fs.readdirSync(d, { withFileTypes: true })) { const p = path.join(d, e.name); if (skip.has(p)) continue; if (e.isDirectory()) walk(p); else console.log(p); } };
+walk('/');
+`;
