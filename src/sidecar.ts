@@ -19,7 +19,7 @@ import { TrustRefresher } from './identity/trust-refresher.js';
 import type { Listener, ListenerDeps } from './proxy/listener.js';
 import { AuditLog } from './telemetry/audit.js';
 import { Metrics } from './telemetry/metrics.js';
-import { TlsContexts } from './tls/contexts.js';
+import { type PeerTrust, TlsContexts } from './tls/contexts.js';
 import type { VaultSession } from './vault/auth.js';
 
 type ListenerFactory<C> = (config: C, index: number, deps: ListenerDeps) => Listener;
@@ -40,9 +40,6 @@ const OUTBOUND_BY_MODE: Record<OutboundListenerConfig['mode'], () => Promise<Lis
   tcp: async () => (await import('./proxy/tcp/outbound-tcp.js')).createOutboundTcpListener,
 };
 
-/** The most often a peer from an unknown issuer can make us fetch the trust bundle. */
-const UNKNOWN_ISSUER_REFRESH_MS = 5000;
-
 export interface SidecarOptions {
   /** Overrides the source the config names (the demo shares one dev CA with its client). */
   readonly source?: CertificateSource;
@@ -61,6 +58,22 @@ interface SourceParts {
   readonly source: CertificateSource;
   readonly session?: VaultSession;
   readonly startupHint: string;
+}
+
+/**
+ * How peers are checked for this config and source. A source that lists its issuers (Vault) is
+ * the only authority on them; `crl: closed` loads the sentinel CRL so that no state — every CRL
+ * read failing, the first fetch failing — leaves revocation unchecked.
+ */
+async function peerTrustFor(config: Config, source: CertificateSource): Promise<PeerTrust> {
+  const listed = source.fetchTrust !== undefined && source.trustVersion !== undefined;
+  const closed = listed && config.vault?.pki.crl === 'closed';
+  const files = config.identity.source === 'files' ? config.identity.files : undefined;
+  return {
+    anchors: listed ? 'listed' : 'bundle',
+    directIssuer: !(files?.peerIntermediates ?? false),
+    ...(closed ? { crlSentinel: await (await import('./tls/crl-sentinel.js')).createCrlSentinel() } : {}),
+  };
 }
 
 async function createSource(config: Config, logger: Logger, metrics: Metrics): Promise<SourceParts> {
@@ -125,10 +138,11 @@ export class Sidecar {
     parts: SourceParts,
     private readonly logger: Logger,
     options: SidecarOptions,
+    peerTrust: PeerTrust,
   ) {
     this.source = parts.source;
     this.store = new IdentityStore(requestedIdentity(config));
-    this.contexts = new TlsContexts(this.store, this.trust, config.tls);
+    this.contexts = new TlsContexts(this.store, this.trust, config.tls, peerTrust);
     const source = this.source;
     this.trustRefresher = source.fetchTrust
       ? new TrustRefresher({
@@ -137,6 +151,7 @@ export class Sidecar {
           // Files report their own changes (see start()); the interval is a backstop there.
           intervalSeconds: config.vault?.pki.refreshInterval ?? 300,
           crlMode: config.vault?.pki.crl ?? 'off',
+          required: peerTrust.anchors === 'listed',
           logger: logger.child({ module: 'trust' }),
           ...(source.trustVersion
             ? { trustVersion: source.trustVersion.bind(source), checkSeconds: config.vault?.pki.issuerCheckInterval ?? 15 }
@@ -215,7 +230,7 @@ export class Sidecar {
     const parts = options.source
       ? { source: options.source, startupHint: `check the ${options.source.kind} certificate source` }
       : await createSource(config, logger, metrics);
-    return new Sidecar(config, metrics, parts, logger, options);
+    return new Sidecar(config, metrics, parts, logger, options, await peerTrustFor(config, parts.source));
   }
 
   /** Why /readyz says no; empty when ready. */
@@ -229,6 +244,7 @@ export class Sidecar {
     else if (current.notAfter.getTime() - now.getTime() < minValidityMs) {
       reasons.push(`certificate expires within ${this.config.admin.readyMinValidity}s and has not been renewed`);
     }
+    reasons.push(...(this.trustRefresher?.notReadyReasons() ?? []));
     if (this.trustRefresher?.crlExpired(now)) reasons.push('the CRL expired and could not be refreshed (vault.pki.crl: closed)');
     if (this.#state !== 'running') reasons.push('listeners not bound');
     for (const listener of this.#listeners) {
@@ -261,9 +277,9 @@ export class Sidecar {
       logger: this.logger,
       metrics: this.metrics,
       audit: this.audit,
-      // A peer from an issuer we do not know yet (a rotation we have not seen): fetch the trust
-      // bundle now, at most once per UNKNOWN_ISSUER_REFRESH_MS, so its retry gets in.
-      ...(refresher ? { onUnknownIssuer: () => refresher.refreshSoon(UNKNOWN_ISSUER_REFRESH_MS) } : {}),
+      // A peer from an issuer we do not know yet (a rotation we have not seen — or a stranger):
+      // check the issuer list early, within the bounds TrustRefresher.hint() keeps.
+      ...(refresher ? { onUnknownIssuer: () => refresher.hint() } : {}),
     };
     this.#listeners = [
       ...(await Promise.all(this.config.inbound.map(async (l, i) => (await INBOUND_BY_MODE[l.mode]())(l, i, deps)))),

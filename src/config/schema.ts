@@ -68,6 +68,13 @@ const jwtAuth = z.strictObject({
   tokenFile: z.string().check(z.minLength(1)),
 });
 
+/** scheme://host[:port] and nothing else (a trailing / is fine). */
+function isOrigin(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return /^https?:$/.test(url.protocol) && url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+}
+
 const vaultSection = z.strictObject({
   /** Vault's address; VAULT_ADDR when unset. A scheme is required: `vault.svc:8200` parses as a URL whose scheme is `vault.svc:`. */
   address: z.optional(
@@ -83,6 +90,22 @@ const vaultSection = z.strictObject({
   caCert: z.optional(z.string()),
   skipVerify: z._default(z.boolean(), false),
   requestTimeout: z._default(duration, 10),
+  /**
+   * Other origins (scheme://host:port) a Vault redirect may lead to, such as each HA node's
+   * api_addr. The token and login credentials go only to vault.address's origin and these: a
+   * redirect anywhere else is refused (SIDECAR_VAULT_REDIRECT_REFUSED).
+   */
+  redirectOrigins: z._default(
+    z.array(
+      z.string().check(
+        z.refine((value) => isOrigin(value), {
+          error: (issue) =>
+            `expected an origin such as https://vault-1.vault-internal:8200 (scheme, host and port only), found ${JSON.stringify(issue.input)}`,
+        }),
+      ),
+    ),
+    [],
+  ),
   auth: z._default(z.discriminatedUnion('method', [tokenAuth, approleAuth, kubernetesAuth, jwtAuth]), { method: 'token' }),
   /** On a clean shutdown, revoke the last certificate (proving it with its key) and/or the Vault token. */
   revokeOnShutdown: z._default(z.strictObject({ certificate: z._default(z.boolean(), false), token: z._default(z.boolean(), false) }), {
@@ -115,12 +138,21 @@ const vaultSection = z.strictObject({
   }),
 });
 
+/**
+ * Whether a peer's leaf may be signed by an intermediate the peer sends (chaining to a CA of
+ * identity.files.ca) rather than by a CA of that file itself. Off by default: any CA:TRUE
+ * certificate under the CA could then mint every identity. For CAs whose intermediates are not
+ * known in advance; otherwise list the intermediates in the ca file.
+ */
+const peerIntermediates = z._default(z.boolean(), false);
+
 const pemFiles = z.strictObject({
   cert: z.string().check(z.minLength(1)),
   key: z.string().check(z.minLength(1)),
   ca: z.string().check(z.minLength(1)),
   /** Fallback check for changed files where the filesystem sends no change events. */
   pollInterval: z._default(duration, 10),
+  peerIntermediates,
 });
 
 const pkcs12File = z.strictObject({
@@ -129,6 +161,7 @@ const pkcs12File = z.strictObject({
   /** CA certificates peers must chain to; the last certificate in the bundle when unset. */
   ca: z.optional(z.string()),
   pollInterval: z._default(duration, 10),
+  peerIntermediates,
 });
 
 const identitySection = z.strictObject({

@@ -10,8 +10,17 @@ import { type LongTimer, MAX_TIMEOUT_MS, setLongTimeout } from '../timers.js';
 import { backoffDelaySeconds } from './schedule.js';
 import type { TrustMaterial, TrustStore } from './trust.js';
 
-/** How soon a CRL that could not be read is tried again. */
+/** How soon a CRL that could not be read is tried again, at first; it backs off to intervalSeconds. */
 const CRL_RETRY_SECONDS = 15;
+/**
+ * The most often a peer's handshake can make us check the issuer list (one LIST call). A peer
+ * from an unknown issuer is anybody with a self-signed certificate, so what it can cause is
+ * bounded here, whatever it sends, and never more than the check: the full fetch follows only
+ * when the issuer set really changed, which no peer can make happen.
+ */
+const HINT_CHECK_GAP_MS = 30_000;
+/** Without an issuer list to check (files), a hint re-reads local files, at most this often. */
+const HINT_LOCAL_REFRESH_GAP_MS = 5000;
 
 export interface TrustRefresherOptions {
   readonly fetchTrust: () => Promise<TrustMaterial>;
@@ -21,6 +30,8 @@ export interface TrustRefresherOptions {
   readonly trust: TrustStore;
   readonly intervalSeconds: number;
   readonly crlMode: 'soft' | 'closed' | 'off';
+  /** True when peers can be verified only with fetched material (Vault: only the mount's issuers are trusted). */
+  readonly required?: boolean;
   readonly logger: Logger;
 }
 
@@ -28,7 +39,12 @@ export class TrustRefresher {
   #timer: LongTimer | undefined;
   #check: NodeJS.Timeout | undefined;
   #failures = 0;
+  #crlRetries = 0;
   #lastHint = Number.NEGATIVE_INFINITY;
+  #lastCheck = Number.NEGATIVE_INFINITY;
+  #loaded = false;
+  /** Why the last refresh left something out (a failed fetch, issuers without a CRL), for readiness. */
+  #problem: string | undefined;
   #running = false;
   #inFlight: Promise<void> | undefined;
   /** The CRL gaps last reported, so a gap that persists is logged once, not at every refresh. */
@@ -40,25 +56,27 @@ export class TrustRefresher {
   async start(): Promise<void> {
     this.#running = true;
     await this.refreshNow();
-    const { trustVersion, checkSeconds, trust } = this.opts;
+    const { trustVersion, checkSeconds } = this.opts;
     if (!trustVersion || !checkSeconds) return;
     // A new issuer (a rotation) is learnt within checkSeconds, not at the next full refresh. While
     // refreshes fail, the backoff decides when to try again, not the check.
-    this.#check = setInterval(
-      () => {
-        if (this.#failures > 0) return;
-        trustVersion().then(
-          (version) => {
-            if (version === trust.material.version) return;
-            this.opts.logger.info({ issuers: version }, 'the issuers changed; refreshing the trust bundle');
-            void this.refreshNow();
-          },
-          () => undefined, // the full refresh reports Vault's failures
-        );
-      },
-      Math.min(checkSeconds * 1000, MAX_TIMEOUT_MS),
-    );
+    this.#check = setInterval(() => this.#checkIssuers(), Math.min(checkSeconds * 1000, MAX_TIMEOUT_MS));
     this.#check.unref();
+  }
+
+  /** One LIST of the issuers; a changed set fetches the whole bundle. */
+  #checkIssuers(): void {
+    const { trustVersion, trust } = this.opts;
+    if (!trustVersion || this.#failures > 0) return;
+    this.#lastCheck = Date.now();
+    trustVersion().then(
+      (version) => {
+        if (version === trust.material.version) return;
+        this.opts.logger.info({ issuers: version }, 'the issuers changed; refreshing the trust bundle');
+        void this.refreshNow();
+      },
+      () => undefined, // the full refresh reports Vault's failures
+    );
   }
 
   /**
@@ -71,12 +89,19 @@ export class TrustRefresher {
   }
 
   /**
-   * A refresh on a hint that the bundle is behind (a peer from an unknown issuer): at most once per
-   * `minGapMs`, since a peer can send such hints as fast as it connects.
+   * A hint that the bundle may be behind: a peer from an issuer we do not know (an issuer
+   * rotation we have not seen yet — or any stranger with a self-signed certificate). With an
+   * issuer list (Vault) it brings the next issuer check forward, at most once per
+   * HINT_CHECK_GAP_MS counting the periodic checks, so with issuerCheckInterval at or under it a
+   * hint adds no Vault call at all. Without one (files) it re-reads the local files.
    */
-  refreshSoon(minGapMs: number): void {
-    const now = Date.now();
-    if (now - this.#lastHint < minGapMs) return;
+  hint(now: number = Date.now()): void {
+    if (this.opts.trustVersion && this.opts.checkSeconds) {
+      if (now - this.#lastCheck < HINT_CHECK_GAP_MS) return;
+      this.#checkIssuers();
+      return;
+    }
+    if (now - this.#lastHint < HINT_LOCAL_REFRESH_GAP_MS) return;
     this.#lastHint = now;
     void this.refreshNow();
   }
@@ -96,6 +121,20 @@ export class TrustRefresher {
     await this.#inFlight;
   }
 
+  /**
+   * Why peers cannot be served as configured, for readiness: no trust bundle yet (when it is
+   * required), or — with crl: closed — no CRL loaded at all, in which state every peer is refused.
+   */
+  notReadyReasons(): string[] {
+    const reasons: string[] = [];
+    const why = this.#problem ? ` (${this.#problem})` : '';
+    if (this.opts.required && !this.#loaded) reasons.push(`the trust bundle has not been fetched yet${why}; no peer can be verified`);
+    if (this.opts.crlMode === 'closed' && this.opts.trust.material.crlPems.length === 0) {
+      reasons.push(`no CRL is loaded${why}; every peer is refused until one is (vault.pki.crl: closed)`);
+    }
+    return reasons;
+  }
+
   /** True when CRLs are enforced but the newest one is past its nextUpdate (closed mode refuses handshakes then). */
   crlExpired(now: Date = new Date()): boolean {
     const next = this.opts.trust.crl?.nextUpdate;
@@ -108,9 +147,13 @@ export class TrustRefresher {
     try {
       const material = await fetchTrust();
       this.#failures = 0;
+      this.#loaded = true;
       trust.update(this.#applyCrlGaps(material));
-      // A CRL that failed to load comes back at the next check, not a whole interval later.
-      if (material.crlMissing?.some((gap) => gap.retry)) delaySeconds = Math.min(delaySeconds, CRL_RETRY_SECONDS);
+      // A CRL that failed to load is tried again soon, backing off to the interval: Vault's
+      // failure must not turn a fleet into a steady load on it.
+      if (material.crlMissing?.some((gap) => gap.retry)) {
+        delaySeconds = Math.min(delaySeconds, backoffDelaySeconds(this.#crlRetries++, CRL_RETRY_SECONDS, delaySeconds, Math.random()));
+      } else this.#crlRetries = 0;
       // Vault may serve a CRL that is already past its nextUpdate (auto_rebuild off): same policy.
       this.#softenExpiredCrl();
       logger.debug({ cas: material.caPems.length, crls: material.crlPems.length }, 'trust bundle refreshed');
@@ -119,6 +162,7 @@ export class TrustRefresher {
         this.opts.intervalSeconds,
         backoffDelaySeconds(this.#failures++, 1, this.opts.intervalSeconds, Math.random()),
       );
+      this.#problem = err instanceof Error ? err.message : String(err);
       logger.warn(
         {
           code: ErrorCodes.TRUST_REFRESH_FAILED,
@@ -155,6 +199,7 @@ export class TrustRefresher {
       );
     }
     this.#reportedGaps = key;
+    this.#problem = gaps.length > 0 ? `no CRL for ${key}` : undefined;
     return gaps.length > 0 && this.opts.crlMode === 'soft' ? { ...material, crlPems: [] } : material;
   }
 
@@ -166,6 +211,8 @@ export class TrustRefresher {
       { code: ErrorCodes.CRL_STALE, nextUpdate: next.toISOString() },
       'the CRL is past its nextUpdate and no newer one could be fetched; revocation is not enforced until one can (vault.pki.crl: closed refuses handshakes instead)',
     );
-    trust.update({ caPems: trust.material.caPems, crlPems: [] });
+    // Only the CRLs go: the issuer version stays, or every issuer check would take the
+    // unchanged issuers for new ones and fetch everything again.
+    trust.update({ ...trust.material, crlPems: [] });
   }
 }

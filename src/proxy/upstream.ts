@@ -3,6 +3,7 @@
  * current certificate, SNI, the server checked against its expected name), and how to report a
  * failure — unreachable, or a handshake the server failed, which is counted and audited.
  */
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
@@ -76,11 +77,14 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
   const expectedName = config.serverName ?? config.target.host;
   // SNI carries host names only, never IP addresses (RFC 6066 §3).
   const servername = isIP(expectedName) ? undefined : expectedName;
-  const checkServerIdentity = (_host: string, cert: tls.PeerCertificate) =>
+  const checkServerIdentity = (_host: string, cert: tls.PeerCertificate) => {
     // A CA certificate is never a server's own (OpenSSL would accept it as a leaf).
-    cert.ca
-      ? Object.assign(new Error(`${expectedName} presented a CA certificate as its own`), { code: 'ERR_TLS_CA_AS_LEAF' })
-      : tls.checkServerIdentity(expectedName, cert);
+    if (cert.ca) return Object.assign(new Error(`${expectedName} presented a CA certificate as its own`), { code: 'ERR_TLS_CA_AS_LEAF' });
+    // Nor is a leaf from an intermediate the server brought (see TlsContexts.peerIssuerProblem).
+    const problem = contexts.peerIssuerProblem(new X509Certificate(cert.raw));
+    if (problem) return Object.assign(new Error(`${expectedName}: ${problem}`), { code: 'ERR_TLS_UNTRUSTED_ISSUER' });
+    return tls.checkServerIdentity(expectedName, cert);
+  };
   return {
     targetText,
     expectedName,

@@ -15,6 +15,8 @@ export type HandshakeFailureReason =
   | 'revoked'
   | 'wrong_purpose'
   | 'ca_as_leaf'
+  | 'untrusted_issuer'
+  | 'crl_unavailable'
   | 'identity_denied'
   | 'peer_refused_certificate'
   | 'peer_closed'
@@ -220,10 +222,14 @@ export function handshakeFailureReason(err: { code?: string | undefined; message
   if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED/.test(text)) return 'no_certificate';
   if (/HANDSHAKE_TIMEOUT|ETIMEDOUT/.test(text)) return 'timeout';
   if (/NOT_YET_VALID/.test(text)) return 'not_yet_valid';
+  // No CRL for the issuer, or only an expired one: revocation cannot be checked (crl: closed).
+  if (/UNABLE_TO_GET_CRL|UNABLE TO GET CERTIFICATE CRL|CRL_HAS_EXPIRED|CRL HAS EXPIRED|CRL_NOT_YET_VALID/.test(text))
+    return 'crl_unavailable';
   if (/EXPIRED/.test(text)) return 'expired';
   if (/REVOKED/.test(text)) return 'revoked';
   if (/PURPOSE/.test(text)) return 'wrong_purpose';
   if (/INVALID_CA|CA_AS_LEAF/.test(text)) return 'ca_as_leaf';
+  if (/UNTRUSTED_ISSUER/.test(text)) return 'untrusted_issuer';
   if (
     /UNKNOWN_CA|UNABLE_TO_GET_ISSUER|UNABLE_TO_VERIFY|LOCAL_ISSUER|SELF.SIGNED|SIGNATURE_FAILURE|CERTIFICATE_VERIFY_FAILED|UNABLE TO GET/.test(
       text,

@@ -3,7 +3,7 @@
  * every connection until the next rotation: building a context per connection (what
  * `tls.connect({cert, key, ca})` does) doubles the CPU cost of a handshake.
  */
-import { constants } from 'node:crypto';
+import { constants, X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type CertificateBundle, certificateChainPem } from '../identity/bundle.js';
@@ -45,16 +45,48 @@ export function policyOptions(policy: TlsPolicy): tls.SecureContextOptions {
   };
 }
 
+/** Which CAs peers are checked against, beyond what OpenSSL's chain building does. */
+export interface PeerTrust {
+  /**
+   * `listed`: only the trust bundle's CAs (Vault: the issuers the mount lists). The CA chain that
+   * came with our own certificate (Vault's `ca_chain`, an answer from whatever served the issuance)
+   * only checks that certificate and never anchors a peer. `bundle`: our certificate's CA too
+   * (files and dev, where both come from the operator's own files or CA).
+   */
+  readonly anchors: 'listed' | 'bundle';
+  /**
+   * True: a peer's leaf must be signed by one of the trusted CAs itself. OpenSSL would also accept
+   * a leaf signed by an intermediate the peer sends along, so one CA:TRUE certificate under a
+   * trusted CA could mint any identity. False only with identity.files.peerIntermediates.
+   */
+  readonly directIssuer: boolean;
+  /** crl: closed — see crl-sentinel.ts: revocation is checked even while no CRL is loaded. */
+  readonly crlSentinel?: string | undefined;
+}
+
+export const DEFAULT_PEER_TRUST: PeerTrust = { anchors: 'bundle', directIssuer: true };
+
+/** The CAs a peer's chain may end in: the trust bundle (old and new issuers during a rotation), and our own CA unless `listed`. */
+function anchorsOf(bundle: CertificateBundle, trust: TrustMaterial, peerTrust: PeerTrust): string[] {
+  return [...new Set(peerTrust.anchors === 'listed' ? trust.caPems : [...bundle.trustPem, ...trust.caPems])];
+}
+
 /**
- * Our certificate and key, and what peers must chain to: the CA that issued us plus every CA of the
- * trust bundle (old and new issuers during a rotation), with their CRLs when revocation is enforced.
+ * Our certificate and key, and what peers must chain to, with the CRLs when revocation is
+ * enforced (and, in closed mode, the sentinel that keeps it enforced with none loaded).
  */
-export function secureContextOptions(bundle: CertificateBundle, trust: TrustMaterial, policy: TlsPolicy): tls.SecureContextOptions {
+export function secureContextOptions(
+  bundle: CertificateBundle,
+  trust: TrustMaterial,
+  policy: TlsPolicy,
+  peerTrust: PeerTrust = DEFAULT_PEER_TRUST,
+): tls.SecureContextOptions {
+  const crl = [...trust.crlPems, ...(peerTrust.crlSentinel ? [peerTrust.crlSentinel] : [])];
   return {
     cert: certificateChainPem(bundle),
     key: bundle.keyPem,
-    ca: [...new Set([...bundle.trustPem, ...trust.caPems])],
-    ...(trust.crlPems.length > 0 ? { crl: [...trust.crlPems] } : {}),
+    ca: anchorsOf(bundle, trust, peerTrust),
+    ...(crl.length > 0 ? { crl } : {}),
     ...policyOptions(policy),
   };
 }
@@ -63,6 +95,8 @@ interface Contexts {
   readonly published: PublishedCertificate;
   readonly options: tls.SecureContextOptions;
   readonly context: tls.SecureContext;
+  /** The CAs a peer's leaf may be signed by; undefined when any chain OpenSSL accepts will do. */
+  readonly issuers: readonly X509Certificate[] | undefined;
 }
 
 type ChangeListener = () => void;
@@ -75,6 +109,7 @@ export class TlsContexts {
     store: IdentityStore,
     private readonly trust: TrustStore = new TrustStore(),
     private readonly policy: TlsPolicy = DEFAULT_TLS_POLICY,
+    private readonly peerTrust: PeerTrust = DEFAULT_PEER_TRUST,
   ) {
     const existing = store.current();
     if (existing) this.#rebuild(existing);
@@ -94,6 +129,18 @@ export class TlsContexts {
     return this.#require().context;
   }
 
+  /**
+   * Why a peer whose chain OpenSSL accepted is refused anyway, or undefined: its leaf must be
+   * signed by a trusted CA itself, not by an intermediate it brought (see PeerTrust.directIssuer).
+   * The signature is checked here, not only the names, so a look-alike issuer does not pass.
+   */
+  peerIssuerProblem(leaf: X509Certificate): string | undefined {
+    const issuers = this.#current?.issuers;
+    if (!issuers) return this.#current ? undefined : 'no certificate has been published yet';
+    if (issuers.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey))) return undefined;
+    return `its certificate was issued by "${leaf.issuer.replace(/\n/g, ', ')}", which is not a trusted CA (an intermediate the peer brought is never trusted to issue identities)`;
+  }
+
   onChange(listener: ChangeListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -107,8 +154,15 @@ export class TlsContexts {
   }
 
   #rebuild(published: PublishedCertificate): void {
-    const options = secureContextOptions(published.bundle, this.trust.material, this.policy);
-    this.#current = { published, options, context: tls.createSecureContext(options) };
+    const { bundle } = published;
+    const options = secureContextOptions(bundle, this.trust.material, this.policy, this.peerTrust);
+    // With `bundle` anchors the operator's own chain (files' intermediates) may issue peers too.
+    const issuerPems =
+      this.peerTrust.anchors === 'listed'
+        ? this.trust.material.caPems
+        : [...anchorsOf(bundle, this.trust.material, this.peerTrust), ...bundle.chainPem];
+    const issuers = this.peerTrust.directIssuer ? issuerPems.map((pem) => new X509Certificate(pem)) : undefined;
+    this.#current = { published, options, context: tls.createSecureContext(options), issuers };
     for (const listener of this.#listeners) listener();
   }
 }

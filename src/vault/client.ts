@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import nodeVault from 'node-vault';
 import type { VaultConfig } from '../config/schema.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { createVaultRequest } from './http.js';
 
 export type VaultClient = nodeVault.client;
 
@@ -25,6 +26,13 @@ export function readVaultCa(config: Pick<VaultConfig, 'caCert'>): string | undef
 
 export function createVaultClient(config: VaultConfig): VaultClient {
   const ca = readVaultCa(config);
+  const request = createVaultRequest({
+    address: config.address,
+    redirectOrigins: config.redirectOrigins,
+    ca,
+    rejectUnauthorized: !config.skipVerify,
+    timeoutMs: config.requestTimeout * 1000,
+  });
   return nodeVault({
     apiVersion: 'v1',
     endpoint: config.address,
@@ -32,12 +40,10 @@ export function createVaultClient(config: VaultConfig): VaultClient {
     pathPrefix: '',
     // Unset until login; `token` is set on the client by the auth session.
     token: '',
-    requestOptions: {
-      timeout: config.requestTimeout * 1000,
-      strictSSL: !config.skipVerify,
-      ...(ca ? { ca } : {}),
-      // Vault HA standbys answer 307 to the active node; axios follows, keeping the method and body.
-      maxRedirects: 5,
-    },
+    // Every request goes through http.ts (redirects only within Vault's origins), not node-vault's axios.
+    'request-promise': { defaults: () => request },
+    // node-vault's debug output (DEBUG=node-vault) prints request bodies: login JWTs, secret_ids,
+    // private keys of `issue`. It stays silent whatever DEBUG says.
+    debug: () => undefined,
   });
 }

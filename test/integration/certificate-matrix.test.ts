@@ -84,7 +84,9 @@ async function filesFor(name: string, c: Case): Promise<Record<string, unknown>>
   if (c.pkcs12) return { source: 'files', files: { pkcs12: pki.pkcs12(pem, c.pkcs12), passwordFile, ca: pki.ca.certFile } };
   const certFile = `${pem.certFile}.bundle`;
   writeFileSync(certFile, pem.cert + chain);
-  return { source: 'files', files: { cert: certFile, key: pem.keyFile, ca: pki.ca.certFile } };
+  // Each sidecar's own intermediate, the CA file the root only: peers bring their intermediate.
+  const deep = c.intermediate ? { peerIntermediates: true } : {};
+  return { source: 'files', files: { cert: certFile, key: pem.keyFile, ca: pki.ca.certFile, ...deep } };
 }
 
 const target = (mode: (typeof MODES)[number]) =>
