@@ -84,9 +84,14 @@ export function guardRequestBody(req: http.IncomingMessage, res: http.ServerResp
   });
 }
 
-/** Byte pipes and h2 servers. */
-export function applyRawLimits(server: NetServer, limits: ListenerLimits, capConnections: boolean): void {
+/**
+ * Byte pipes and h2 servers. `idleSockets`: a socket silent for idleTimeout is closed (tcp); h2
+ * sessions have their own idle limit (h2/idle-connections.ts), as nghttp2 reads the socket itself
+ * and a socket timeout would cut a busy session idleTimeout after it connected.
+ */
+export function applyRawLimits(server: NetServer, limits: ListenerLimits, capConnections: boolean, idleSockets: boolean): void {
   if (capConnections) server.maxConnections = limits.maxConnections;
+  if (!idleSockets) return;
   server.on('connection', (socket: Socket) => {
     socket.setTimeout(limits.idleTimeout * 1000, () => socket.destroy());
   });

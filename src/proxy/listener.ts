@@ -126,7 +126,7 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
     );
     trackRequests(server as http.Server, record, peerOf);
   } else {
-    applyRawLimits(server, limits, capConnections);
+    applyRawLimits(server, limits, capConnections, opts.kind === 'tcp');
     sockets = trackSockets(server);
     if (opts.kind === 'h2') trackStreams(server as http2.Http2Server, record, peerOf);
     else trackTcpConnections(server, direction === 'inbound' ? 'secureConnection' : 'connection', record, peerOf);

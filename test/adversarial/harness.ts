@@ -161,6 +161,8 @@ export async function startSidecarUnderAttack(config: {
   extra?: Record<string, unknown>;
   pki?: TestPki;
   rsaServer?: boolean;
+  /** Extra environment for the process (e.g. INSPECT_ENV from heap-probe.ts). */
+  env?: Record<string, string>;
 }): Promise<SidecarUnderAttack> {
   const pki = config.pki ?? TestPki.create();
   const server = pki.leaf('server', {
@@ -183,7 +185,7 @@ export async function startSidecarUnderAttack(config: {
       ...config.extra,
     }),
   );
-  const run = spawnCli(['run', '--config', file]);
+  const run = spawnCli(['run', '--config', file], config.env);
   started.push(run);
   const logs = (event?: string) =>
     run

@@ -15,6 +15,7 @@ import { youngGarbage } from '../../young-garbage.js';
 import { HOP_BY_HOP } from '../hop-by-hop.js';
 import { jsonErrorBody } from '../json-error.js';
 import type { ListenerLimits } from '../limits.js';
+import { watchIdleConnections } from './idle-connections.js';
 import { countRelayedBytes } from './relayed-bytes.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
@@ -247,11 +248,10 @@ export function guardH2Server(
     // A peer that ended its side is gone: HTTP/2 has no half-closed connections, and the streams it
     // left would otherwise wait on the app until idleTimeout (Go's server closes on EOF too).
     session.socket?.once('end', () => session.destroy());
-    // After nghttp2 answers a protocol error with GOAWAY, Node 20 stops reading the socket but keeps
-    // it open (it never sees the peer's FIN: CLOSE-WAIT). No frame moves on such a session again,
-    // so the idle limit is what reclaims it.
-    session.setTimeout(idleTimeoutMs, () => session.destroy());
   });
+  // Also what reclaims a session nghttp2 answered a protocol error on with GOAWAY: Node 20 then
+  // stops reading the socket but keeps it open (it never sees the peer's FIN: CLOSE-WAIT).
+  watchIdleConnections(server, idleTimeoutMs, (socket) => socket.destroy());
   // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
   server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
     metrics.h2SessionsRefused.inc({ listener, reason: 'protocol_error' });

@@ -1,0 +1,109 @@
+/**
+ * The idle limit of h2 listeners (h2/idle-connections.ts), on a real HTTP/2 server and client: a
+ * silent connection is closed (a session between calls, a socket that never sent its preface),
+ * a busy session is not, and a closed session is no longer referenced (Node's own session timer
+ * kept each one until it fired: issue 24, defect 14).
+ */
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { afterEach, expect, it } from 'vitest';
+import { watchIdleConnections } from '../../src/proxy/h2/idle-connections.js';
+import { v8Gc } from '../../src/v8-gc.js';
+
+const IDLE_MS = 400;
+const servers: http2.Http2Server[] = [];
+
+afterEach(() => {
+  for (const server of servers.splice(0)) server.close();
+});
+
+interface IdleLimitedServer {
+  readonly port: number;
+  /** Connections closed for idleness. */
+  readonly closedIdle: Socket[];
+  /** Every session the server had, weakly. */
+  readonly sessions: WeakRef<object>[];
+}
+
+/** A server answering 200 to every stream, with the idle limit. */
+async function idleLimitedServer(): Promise<IdleLimitedServer> {
+  const server = http2.createServer();
+  servers.push(server);
+  const closedIdle: Socket[] = [];
+  const sessions: WeakRef<object>[] = [];
+  server.on('session', (session) => sessions.push(new WeakRef(session)));
+  server.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  });
+  watchIdleConnections(server, IDLE_MS, (socket) => {
+    closedIdle.push(socket);
+    socket.destroy();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as AddressInfo).port, closedIdle, sessions };
+}
+
+async function get(session: http2.ClientHttp2Session): Promise<void> {
+  const req = session.request({ ':path': '/' });
+  req.resume();
+  await once(req, 'close');
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+it('closes a session on which nothing moved for idleTimeout, and not before', async () => {
+  const server = await idleLimitedServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  client.on('error', () => undefined);
+  await get(client);
+  const started = performance.now();
+  await once(client, 'close');
+  expect(performance.now() - started).toBeGreaterThanOrEqual(IDLE_MS * 0.9);
+  expect(server.closedIdle).toHaveLength(1);
+});
+
+it('closes a connection that never sends its preface', async () => {
+  const server = await idleLimitedServer();
+  const silent = net.connect(server.port, '127.0.0.1');
+  silent.on('error', () => undefined);
+  // Reads what the server sends (its SETTINGS), so that its close is seen.
+  silent.resume();
+  await once(silent, 'close');
+  expect(server.closedIdle).toHaveLength(1);
+});
+
+it('keeps a session that goes on carrying calls past idleTimeout', async () => {
+  const server = await idleLimitedServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  client.on('error', () => undefined);
+  for (let i = 0; i < 8; i++) {
+    await get(client);
+    await sleep(IDLE_MS / 3);
+  }
+  expect(client.closed || client.destroyed).toBe(false);
+  expect(server.closedIdle).toHaveLength(0);
+  client.close();
+});
+
+it('keeps no reference to a session once it closed', async () => {
+  const gc = v8Gc();
+  if (!gc) throw new Error('this V8 does not expose gc; the test needs it to see what is still referenced');
+  const server = await idleLimitedServer();
+  for (let i = 0; i < 20; i++) {
+    const client = http2.connect(`http://127.0.0.1:${server.port}`);
+    await get(client);
+    client.close();
+    await once(client, 'close');
+  }
+  // The server side closes a moment after the client's GOAWAY and FIN.
+  await sleep(100);
+  for (let i = 0; i < 3; i++) {
+    gc({ type: 'major', flavor: 'last-resort' });
+    await sleep(10);
+  }
+  expect(server.sessions.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+  expect(server.closedIdle).toHaveLength(0);
+});
