@@ -44,10 +44,20 @@ export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): 
       contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
       refuseCaLeaves(server, config.name, metrics, audit);
       refuseUntrustedIssuers(server, config.name, contexts, metrics, audit);
-      const gate = gateConnections(server, config.name, config.limits, metrics, audit);
+      const gate = gateConnections(server, config.name, config.limits, metrics, audit, (socket) => deniedPeer(policy, socket));
       reportRejectedHandshakes(server, config.name, gate, metrics, audit, deps.onUnknownIssuer);
     },
   };
+}
+
+/**
+ * A peer that no rule admits, for any request (rules with methods or paths count as possible):
+ * such a connection can only ever be refused. Never in dry run, which refuses nothing.
+ */
+function deniedPeer(policy: AuthorizationPolicy | undefined, socket: TLSSocket): boolean {
+  if (!policy || policy.config.dryRun) return false;
+  const peer = peerIdentity(socket);
+  return !peer || !policy.decide(peer).allowed;
 }
 
 /**

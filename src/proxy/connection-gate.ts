@@ -6,8 +6,12 @@
  * - connections still in their handshake are capped by `maxPendingHandshakes`; when a new one
  *   arrives at the cap, the oldest pending one that has sent nothing is closed (else the oldest of
  *   all), so a flood of silent sockets only ever competes with itself, however fast it reconnects;
- * - only connections that completed a handshake count toward `maxConnections`; past it, the new
- *   connection is closed and the ones already open are untouched;
+ * - only connections that completed a handshake count toward `maxConnections`; past it, a peer
+ *   that no authorization rule admits is closed first (the oldest such one, or the newcomer if it
+ *   is one): any certificate from a shared CA completes a handshake, and peers that may never
+ *   send a request that passes must not hold the slots of ones that may (Envoy's overload manager
+ *   sheds the worst connections first the same way). Otherwise the new connection is closed and
+ *   the ones already open are untouched;
  * - `handshakeTimeout` (set on the server at construction) closes a socket that stays silent.
  *
  * Every shed connection is counted (`sidecar_connections_shed_total`) and audited.
@@ -21,6 +25,9 @@ export interface GateLimits {
   readonly maxConnections: number;
   readonly maxPendingHandshakes: number;
 }
+
+/** Whether an established connection's peer is one no authorization rule admits (closed first at the cap). */
+export type DeniedPeer = (socket: TLSSocket) => boolean;
 
 export interface ConnectionGate {
   /** The peer's address, also for a socket whose handshake failed (Node forgets it once the socket is destroyed). */
@@ -53,11 +60,16 @@ export function gateConnections(
   limits: GateLimits,
   metrics: Metrics,
   audit: AuditLog,
+  deniedPeer: DeniedPeer = () => false,
 ): ConnectionGate {
   // A Set iterates in insertion order: its first element is the oldest pending handshake.
   const pending = new Set<Socket>();
   const remoteAddresses = new WeakMap<Socket, string>();
-  let established = 0;
+  // Connections that completed a handshake; a Set, so a connection closed here to make room stops
+  // counting at once and its later 'close' changes nothing.
+  const established = new Set<TLSSocket>();
+  // Those whose peer no rule admits, oldest first.
+  const denied = new Set<TLSSocket>();
 
   server.on('connection', (raw: Socket) => {
     if (raw.remoteAddress) remoteAddresses.set(raw, raw.remoteAddress);
@@ -87,24 +99,47 @@ export function gateConnections(
     if (socket.destroyed) return;
     // A client asking to renegotiate gets an error and is closed (the context refuses it too).
     socket.disableRenegotiation();
-    if (established >= limits.maxConnections) {
-      socket.destroy();
-      metrics.connectionsShed.inc({ listener, reason: 'max_connections' });
-      audit.record(
-        {
-          event: 'connection_over_limit',
-          listener,
-          remoteAddress: raw ? remoteAddresses.get(raw) : undefined,
-          reason: 'max_connections',
-          detail: `${limits.maxConnections} connections are open (limits.maxConnections)`,
-        },
-        'closed a connection over the listener limit',
-      );
-      return;
+    const isDenied = deniedPeer(socket);
+    if (established.size >= limits.maxConnections) {
+      const evict = isDenied ? undefined : (denied.values().next().value as TLSSocket | undefined);
+      if (evict) {
+        // Room for a peer that may pass: the oldest one that never can is closed.
+        established.delete(evict);
+        denied.delete(evict);
+        const remoteAddress = evict.remoteAddress;
+        evict.destroy();
+        metrics.connectionsShed.inc({ listener, reason: 'denied_peer' });
+        audit.record(
+          {
+            event: 'connection_evicted',
+            listener,
+            remoteAddress,
+            reason: 'denied_peer',
+            detail: `${limits.maxConnections} connections are open (limits.maxConnections); no allow rule admits this peer`,
+          },
+          'closed a connection of a peer no rule admits to make room',
+        );
+      } else {
+        socket.destroy();
+        metrics.connectionsShed.inc({ listener, reason: 'max_connections' });
+        audit.record(
+          {
+            event: 'connection_over_limit',
+            listener,
+            remoteAddress: raw ? remoteAddresses.get(raw) : undefined,
+            reason: 'max_connections',
+            detail: `${limits.maxConnections} connections are open (limits.maxConnections)`,
+          },
+          'closed a connection over the listener limit',
+        );
+        return;
+      }
     }
-    established++;
+    established.add(socket);
+    if (isDenied) denied.add(socket);
     socket.once('close', () => {
-      established--;
+      established.delete(socket);
+      denied.delete(socket);
     });
   });
 

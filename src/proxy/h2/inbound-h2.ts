@@ -34,7 +34,13 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     if (!socket || stream.destroyed) return;
     const method = String(headers[':method'] ?? '');
     const decision = admitRequest(mtls.admission, socket, method, String(headers[':path'] ?? ''), h2HostProblem(headers));
-    if ('refused' in decision) return answerStream(stream, decision.refused.status, decision.refused.code, decision.refused.message);
+    if ('refused' in decision) {
+      answerStream(stream, decision.refused.status, decision.refused.code, decision.refused.message);
+      // A denied peer's session ends after the answer (GOAWAY, then closed once its open streams
+      // are done), so it does not keep holding a slot of limits.maxConnections.
+      if (decision.refused.status === 403) stream.session?.close();
+      return;
+    }
     // The app gets one authority, as :authority: a client's host header (equal to it, or standing
     // in for it) is not forwarded beside it.
     const clientAuthority = headers[':authority'] ?? headers.host;

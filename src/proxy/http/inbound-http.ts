@@ -59,8 +59,9 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     const admitted = admit(req);
     if ('refused' in admitted) {
       const { status, code, message } = admitted.refused;
-      // A refused request's body is never read: close the connection after the answer.
-      if (status === 400) res.shouldKeepAlive = false;
+      // Close the connection after the answer: a refused request's body is never read, and a
+      // denied peer must not keep holding a slot of limits.maxConnections with a kept-alive one.
+      res.shouldKeepAlive = false;
       return sendJsonError(res, status, code, message);
     }
     guardRequestBody(req, res, config.limits);
