@@ -19,6 +19,9 @@ RUN set -eu; mkdir -p /rootfs/usr/local/bin /rootfs/usr/bin /rootfs/etc /rootfs/
     for lib in $({ ldd /usr/local/bin/node; ldd /usr/bin/env; } | grep -o '/[^ ]*' | sort -u); do cp --parents -L "$lib" /rootfs; done; \
     echo 'node:x:1000:1000::/nonexistent:/usr/sbin/nologin' > /rootfs/etc/passwd; \
     echo 'node:x:1000:' > /rootfs/etc/group; \
+    # Names from /etc/hosts (hostAliases, the pod's own name) before DNS, as glibc without this file
+    # would not do: it asks DNS first and takes its "no such name" as the answer.
+    echo 'hosts: files dns' > /rootfs/etc/nsswitch.conf; \
     cp package.json /rootfs/app/ && cp -r node_modules dist /rootfs/app/
 
 FROM scratch

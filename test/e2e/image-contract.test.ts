@@ -147,7 +147,7 @@ describe('the product image', () => {
     const files = (await podman(['run', '--rm', '--entrypoint', '/usr/local/bin/node', image.name, '-e', LIST_FILES])).trim().split('\n');
     const outsideApp = files.filter((f) => !f.startsWith('/app/'));
     for (const f of outsideApp)
-      expect(f).toMatch(/^\/(usr\/local\/bin\/node|usr\/bin\/env|etc\/(passwd|group)|(usr\/)?lib(64|\/[\w-]+)?\/[\w.+-]+\.so[.\d]*)$/);
+      expect(f).toMatch(/^\/(usr\/local\/bin\/node|usr\/bin\/env|etc\/(passwd|group|nsswitch\.conf)|(usr\/)?lib(64|\/[\w-]+)?\/[\w.+-]+\.so[.\d]*)$/);
     expect(files).toContain('/app/dist/main.js');
     expect(files.some((f) => /\/(sh|bash|dash|apt|apt-get|dpkg|npm)$/.test(f))).toBe(false);
     expect(podmanStatus(['run', '--rm', '--entrypoint', '/bin/sh', image.name, '-c', 'true']).code).not.toBe(0);
