@@ -13,6 +13,7 @@ import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js'
 import type { TlsContexts } from '../tls/contexts.js';
 import { nameOf, type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { type ConnectionGate, gateConnections } from './connection-gate.js';
+import { loggedPath } from './forwarded-path.js';
 import type { ListenerDeps } from './listener.js';
 import { normalizeTarget } from './request-target.js';
 
@@ -217,7 +218,8 @@ export function admitRequest(
         listener: ctx.listener,
         remoteAddress,
         reason: normalized.reason,
-        detail: rawTarget.slice(0, 200),
+        // Never the query: tokens travel in URLs.
+        detail: loggedPath(rawTarget).slice(0, 200),
       },
       'refused a request target that cannot be normalized safely',
     );

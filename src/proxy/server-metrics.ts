@@ -9,6 +9,7 @@ import type { Server as NetServer, Socket } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import type { ExchangeRecorder } from './exchanges.js';
+import { loggedPath, streamPath } from './forwarded-path.js';
 import { relayedBytes } from './h2/relayed-bytes.js';
 
 /** Who is on the other end of a client connection (see Exchange.peer). */
@@ -16,9 +17,6 @@ export type PeerOf = (socket: Socket) => PeerIdentity | string | undefined;
 
 /** The exchange's details when the recorder does not use them (see ExchangeRecorder.detailed). */
 const UNDETAILED = { remoteAddress: undefined, peer: undefined, bytesReceived: 0, bytesSent: 0 } as const;
-
-/** Paths longer than this are cut in the access log (a request head may hold 16 KiB of path). */
-const MAX_LOGGED_PATH = 2048;
 
 /**
  * Counts open connections and the bytes they carry. Bytes are added as they flow, not only when a
@@ -83,7 +81,7 @@ export function trackRequests(server: http.Server, record: ExchangeRecorder, pee
         bytesReceived: after.read - before.read,
         bytesSent: after.written - before.written,
         // As forwarded: inbound listeners normalize the target before the request goes on.
-        request: { protocol: 'http/1.1', method, path: (req.url ?? '').slice(0, MAX_LOGGED_PATH), status },
+        request: { protocol: 'http/1.1', method, path: loggedPath(req.url ?? ''), status },
       });
     });
   });
@@ -98,8 +96,10 @@ export function trackStreams(server: http2.Http2Server | http2.Http2SecureServer
     const socket = record.detailed ? (stream.session?.socket as Socket | undefined) : undefined;
     const remoteAddress = socket?.remoteAddress;
     const peer = socket ? peerOf(socket) : undefined;
-    const path = record.detailed ? String(headers[':path'] ?? '').slice(0, MAX_LOGGED_PATH) : '';
+    const rawPath = record.detailed ? String(headers[':path'] ?? '') : '';
     stream.once('close', () => {
+      // As forwarded (inbound: normalized and authorized), known once the listener admitted it.
+      const path = record.detailed ? streamPath(stream, rawPath) : '';
       const bytes = relayedBytes(stream);
       const status = stream.headersSent ? Number(stream.sentHeaders[':status']) : 'aborted';
       record({

@@ -64,3 +64,24 @@ it.each([
 ])('classifies %o as %s', (err, reason) => {
   expect(handshakeFailureReason(Object.assign(new Error(err.message), { code: err.code }))).toBe(reason);
 });
+
+it('limits each reason separately: a flood of one reason does not hide another', () => {
+  const { logger, lines } = capture();
+  const audit = new AuditLog(logger, { burst: 2, perSecond: 0 }, () => 0);
+  for (let i = 0; i < 50; i++) audit.record(event, 'rejected');
+  audit.record({ ...event, reason: 'revoked' }, 'rejected');
+  audit.record({ ...event, reason: 'ca_as_leaf' }, 'rejected');
+  expect(lines.map((l) => l.reason)).toEqual(['no_certificate', 'no_certificate', 'revoked', 'ca_as_leaf']);
+  audit.close();
+  expect(lines[4]).toMatchObject({ event: 'tls_handshake_rejected', listener: 'http', reason: 'no_certificate', suppressed: 48 });
+});
+
+it('keeps its buckets bounded when reasons vary without end: later ones share one bucket', () => {
+  const { logger, lines } = capture();
+  const audit = new AuditLog(logger, { burst: 1, perSecond: 0 }, () => 0);
+  for (let i = 0; i < 10_000; i++) audit.record({ ...event, event: 'authz_denied', reason: `no allow rule matches GET /p${i}` }, 'denied');
+  // One line per reason up to the cap, then one for all the rest.
+  expect(lines.length).toBeLessThan(100);
+  audit.record(event, 'rejected');
+  expect(lines.at(-1)).toMatchObject({ reason: 'no_certificate' });
+});

@@ -10,6 +10,7 @@ import type { InboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
+import { rememberForwardedPath } from '../forwarded-path.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { h2HostProblem } from '../request-host.js';
 import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
@@ -48,6 +49,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     const caller = callerHeaders(config, decision.peer, socket, clientAuthority, headers['x-forwarded-for']);
     const outgoing = forwardHeaders(headers, dropFromRequest, caller);
     outgoing[':path'] = decision.target;
+    if (config.accessLog) rememberForwardedPath(stream, decision.target);
     if (authority !== undefined) outgoing[':authority'] = authority;
     relayStream(
       stream,

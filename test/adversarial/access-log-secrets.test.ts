@@ -1,0 +1,101 @@
+/**
+ * The access log recorded query strings — where tokens and API keys travel in URLs — and h2 lines
+ * logged the raw `:path` the client sent, not the path that was authorized and forwarded. Now a
+ * line carries the path alone (normalized, as forwarded, on inbound listeners), and a refused
+ * target's audit line carries no query either.
+ */
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  goodGet,
+  h2Get,
+  type RecordingApp,
+  type RecordingH2App,
+  rawExchange,
+  type SidecarUnderAttack,
+  startRecordingApp,
+  startRecordingH2App,
+  startSidecarUnderAttack,
+  tlsConnect,
+} from './harness.js';
+
+const SECRET = 'tok3n-s3cr3t-value';
+
+let app: RecordingApp;
+let h2app: RecordingH2App;
+let sidecar: SidecarUnderAttack;
+
+beforeAll(async () => {
+  app = await startRecordingApp();
+  h2app = await startRecordingH2App();
+  sidecar = await startSidecarUnderAttack({
+    inbound: [
+      { name: 'web', target: `127.0.0.1:${app.port}`, accessLog: true },
+      { name: 'grpc', mode: 'h2', target: `127.0.0.1:${h2app.port}`, accessLog: true },
+    ],
+  });
+});
+
+afterAll(() => {
+  app.close();
+  h2app.close();
+});
+
+/** The access lines of `listener` so far. */
+const accessLines = (listener: string) => sidecar.logs('access').filter((l) => l.listener === listener);
+
+/** Waits until `listener` has more than `count` access lines (they are written when the exchange ends). */
+async function nextAccessLine(listener: string, count: number): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 50 && accessLines(listener).length <= count; i++) await new Promise((r) => setTimeout(r, 50));
+  const line = accessLines(listener)[count];
+  if (!line) throw new Error(`no access line for ${listener}`);
+  return line;
+}
+
+describe('http mode', () => {
+  it('logs the path without the query, and the app still gets the query', async () => {
+    const count = accessLines('web').length;
+    expect((await goodGet(sidecar, 'web', `/api/orders/../items?access_token=${SECRET}&x=1`)).status).toBe(200);
+    const line = await nextAccessLine('web', count);
+    expect(line.path).toBe('/api/items');
+    expect(app.requests.at(-1)?.url).toBe(`/api/items?access_token=${SECRET}&x=1`);
+  });
+
+  it('keeps the query of a refused target out of the audit line', async () => {
+    const answer = await rawExchange(
+      await tlsConnect(sidecar, 'web'),
+      `GET /a%2fb?access_token=${SECRET} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    const refused = sidecar.logs('request_target_refused').at(-1);
+    expect(refused?.detail).toBe('/a%2fb');
+  });
+});
+
+describe('h2 mode', () => {
+  it('logs the authorized, normalized path without the query, not the raw :path', async () => {
+    const count = accessLines('grpc').length;
+    const socket = await tlsConnect(sidecar, 'grpc', sidecar.good, ['h2']);
+    const session = http2.connect('https://localhost', { createConnection: () => socket });
+    session.on('error', () => undefined);
+    const req = session.request({ ':method': 'GET', ':path': `/svc/%2e%2e/Orders//List?api_key=${SECRET}` });
+    req.end();
+    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+    req.resume();
+    await once(req, 'close');
+    session.close();
+    expect(Number(headers[':status'])).toBe(200);
+    const line = await nextAccessLine('grpc', count);
+    expect(line.path).toBe('/Orders/List');
+    expect(h2app.streams.at(-1)?.[':path']).toBe(`/Orders/List?api_key=${SECRET}`);
+  });
+});
+
+it('never writes the secret to any log line, and keeps serving', async () => {
+  expect(sidecar.run.stdout()).not.toContain(SECRET);
+  expect(sidecar.run.stderr()).not.toContain(SECRET);
+  expect((await goodGet(sidecar, 'web', '/ok')).status).toBe(200);
+  expect((await h2Get(sidecar, 'grpc', '/ok')).status).toBe(200);
+  await sidecar.assertAlive('web');
+});
