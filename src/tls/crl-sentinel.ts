@@ -22,5 +22,7 @@ export async function createCrlSentinel(now: Date = new Date()): Promise<string>
     signingAlgorithm: algorithm,
     signingKey: keys.privateKey,
   });
-  return crl.toString('pem');
+  // The library labels its PEM "CRL"; OpenSSL reads only "X509 CRL".
+  const base64 = Buffer.from(crl.rawData).toString('base64').replace(/.{64}/g, '$&\n');
+  return `-----BEGIN X509 CRL-----\n${base64.trimEnd()}\n-----END X509 CRL-----\n`;
 }
