@@ -3,10 +3,11 @@
  * published, every listener is bound, and we are not draining), /metrics (Prometheus), /certs
  * (what we present, never key material) and POST /rotate (renew now).
  *
- * Kubelet probes come from the node, so the server may listen on the pod IP; the read-only
- * endpoints are then reachable from the cluster. POST /rotate changes state (a Vault issuance per
- * call), so it answers loopback callers only — a process in the pod — and at most once per
- * admin.rotateMinInterval.
+ * Kubelet probes come from the node, so in a pod the server listens on the pod IP, where any pod
+ * in the cluster can reach it. From there it serves the probes and metrics only (PUBLIC); /certs
+ * and POST /rotate (a Vault issuance per call, at most once per admin.rotateMinInterval) answer
+ * loopback callers — a process in the pod, or `kubectl port-forward`, which arrives on loopback.
+ * Connections get the listeners' kind of limits (limits.ts).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +15,7 @@ import type { HostPort } from '../config/parse.js';
 import { ErrorCodes } from '../errors.js';
 import type { CertificateInfo } from '../identity/bundle.js';
 import { drainServer, listenOn } from '../proxy/server-lifecycle.js';
+import { adminServerOptions, capConnections } from './limits.js';
 
 export interface AdminState {
   /** Reasons the sidecar is not ready; empty when ready. */
@@ -26,6 +28,9 @@ export interface AdminState {
 }
 
 const ENDPOINTS = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /certs', 'POST /rotate'];
+
+/** What a caller outside the pod may ask: the kubelet's probes and Prometheus' scrape. */
+const PUBLIC = new Set(['/healthz', '/readyz', '/metrics']);
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -73,8 +78,16 @@ function rotate(state: AdminState, throttle: RotateThrottle, req: http.IncomingM
 }
 
 async function route(state: AdminState, throttle: RotateThrottle, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const path = (req.url ?? '/').split('?')[0];
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
   const method = req.method === 'HEAD' ? 'GET' : req.method;
+  if (!PUBLIC.has(path) && !isLoopback(req.socket.remoteAddress)) {
+    return sendJson(res, 403, {
+      error: {
+        code: ErrorCodes.ADMIN_FORBIDDEN,
+        message: `${path === '/rotate' || path === '/certs' ? path : 'this path'} answers loopback callers only; from outside the pod only ${[...PUBLIC].join(', ')} are served (use kubectl port-forward or exec)`,
+      },
+    });
+  }
   if (path === '/rotate') {
     if (method !== 'POST') return sendJson(res, 405, { error: 'use POST /rotate' });
     return rotate(state, throttle, req, res, Date.now());
@@ -109,12 +122,13 @@ export class AdminServer {
     rotateMinIntervalSeconds: number,
   ) {
     const throttle: RotateThrottle = { minIntervalSeconds: rotateMinIntervalSeconds, lastAcceptedAt: undefined };
-    this.#server = http.createServer((req, res) => {
+    this.#server = http.createServer(adminServerOptions(), (req, res) => {
       route(state, throttle, req, res).catch((err: unknown) => {
         if (!res.headersSent) sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) });
         else res.destroy();
       });
     });
+    capConnections(this.#server);
   }
 
   async listen(): Promise<AddressInfo> {

@@ -11,7 +11,8 @@ import type { SidecarRequest } from './annotations.js';
 export const CONTAINER_NAME = 'mtls-sidecar';
 export const TOKEN_VOLUME = 'vault-mtls-sidecar-token';
 const TOKEN_DIR = '/var/run/secrets/vault';
-const ADMIN_PORT = 15000;
+
+import { ADMIN_PORT } from './annotation-values.js';
 
 export interface PodIdentity {
   namespace: string;
@@ -54,7 +55,8 @@ export function sidecarConfig(request: SidecarRequest, pod: PodIdentity): Record
           })),
         }
       : {}),
-    // kubelet probes come from the node; POST /rotate still answers loopback callers only.
+    // kubelet probes come from the node, so the pod IP: from there only /healthz, /readyz and
+    // /metrics answer (src/admin/server.ts); /certs and POST /rotate answer loopback callers.
     admin: { listen: `0.0.0.0:${ADMIN_PORT}` },
   };
 }
