@@ -65,6 +65,8 @@ export interface UpstreamFailure {
 export interface Upstream {
   readonly targetText: string;
   readonly expectedName: string;
+  /** The SNI every dial sends: serverName (or the target host), none for an IP address. */
+  readonly servername: string | undefined;
   /** TLS options for a dial, read at dial time so a rotation applies to the next one. */
   tlsOptions(): tls.ConnectionOptions;
   /** Classifies a failed dial or request; handshake failures are counted and audited here. */
@@ -88,6 +90,7 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
   return {
     targetText,
     expectedName,
+    servername,
     tlsOptions: () => ({ secureContext: contexts.clientContext(), servername, checkServerIdentity, rejectUnauthorized: true }),
     failed(failure) {
       // An h2 stream cancelled because its session failed carries the session's error as its cause.

@@ -26,6 +26,11 @@ export interface HttpForwarderOptions {
   readonly upgradeAgent: Agent;
   /** Host header the upstream sees; undefined keeps the client's. */
   readonly host?: string;
+  /**
+   * SNI for new upstream connections. Without it undici takes the SNI from the Host header (the
+   * target's host), overriding the connector's: an upstream that routes on SNI got the wrong name.
+   */
+  readonly servername?: string;
   /** Request headers (lower-case names) the listener sets itself and a client's copy must not pass. */
   readonly dropRequestHeader?: (name: string) => boolean;
   /** Upstream silence allowed while waiting for response headers and between body chunks. */
@@ -77,18 +82,18 @@ function forward(
   const headers = forwardable(req.headers, dropFromRequest);
   if (opts.host !== undefined) headers.push('host', opts.host);
   if (extraHeaders) headers.push(...extraHeaders);
-  opts.pool().dispatch(
-    {
-      path: req.url ?? '/',
-      method: req.method ?? 'GET',
-      headers,
-      // undici takes an AsyncIterable body (Dispatcher.md, "body"); its dispatch types list only streams.
-      body: requestHasBody(req.headers) ? (upstreamBody(req) as unknown as Readable) : null,
-      headersTimeout: opts.idleTimeoutMs,
-      bodyTimeout: opts.idleTimeoutMs,
-    },
-    new ResponseRelay(req, res, opts.onError),
-  );
+  // `servername` is a dispatch option undici reads (lib/core/request.js) but its types omit.
+  const options: Dispatcher.DispatchOptions & { servername?: string } = {
+    path: req.url ?? '/',
+    method: req.method ?? 'GET',
+    headers,
+    // undici takes an AsyncIterable body (Dispatcher.md, "body"); its dispatch types list only streams.
+    body: requestHasBody(req.headers) ? (upstreamBody(req) as unknown as Readable) : null,
+    headersTimeout: opts.idleTimeoutMs,
+    bodyTimeout: opts.idleTimeoutMs,
+  };
+  if (opts.servername !== undefined) options.servername = opts.servername;
+  opts.pool().dispatch(options, new ResponseRelay(req, res, opts.onError));
 }
 
 /** A message's headers as a flat [name, value, …] list, without hop-by-hop ones and those `drop` names. */

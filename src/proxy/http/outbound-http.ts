@@ -25,6 +25,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     upgradeAgent,
     // The upstream sees its own name in Host, as if the app had called it directly.
     host: upstream.targetText,
+    servername: upstream.servername,
     idleTimeoutMs: config.limits.idleTimeout * 1000,
     onError(err, _req, res) {
       const failure = upstream.failed(err);
