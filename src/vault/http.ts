@@ -96,7 +96,9 @@ function send(
   timeoutMs: number,
 ): Promise<RawResponse> {
   const secure = url.protocol === 'https:';
-  const headers: Record<string, string | number> = { ...request.headers, accept: 'application/json' };
+  // Lower-cased, so node-vault's `Content-Type` (PATCH) is not sent twice.
+  const headers: Record<string, string | number> = { accept: 'application/json' };
+  for (const [name, value] of Object.entries(request.headers ?? {})) headers[name.toLowerCase()] = value;
   if (body) {
     headers['content-type'] ??= 'application/json';
     headers['content-length'] = body.length;
