@@ -20,9 +20,9 @@ import { Sidecar } from '../../src/sidecar.js';
 import { serviceNames, setupService } from '../../src/vault/setup.js';
 import { loggedPort, type Spawned, spawnCli, waitFor } from '../support/cli.js';
 import { type KubeApiServer, startKubeApiServer } from '../support/kube-apiserver.js';
-import { preparedPath } from '../support/prepared.js';
 import { capturingLogger } from '../support/logs.js';
 import { TestPki } from '../support/pki.js';
+import { preparedPath } from '../support/prepared.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
 import { startSidecar, stopAllSidecars, vaultSection } from '../support/sidecars.js';
 import { vaultApi } from '../support/vault-api.js';
@@ -45,7 +45,8 @@ const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding'
 
 /** The collection path an object is created in. */
 function collection(object: KubeObject): string {
-  const plural = `${object.kind.toLowerCase()}s`;
+  const kind = object.kind.toLowerCase();
+  const plural = kind.endsWith('y') ? `${kind.slice(0, -1)}ies` : `${kind}s`;
   const group = object.apiVersion.includes('/') ? `/apis/${object.apiVersion}` : `/api/${object.apiVersion}`;
   if (CLUSTER_SCOPED.has(object.kind)) return `${group}/${plural}`;
   return `${group}/namespaces/${object.metadata.namespace ?? 'default'}/${plural}`;
@@ -106,6 +107,8 @@ describe("deploy/'s manifests", () => {
 describe('the Helm chart (deploy/chart)', () => {
   const chart = path.join(DEPLOY, 'chart');
   const caBundle = Buffer.from('-----BEGIN CERTIFICATE-----\nnot checked here\n-----END CERTIFICATE-----\n').toString('base64');
+  // The API server's address, for the NetworkPolicy that lets only it call the webhook.
+  const required = ['--set', `caBundle=${caBundle}`, '--set', 'networkPolicy.apiServerCIDRs={192.0.2.10/32}'];
   let helm = '';
   const run = (args: string[]) => {
     try {
@@ -121,7 +124,7 @@ describe('the Helm chart (deploy/chart)', () => {
   });
 
   it('passes helm lint', () => {
-    const lint = run(['lint', chart, '--strict', '--set', `caBundle=${caBundle}`]);
+    const lint = run(['lint', chart, '--strict', ...required]);
     expect(lint).toMatchObject({ code: 0 });
     expect(lint.out).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
   });
@@ -133,7 +136,7 @@ describe('the Helm chart (deploy/chart)', () => {
       metadata: { name: 'vault-mtls-sidecar' },
     });
     expect([201, 409]).toContain(ns.status);
-    const rendered = run(['template', 'inject', chart, '--namespace', 'vault-mtls-sidecar', '--set', `caBundle=${caBundle}`]);
+    const rendered = run(['template', 'inject', chart, '--namespace', 'vault-mtls-sidecar', ...required]);
     expect(rendered.code).toBe(0);
     const objects = parseAllDocuments(rendered.out)
       .map((d) => d.toJS() as KubeObject | null)
@@ -143,6 +146,7 @@ describe('the Helm chart (deploy/chart)', () => {
       'ConfigMap',
       'Deployment',
       'MutatingWebhookConfiguration',
+      'NetworkPolicy',
       'Service',
       'ServiceAccount',
     ]);
@@ -154,6 +158,20 @@ describe('the Helm chart (deploy/chart)', () => {
         message: undefined,
       });
     }
+  });
+
+  it('lets only the API server call the webhook, and refuses to render without its address', () => {
+    const rendered = run(['template', 'inject', chart, '--namespace', 'vault-mtls-sidecar', ...required]);
+    const policy = parseAllDocuments(rendered.out)
+      .map((d) => d.toJS() as KubeObject | null)
+      .find((o) => o?.kind === 'NetworkPolicy') as unknown as { spec: { ingress: { ports: { port: number }[]; from: unknown[] }[] } };
+    expect(policy.spec.ingress).toEqual([{ ports: [{ port: 8443, protocol: 'TCP' }], from: [{ ipBlock: { cidr: '192.0.2.10/32' } }] }]);
+    const without = run(['template', 'inject', chart, '--set', `caBundle=${caBundle}`]);
+    expect(without.code).not.toBe(0);
+    expect(without.out).toMatch(/networkPolicy\.apiServerCIDRs: list the addresses the API server calls the webhook from/);
+    const off = run(['template', 'inject', chart, '--set', `caBundle=${caBundle}`, '--set', 'networkPolicy.enabled=false']);
+    expect(off.code).toBe(0);
+    expect(off.out).not.toMatch(/kind: NetworkPolicy/);
   });
 
   it('refuses to render without the CA bundle, saying what it is', () => {
