@@ -79,7 +79,7 @@ export function readAnnotations(annotations: Record<string, unknown>, defaults: 
   for (const [key, value] of Object.entries(annotations)) {
     if (!key.startsWith(PREFIX) || key === STATUS_ANNOTATION) continue;
     const name = key.slice(PREFIX.length);
-    if (!(name in ANNOTATIONS)) {
+    if (!Object.hasOwn(ANNOTATIONS, name)) {
       problems.push(`unknown annotation ${key}; known: ${Object.keys(ANNOTATIONS).join(', ')}`);
       continue;
     }

@@ -140,6 +140,8 @@ describe('annotations', () => {
       /annotation vault-mtls-sidecar\/outbound: "payments:8443" is not LOCAL_PORT=HOST:PORT/,
     ],
     [[...good, 'vault-mtls-sidecar/ttl: 1'], /annotation vault-mtls-sidecar\/ttl must be a string \(quote it in YAML: "1"\)$/],
+    // A name every object has (Object.prototype's) is no more known than any other.
+    [[...good, 'vault-mtls-sidecar/constructor: x'], /unknown annotation vault-mtls-sidecar\/constructor; known: inject/],
   ])('refuses %j, naming the annotation and the object', (annotations, message) => {
     const err = errorOf(() => injectYaml(deploymentWith(annotations), 'x', options));
     expect(err.code).toBe(ErrorCodes.INJECT_INVALID);
