@@ -171,8 +171,17 @@ export function refusal(
   const who = nameOf(peer);
   const dryRun = ctx.policy.config.dryRun;
   const what = request ? 'request' : 'connection';
+  // The reason is a stable code and the method and path go in the detail: the audit log's
+  // rate limit is per reason, and a reason naming the path would give each path its own budget.
   ctx.audit.record(
-    { event: dryRun ? 'authz_would_deny' : 'authz_denied', listener: ctx.listener, remoteAddress, peer: who, reason: decision.reason },
+    {
+      event: dryRun ? 'authz_would_deny' : 'authz_denied',
+      listener: ctx.listener,
+      remoteAddress,
+      peer: who,
+      reason: request ? 'no_rule_matches_request' : 'no_rule_matches_peer',
+      detail: decision.reason,
+    },
     dryRun ? `authorization would deny this ${what} (dry run: let through)` : `authorization denied a ${what}`,
   );
   if (dryRun) return undefined;
