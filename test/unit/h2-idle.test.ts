@@ -1,14 +1,16 @@
 /**
- * The idle limit of h2 listeners (h2/idle-connections.ts), on a real HTTP/2 server and client: a
- * silent connection is closed (a session between calls, a socket that never sent its preface),
- * a busy session is not, and a closed session is no longer referenced (Node's own session timer
- * kept each one until it fired: issue 24, defect 14).
+ * The idle limits of h2 listeners, on a real HTTP/2 server and client. Connections
+ * (h2/idle-connections.ts): a silent one is closed (a session between calls, a socket that never
+ * sent its preface), a busy session is not. Streams (h2/stream-idle.ts): a silent one is ended, an
+ * active one is not. And a closed session or stream is no longer referenced: Node's own timers
+ * kept each until they fired (issue 24, defect 14).
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { watchIdleConnections } from '../../src/proxy/h2/idle-connections.js';
+import { streamActive, watchIdleStream } from '../../src/proxy/h2/stream-idle.js';
 import { v8Gc } from '../../src/v8-gc.js';
 
 const IDLE_MS = 400;
@@ -89,8 +91,7 @@ it('keeps a session that goes on carrying calls past idleTimeout', async () => {
 });
 
 it('keeps no reference to a session once it closed', async () => {
-  const gc = v8Gc();
-  if (!gc) throw new Error('this V8 does not expose gc; the test needs it to see what is still referenced');
+  const gc = fullGc();
   const server = await idleLimitedServer();
   for (let i = 0; i < 20; i++) {
     const client = http2.connect(`http://127.0.0.1:${server.port}`);
@@ -101,9 +102,79 @@ it('keeps no reference to a session once it closed', async () => {
   // The server side closes a moment after the client's GOAWAY and FIN.
   await sleep(100);
   for (let i = 0; i < 3; i++) {
-    gc({ type: 'major', flavor: 'last-resort' });
+    gc();
     await sleep(10);
   }
   expect(server.sessions.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
   expect(server.closedIdle).toHaveLength(0);
+});
+
+/** A gc that frees what is no longer referenced, or a failure saying the test cannot run here. */
+function fullGc(): () => void {
+  const gc = v8Gc();
+  if (!gc) throw new Error('this V8 does not expose gc; the test needs it to see what is still referenced');
+  return () => gc({ type: 'major', flavor: 'last-resort' });
+}
+
+/** A server whose streams have the stream idle limit and answer only when `answer` says so. */
+async function streamLimitedServer(): Promise<{ port: number; idled: string[]; streams: WeakRef<object>[]; server: http2.Http2Server }> {
+  const server = http2.createServer();
+  servers.push(server);
+  const idled: string[] = [];
+  const streams: WeakRef<object>[] = [];
+  server.on('stream', (stream, headers) => {
+    streams.push(new WeakRef(stream));
+    stream.on('error', () => undefined);
+    const path = String(headers[':path']);
+    watchIdleStream(stream, IDLE_MS, () => {
+      idled.push(path);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    // A body that keeps coming keeps the stream alive.
+    stream.on('data', () => streamActive(stream));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { port: (server.address() as AddressInfo).port, idled, streams, server };
+}
+
+it('ends a stream on which no data moved for idleTimeout, not one whose body keeps coming', async () => {
+  const server = await streamLimitedServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  client.on('error', () => undefined);
+  const silent = client.request({ ':method': 'POST', ':path': '/silent' });
+  const trickle = client.request({ ':method': 'POST', ':path': '/trickle' });
+  for (const req of [silent, trickle]) req.on('error', () => undefined);
+  for (let i = 0; i < 6; i++) {
+    trickle.write('x');
+    await sleep(IDLE_MS / 3);
+  }
+  expect(server.idled).toEqual(['/silent']);
+  expect(trickle.closed).toBe(false);
+  client.destroy();
+});
+
+/** A call whose session the server destroys while its stream is open, as a listener does when the peer resets or half-closes the connection (Node then destroys the stream before it closes it). */
+async function abandonedCall(server: { port: number; server: http2.Http2Server }, path: string): Promise<void> {
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  client.on('error', () => undefined);
+  const req = client.request({ ':method': 'POST', ':path': path });
+  req.on('error', () => undefined);
+  req.write('part of a body');
+  const stream = await new Promise<http2.ServerHttp2Stream>((resolve) => server.server.once('stream', resolve));
+  stream.session?.destroy();
+  await once(client, 'close');
+}
+
+it('keeps no reference to a stream destroyed before it closed (its session destroyed under it)', async () => {
+  const gc = fullGc();
+  const server = await streamLimitedServer();
+  for (let i = 0; i < 20; i++) await abandonedCall(server, `/abandoned/${i}`);
+  await sleep(100);
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(10);
+  }
+  expect(server.streams.filter((ref) => ref.deref() !== undefined)).toHaveLength(0);
+  expect(server.idled).toHaveLength(0);
 });

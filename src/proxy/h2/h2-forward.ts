@@ -17,6 +17,7 @@ import { jsonErrorBody } from '../json-error.js';
 import type { ListenerLimits } from '../limits.js';
 import { watchIdleConnections } from './idle-connections.js';
 import { countRelayedBytes } from './relayed-bytes.js';
+import { streamActive, watchIdleStream } from './stream-idle.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -147,6 +148,7 @@ export function relayStream(
   // as it is. Each DATA frame arrives as a fresh buffer: counted for the young collection.
   const bytes = countBytes ? countRelayedBytes(incoming) : undefined;
   incoming.on('data', (chunk: Buffer) => {
+    streamActive(incoming);
     youngGarbage.relayed(chunk.length);
     if (bytes) bytes.received += chunk.length;
   });
@@ -156,8 +158,10 @@ export function relayStream(
       return;
     }
     incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
+    streamActive(incoming);
     upstream.pipe(incoming);
     upstream.on('data', (chunk: Buffer) => {
+      streamActive(incoming);
       youngGarbage.relayed(chunk.length);
       if (bytes) bytes.sent += chunk.length;
     });
@@ -270,7 +274,7 @@ export function guardH2Server(
   server.on('stream', (stream: http2.ServerHttp2Stream) => {
     stream.on('error', ignore);
     // One silent stream must not be held for the life of a busy connection.
-    stream.setTimeout(idleTimeoutMs, () =>
+    watchIdleStream(stream, idleTimeoutMs, () =>
       answerStream(stream, 504, timeoutCode, `no data on this stream for limits.idleTimeout (${config.limits.idleTimeout}s)`),
     );
     const session = stream.session;
