@@ -191,4 +191,4 @@ it(`returns to its starting memory after ${CONNECTIONS} connections of every kin
   expect(await soak(1)).toEqual([]);
   await outbound.process.assertAlive();
   await inbound.process.assertAlive('web');
-}, 600_000);
+}, 600_000 + CONNECTIONS * 200);
