@@ -13,7 +13,7 @@
 import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type InjectDefaults, STATUS_INJECTED } from './annotations.js';
-import { MAX_DEPTH, tooDeep } from './json-depth.js';
+import { MAX_DEPTH, tooDeep, yamlTooDeep } from './json-depth.js';
 import { injectedByUs, isRecord, MARKS, type PodPlan, planPod } from './pod-plan.js';
 import { CONTAINER_NAME, sidecarContainer, TOKEN_VOLUME, tokenVolume } from './sidecar-spec.js';
 
@@ -47,6 +47,12 @@ export interface InjectResult {
 export function injectYaml(text: string, source: string, options: InjectOptions): InjectResult {
   const problems: string[] = [];
   const report: string[] = [];
+  if (yamlTooDeep(text)) {
+    throw new SidecarError(
+      ErrorCodes.INJECT_INVALID,
+      `${source}: nested deeper than inject reads (100 flow levels, 200 columns of indentation); no Kubernetes object is`,
+    );
+  }
   let docs: Document.Parsed[];
   try {
     docs = parseAllDocuments(text);

@@ -20,3 +20,41 @@ export function tooDeep(value: unknown, limit = MAX_DEPTH): boolean {
   }
   return false;
 }
+
+/** Flow collections (`[`, `{`) open at once, and indentation plus `- `/`? `/`: ` indicators on one line. */
+const MAX_YAML_FLOW = 100;
+const MAX_YAML_LINE_DEPTH = 200;
+
+/**
+ * Whether YAML text may nest deeper than the YAML library can take. The library recurses per
+ * level and overflows the stack somewhere past 500; where the overflow lands is chance, and one
+ * landing inside Node's module loader ended the `inject` process. So the text is bounded before
+ * it is parsed, by an over-estimate: every bracket counts (in quotes and comments too), and a line
+ * counts its indentation and its block indicators (outside flow collections). No Kubernetes manifest comes near either bound.
+ */
+export function yamlTooDeep(text: string): boolean {
+  let flow = 0;
+  let indent = 0;
+  let indicators = 0;
+  let lineStart = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 10 /* \n */) {
+      lineStart = true;
+      indent = 0;
+      indicators = 0;
+      continue;
+    }
+    if (lineStart && (c === 32 || c === 9)) {
+      indent++;
+    } else {
+      lineStart = false;
+      if (c === 91 /* [ */ || c === 123 /* { */) flow++;
+      else if ((c === 93 /* ] */ || c === 125) /* } */ && flow > 0) flow--;
+      // In flow context the brackets are the nesting; `a: 1, b: 2` on one line is not.
+      else if (flow === 0 && (c === 45 /* - */ || c === 63 /* ? */ || c === 58) /* : */ && text.charCodeAt(i + 1) === 32) indicators++;
+    }
+    if (flow > MAX_YAML_FLOW || indent + indicators > MAX_YAML_LINE_DEPTH) return true;
+  }
+  return false;
+}

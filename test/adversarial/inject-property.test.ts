@@ -27,6 +27,8 @@ const yamlText = fc.oneof(
     arbitrary: fc.constantFrom(
       `${'['.repeat(20_000)}${']'.repeat(20_000)}`,
       `kind: Pod\nspec: ${'{a: '.repeat(5_000)}1${'}'.repeat(5_000)}\n`,
+      `kind: Pod\nspec:\n  containers: ${'- '.repeat(5_000)}x\n`,
+      Array.from({ length: 600 }, (_, i) => `${' '.repeat(i)}a:\n`).join(''),
       'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n',
       'kind: Pod\nmetadata: &m\n  annotations: {vault-mtls-sidecar/inject: "true", vault-mtls-sidecar/role: orders, vault-mtls-sidecar/inbound: "8443:8080"}\nspec:\n  containers: [{name: app}]\n---\nkind: Pod\nmetadata: *m\nspec: {containers: [{name: app}]}\n',
     ),
