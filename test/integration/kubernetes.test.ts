@@ -175,7 +175,7 @@ describe('the Helm chart (deploy/chart)', () => {
   });
 
   it('refuses to render without the CA bundle, saying what it is', () => {
-    const rendered = run(['template', 'inject', chart]);
+    const rendered = run(['template', 'inject', chart, '--set', 'networkPolicy.apiServerCIDRs={192.0.2.10/32}']);
     expect(rendered.code).not.toBe(0);
     expect(rendered.out).toMatch(/caBundle: base64 of the CA that issues the webhook's certificate/);
   });
