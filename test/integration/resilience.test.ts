@@ -171,8 +171,9 @@ it('talks to Vault over TLS with VAULT_CACERT, and says what to set when the CA 
   await starting;
 });
 
-it('follows a Vault HA standby redirect to the active node', async () => {
-  // A standby answers every request with 307 to the active node, as Vault HA does.
+it('follows a Vault HA standby redirect to an active node listed in vault.redirectOrigins', async () => {
+  // A standby answers every request with 307 to the active node, as Vault HA does. The active
+  // node is another origin, so it must be listed (see test/adversarial/vault-token-redirect.test.ts).
   let redirected = 0;
   const standby = createServer((req, res) => {
     redirected++;
@@ -183,7 +184,7 @@ it('follows a Vault HA standby redirect to the active node', async () => {
   try {
     const sidecar = await startSidecar(
       {
-        vault: { pki: { mount: shared.pkiMount, role: shared.role } },
+        vault: { pki: { mount: shared.pkiMount, role: shared.role }, redirectOrigins: [shared.address] },
         identity: { commonName: 'ha.test', ttl: '10m' },
       },
       { VAULT_ADDR: `http://127.0.0.1:${(standby.address() as { port: number }).port}`, VAULT_TOKEN: shared.rootToken },
