@@ -9,8 +9,9 @@
  *
  * SOAK_CONNECTIONS (per kind and direction) is small by default so the suite stays quick; the
  * issue's full run is `SOAK_CONNECTIONS=100000 npx vitest run test/adversarial/connection-soak.test.ts`
- * (hours on two cores; SOAK_KINDS=h2,tcp runs only the kinds whose names contain one of those).
- * When SOAK_CONNECTIONS is set, each kind's time and both sidecars' memory after it are printed.
+ * (hours on two cores; SOAK_KINDS=h2,tcp runs only the kinds whose names contain one of those,
+ * SOAK_DIRECTIONS=outbound or inbound only one direction). When SOAK_CONNECTIONS is set, each
+ * kind's time and both sidecars' memory after it are printed.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor } from '../support/cli.js';
@@ -34,8 +35,9 @@ import {
 const CONNECTIONS = Number(process.env.SOAK_CONNECTIONS ?? 500);
 /** Print each kind's time and the memory after it (a long run by hand). */
 const VERBOSE = process.env.SOAK_CONNECTIONS !== undefined;
-/** Only the kinds whose names contain one of these (all by default). */
+/** Only the kinds whose names contain one of these, in these directions (all by default). */
 const KINDS = process.env.SOAK_KINDS?.split(',').map((k) => k.trim().toLowerCase());
+const DIRECTIONS = process.env.SOAK_DIRECTIONS?.split(',').map((d) => d.trim().toLowerCase());
 /** Connections open at once per kind: a busy app's callers. */
 const CONCURRENCY = 8;
 /** Per kind, before the first measurement: code, pools and metric series are built once. */
@@ -103,10 +105,20 @@ function workloads(): { name: string; run: () => Promise<boolean> }[] {
     ['tcp', tcpConnection, 'pipe-out', 'pipe'],
   ];
   const chosen = kinds.filter(([kind]) => !KINDS || KINDS.some((k) => kind.toLowerCase().includes(k)));
-  return chosen.flatMap(([kind, exchange, outboundListener, inboundListener]) => [
-    { name: `${kind} through the outbound sidecar`, run: () => exchange(outbound.process.port(outboundListener), undefined) },
-    { name: `${kind} into the inbound sidecar`, run: () => exchange(inbound.process.port(inboundListener), client) },
-  ]);
+  return chosen
+    .flatMap(([kind, exchange, outboundListener, inboundListener]) => [
+      {
+        name: `${kind} through the outbound sidecar`,
+        direction: 'outbound',
+        run: () => exchange(outbound.process.port(outboundListener), undefined),
+      },
+      {
+        name: `${kind} into the inbound sidecar`,
+        direction: 'inbound',
+        run: () => exchange(inbound.process.port(inboundListener), client),
+      },
+    ])
+    .filter((workload) => !DIRECTIONS || DIRECTIONS.includes(workload.direction));
 }
 
 /** Runs `count` of every workload; the names of those where an exchange did not come back whole. */
@@ -160,35 +172,39 @@ async function measure(): Promise<Map<string, MemorySample>> {
   ]);
 }
 
-it(`returns to its starting memory after ${CONNECTIONS} connections of every kind and direction are opened and closed`, async () => {
-  expect(await soak(WARM_UP)).toEqual([]);
-  await connectionsClosed();
-  const before = await measure();
-  const reachedBefore = { ...apps.reached };
+it(
+  `returns to its starting memory after ${CONNECTIONS} connections of every kind and direction are opened and closed`,
+  async () => {
+    expect(await soak(WARM_UP)).toEqual([]);
+    await connectionsClosed();
+    const before = await measure();
+    const reachedBefore = { ...apps.reached };
 
-  // What the clients got: every exchange came back whole.
-  expect(await soak(CONNECTIONS, VERBOSE)).toEqual([]);
-  await connectionsClosed();
-  const after = await measure();
+    // What the clients got: every exchange came back whole.
+    expect(await soak(CONNECTIONS, VERBOSE)).toEqual([]);
+    await connectionsClosed();
+    const after = await measure();
 
-  // What reached the apps: each exchange, once, from both directions.
-  const ran = (kind: string) => (workloads().some((w) => w.name.startsWith(kind)) ? 2 * CONNECTIONS : 0);
-  expect(apps.reached.http - reachedBefore.http).toBe(2 * ran('http keep-alive') + ran('http Connection: close'));
-  expect(apps.reached.webSockets - reachedBefore.webSockets).toBe(ran('WebSocket'));
-  expect(apps.reached.h2 - reachedBefore.h2).toBe(ran('h2 session'));
-  expect(apps.reached.tcp - reachedBefore.tcp).toBe(ran('tcp'));
+    // What reached the apps: each exchange, once, from both directions.
+    const ran = (kind: string) => workloads().filter((w) => w.name.startsWith(kind)).length * CONNECTIONS;
+    expect(apps.reached.http - reachedBefore.http).toBe(2 * ran('http keep-alive') + ran('http Connection: close'));
+    expect(apps.reached.webSockets - reachedBefore.webSockets).toBe(ran('WebSocket'));
+    expect(apps.reached.h2 - reachedBefore.h2).toBe(ran('h2 session'));
+    expect(apps.reached.tcp - reachedBefore.tcp).toBe(ran('tcp'));
 
-  for (const sidecar of [inbound, outbound]) {
-    const start = before.get(sidecar.name) as MemorySample;
-    const end = after.get(sidecar.name) as MemorySample;
-    const report = `${sidecar.name} sidecar after ${CONNECTIONS} connections per kind and direction: heap ${mb(start.heapUsed)} → ${mb(end.heapUsed)}, RSS ${mb(start.rss)} → ${mb(end.rss)}`;
-    if (VERBOSE) console.log(report);
-    expect(end.heapUsed - start.heapUsed, `${report}: closed connections are still referenced`).toBeLessThan(HEAP_GROWTH_BOUND);
-    expect(end.rss - start.rss, `${report}: memory is not given back`).toBeLessThan(RSS_GROWTH_BOUND);
-  }
+    for (const sidecar of [inbound, outbound]) {
+      const start = before.get(sidecar.name) as MemorySample;
+      const end = after.get(sidecar.name) as MemorySample;
+      const report = `${sidecar.name} sidecar after ${CONNECTIONS} connections per kind and direction: heap ${mb(start.heapUsed)} → ${mb(end.heapUsed)}, RSS ${mb(start.rss)} → ${mb(end.rss)}`;
+      if (VERBOSE) console.log(report);
+      expect(end.heapUsed - start.heapUsed, `${report}: closed connections are still referenced`).toBeLessThan(HEAP_GROWTH_BOUND);
+      expect(end.rss - start.rss, `${report}: memory is not given back`).toBeLessThan(RSS_GROWTH_BOUND);
+    }
 
-  // Both still serve a good client, each kind, and are alive.
-  expect(await soak(1)).toEqual([]);
-  await outbound.process.assertAlive();
-  await inbound.process.assertAlive('web');
-}, 600_000 + CONNECTIONS * 200);
+    // Both still serve a good client, each kind, and are alive.
+    expect(await soak(1)).toEqual([]);
+    await outbound.process.assertAlive();
+    await inbound.process.assertAlive('web');
+  },
+  600_000 + CONNECTIONS * 200,
+);
