@@ -82,6 +82,24 @@ describe('the webhook (built CLI)', () => {
     await webhook.assertServesGoodPod();
   });
 
+  it('removes the sidecar it marked when the pod no longer asks for it, and only that', async () => {
+    const pod = parse(injectYaml(WORKLOADS.Pod as string, 'x', options).text) as Json;
+    const annotations = (pod.metadata as Json).annotations as Json;
+    annotations['vault-mtls-sidecar/inject'] = 'false';
+    const patch = patchOf(await webhook.review(pod));
+    expect(patch).toEqual(
+      expect.arrayContaining([
+        { op: 'remove', path: '/spec/initContainers' },
+        { op: 'remove', path: '/spec/volumes' },
+        { op: 'remove', path: '/metadata/labels' },
+      ]),
+    );
+    const kept = patch.find((op) => op.path === '/metadata/annotations')?.value as Json;
+    expect(kept['vault-mtls-sidecar/status']).toBeUndefined();
+    expect(kept['vault-mtls-sidecar/role']).toBe('orders');
+    await webhook.assertServesGoodPod();
+  });
+
   it('replaces the sidecar of a pod inject already marked, keeping the app', async () => {
     const pod = parse(injectYaml(WORKLOADS.Pod as string, 'x', options).text) as Json;
     const patch = patchOf(await webhook.review(pod));
