@@ -98,6 +98,7 @@ else
 fi
 build "kube-apiserver and kube-controller-manager" scripts/install-kubernetes.sh
 build "helm" scripts/install-helm.sh
+build "kubelet and the pod sandbox image" scripts/install-kubelet.sh
 build "base image node:24-bookworm-slim" scripts/install-base-image.sh \
   "making it with debootstrap and the npm registry's Node 24 (first run on this machine only)"
 build "product image" scripts/install-image.sh \

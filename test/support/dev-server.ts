@@ -37,17 +37,21 @@ async function waitForHealth(address: string, child: ChildProcess, output: () =>
   throw new Error(`the dev server did not become healthy within 30s:\n${output()}`);
 }
 
-/** A dev server with root token `root` on `port` (a free one when omitted). Its state lives in memory only. */
-export async function startDevServer(bin: string, port?: number, options: { tls?: boolean } = {}): Promise<DevServer> {
+/**
+ * A dev server with root token `root` on `port` (a free one when omitted) of `host` (127.0.0.1 when
+ * omitted). Its state lives in memory only.
+ */
+export async function startDevServer(bin: string, port?: number, options: { tls?: boolean; host?: string } = {}): Promise<DevServer> {
   const listenPort = port ?? (await freePort());
+  const host = options.host ?? '127.0.0.1';
   const home = mkdtempSync(path.join(tmpdir(), 'sidecar-openbao-'));
-  const address = `${options.tls ? 'https' : 'http'}://127.0.0.1:${listenPort}`;
+  const address = `${options.tls ? 'https' : 'http'}://${host}:${listenPort}`;
   const caFile = options.tls ? path.join(home, 'vault-ca.pem') : undefined;
   const tlsArgs = options.tls ? ['-dev-tls', `-dev-tls-cert-dir=${home}`] : [];
   let log = '';
   const child = spawn(
     bin,
-    ['server', '-dev', '-dev-root-token-id=root', `-dev-listen-address=127.0.0.1:${listenPort}`, '-dev-no-store-token', ...tlsArgs],
+    ['server', '-dev', '-dev-root-token-id=root', `-dev-listen-address=${host}:${listenPort}`, '-dev-no-store-token', ...tlsArgs],
     // A private HOME keeps the dev server from touching the developer's ~/.vault-token.
     { env: { PATH: process.env.PATH, HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -14,7 +14,6 @@ import { waitFor } from './cli.js';
 import { freePort } from './ports.js';
 import { preparedPath } from './prepared.js';
 
-
 export interface KubeApiServer {
   /** https://127.0.0.1:<port> */
   readonly url: string;
@@ -26,8 +25,11 @@ export interface KubeApiServer {
   readonly issuer: string;
   /** Calls the API as the admin; resolves with the status and the parsed JSON body. */
   request<T = Record<string, unknown>>(method: string, apiPath: string, body?: unknown): Promise<{ status: number; body: T }>;
-  /** Starts kube-controller-manager against it (Deployments → ReplicaSets → Pods); stopped with stop(). */
-  startControllerManager(): void;
+  /**
+   * Starts kube-controller-manager against it (Deployments → ReplicaSets → Pods, or the
+   * `controllers` named); stopped with stop().
+   */
+  startControllerManager(controllers?: readonly string[]): void;
   stop(): Promise<void>;
 }
 
@@ -165,7 +167,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
     await stop();
     throw err;
   }
-  const startControllerManager = () => {
+  const startControllerManager = (controllers: readonly string[] = ['deployment', 'replicaset', 'serviceaccount']) => {
     const kubeconfig = path.join(dir, 'admin.kubeconfig');
     writeFileSync(
       kubeconfig,
@@ -188,7 +190,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
         `--service-account-private-key-file=${path.join(dir, 'sa.key')}`,
         '--use-service-account-credentials=false',
         '--leader-elect=false',
-        '--controllers=deployment,replicaset,serviceaccount',
+        `--controllers=${controllers.join(',')}`,
       ],
       children,
     );
