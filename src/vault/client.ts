@@ -40,6 +40,9 @@ export function createVaultClient(config: VaultConfig): VaultClient {
     pathPrefix: '',
     // Unset until login; `token` is set on the client by the auth session.
     token: '',
+    // LIST as `GET ?list=true`, which Vault treats the same: proxies and load balancers in front
+    // of Vault (and Node's own HTTP parser) refuse the custom LIST verb with a 400.
+    noCustomHTTPVerbs: true,
     // Every request goes through http.ts (redirects only within Vault's origins), not node-vault's axios.
     'request-promise': { defaults: () => request },
     // node-vault's debug output (DEBUG=node-vault) prints request bodies: login JWTs, secret_ids,

@@ -34,6 +34,8 @@ export async function startVaultSidecar(options: {
   env: Record<string, string>;
   inbound?: Record<string, unknown>[];
   identity?: Record<string, unknown>;
+  /** Wait for the admin server only (a sidecar that cannot get a certificate never says "sidecar ready"). */
+  adminOnly?: boolean;
 }): Promise<VaultSidecar> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-vault-attack-'));
   const file = path.join(dir, 'config.json');
@@ -65,7 +67,7 @@ export async function startVaultSidecar(options: {
   await waitFor(
     () => {
       if (run.child.exitCode !== null) throw new Error(`the sidecar exited at start: ${run.stderr()}`);
-      return logs().some((l) => l.msg === 'sidecar ready');
+      return logs().some((l) => l.msg === (options.adminOnly ? 'admin server ready' : 'sidecar ready'));
     },
     20_000,
     () => `the sidecar to start (stdout: ${run.stdout().slice(-3000)} stderr: ${run.stderr()})`,

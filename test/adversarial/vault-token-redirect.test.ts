@@ -81,6 +81,7 @@ async function startWith(
   return startVaultSidecar({
     vault: { address, auth, pki: { mount: vault.pkiMount, role: vault.role }, ...extra },
     env,
+    adminOnly: true,
     inbound: [{ name: 'web', target: `127.0.0.1:${app.port}` }],
   });
 }

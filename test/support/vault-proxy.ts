@@ -60,7 +60,7 @@ export async function startVaultProxy(vaultAddress: string): Promise<VaultProxy>
         answer.on('end', () => {
           const text = Buffer.concat(chunks).toString();
           const body = text && (answer.statusCode ?? 0) < 300 ? JSON.stringify(rewrite.change(JSON.parse(text))) : text;
-          const { 'content-length': _, ...headers } = answer.headers;
+          const { 'content-length': _, 'transfer-encoding': __, ...headers } = answer.headers;
           res.writeHead(answer.statusCode ?? 502, { ...headers, 'content-length': Buffer.byteLength(body) });
           res.end(body);
         });
