@@ -5,7 +5,9 @@
 log() { printf '[%s] %s\n' "$(basename "$0" .sh)" "$*" >&2; }
 
 # peer_cache NAME VERSION: where a built peer is kept, outside the repository, once per machine.
-peer_cache() { printf '%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar/$1/$2"; }
+# A relative XDG_CACHE_HOME is ignored, as the XDG spec says (the scripts build in other directories).
+cache_root() { case "${XDG_CACHE_HOME:-}" in /*) printf '%s\n' "$XDG_CACHE_HOME/vault-mtls-sidecar" ;; *) printf '%s\n' "$HOME/.cache/vault-mtls-sidecar" ;; esac; }
+peer_cache() { printf '%s\n' "$(cache_root)/$1/$2"; }
 
 # not_built_yet: with CACHED_ONLY=1 (how the tests call the install scripts) a peer that is not in
 # the cache is an error, never a build inside a test hook's timeout.

@@ -17,7 +17,7 @@ STAGING_VERSION="v0.${KUBERNETES_VERSION#v1.}"
 . "$(dirname "$0")/go-module.sh"
 CACHE=$(peer_cache kubernetes "$KUBERNETES_VERSION")
 
-if [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-controller-manager" ] && "$CACHE/kube-apiserver" --version >/dev/null 2>&1; then
+if [ -x "$CACHE/kube-apiserver" ] && [ -x "$CACHE/kube-controller-manager" ] && "$CACHE/kube-apiserver" --version >/dev/null 2>&1 && "$CACHE/kube-controller-manager" --version >/dev/null 2>&1; then
   echo "$CACHE"
   exit 0
 fi

@@ -18,7 +18,7 @@ set -euo pipefail
 OPENBAO_VERSION="${OPENBAO_VERSION:-2.6.2}"
 OPENBAO_COMMIT="${OPENBAO_COMMIT:-dd9c19c37a878cf4a81b18efb8d6f0599c7da923}"
 VAULT_VERSION="${VAULT_VERSION:-1.21.4}"
-CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/vault-mtls-sidecar"
+case "${XDG_CACHE_HOME:-}" in /*) CACHE_ROOT="$XDG_CACHE_HOME/vault-mtls-sidecar" ;; *) CACHE_ROOT="$HOME/.cache/vault-mtls-sidecar" ;; esac
 
 log() { printf '[install-openbao] %s\n' "$*" >&2; }
 

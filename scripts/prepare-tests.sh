@@ -28,7 +28,7 @@ fail() { printf '[prepare-tests] ERROR %s\n' "$*" >&2; exit 1; }
 
 # command -> Debian package that provides it.
 declare -A PACKAGE=(
-  [curl]=curl [perl]=perl [openssl]=openssl [nmap]=nmap [keytool]=openjdk-17-jre-headless
+  [curl]=curl [perl]=perl [openssl]=openssl [nmap]=nmap [keytool]=default-jre-headless
   [faketime]=faketime [promtool]=prometheus [etcd]=etcd-server
   [podman]=podman [runc]=runc [containerd]=containerd [ctr]=containerd [debootstrap]=debootstrap
   [ip]=iproute2 [nsenter]=util-linux [gcc]=gcc [/usr/lib/cni/bridge]=containernetworking-plugins
@@ -36,7 +36,8 @@ declare -A PACKAGE=(
 ORDER=(curl perl openssl nmap keytool faketime promtool etcd podman runc containerd ctr debootstrap ip nsenter gcc /usr/lib/cni/bridge)
 
 # A tool is a command on the PATH, or a path (the CNI plugins are not on the PATH).
-have() { if [ "${1#/}" != "$1" ]; then [ -x "$1" ]; else command -v "$1" >/dev/null; fi; }
+# /usr/sbin and /sbin count too: a non-root user's PATH lacks them (debootstrap lives there).
+have() { if [ "${1#/}" != "$1" ]; then [ -x "$1" ]; else PATH="$PATH:/usr/sbin:/sbin" command -v "$1" >/dev/null; fi; }
 
 missing_packages() {
   local tool
@@ -54,53 +55,95 @@ install_command() {
   printf '\n'
 }
 
+# go_problem: empty when Go >= 1.25.3 is on the PATH (or in /usr/local/go/bin), else what is wrong.
+# Vault's go.mod says go 1.25.3, and GOTOOLCHAIN=local machines will not fetch a newer toolchain.
+GO_MIN=1.25.3
+go_problem() {
+  command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+  command -v go >/dev/null || { printf 'Go is not installed: install Go >= %s (https://go.dev/dl)' "$GO_MIN"; return; }
+  local v
+  v=$(go env GOVERSION 2>/dev/null | grep -o 'go[0-9][0-9.]*' | head -n 1) || true
+  [ -n "$v" ] || { printf 'Go at %s does not run (`go env GOVERSION` failed): reinstall Go >= %s' "$(command -v go)" "$GO_MIN"; return; }
+  v=${v#go}
+  [ "$(printf '%s\n%s\n' "$GO_MIN" "$v" | sort -V | head -n 1)" = "$GO_MIN" ] ||
+    printf 'Go %s is too old: install Go >= %s (https://go.dev/dl)' "$v" "$GO_MIN"
+}
+
+# cached SCRIPT: prints what the install script has cached, or fails when it would have to build.
+cached() { CACHED_ONLY=1 "$1" 2>/dev/null | tail -n 1; return "${PIPESTATUS[0]}"; }
+
+# What is already built decides whether Go is needed at all (a machine with every build cached
+# needs no Go). BAO_BIN (a bao or vault binary of yours) replaces the OpenBao build.
+BUILDS=(
+  "OpenBao/Vault server|scripts/install-openbao.sh|building from the Go module proxy (first run on this machine only)"
+  "kube-apiserver and kube-controller-manager|scripts/install-kubernetes.sh|building from the Go module proxy (first run on this machine only)"
+  "helm|scripts/install-helm.sh|building from the Go module proxy (first run on this machine only)"
+  "kubelet and the pod sandbox image|scripts/install-kubelet.sh|building from the Go module proxy (first run on this machine only)"
+  "base image node:24-bookworm-slim|scripts/install-base-image.sh|making it with debootstrap and the npm registry's Node 24 (first run on this machine only)"
+  "product image|scripts/install-image.sh|podman build of the Dockerfile (again whenever the Dockerfile, package files or src/ change)"
+)
+if [ -n "${BAO_BIN:-}" ]; then
+  command -v "$BAO_BIN" >/dev/null || fail "BAO_BIN=$BAO_BIN is not an executable; point it at a bao or vault binary, or unset it"
+  BUILDS=("${BUILDS[@]:1}")
+fi
+needs_go=0
+for entry in "${BUILDS[@]}"; do
+  IFS='|' read -r _ script _ <<<"$entry"
+  case "$script" in *openbao*|*kubernetes*|*helm*|*kubelet*) cached "$script" >/dev/null || needs_go=1 ;; esac
+done
+
+# Every problem a user must fix by hand, in one message, before anything is installed or built.
 mapfile -t needed < <(missing_packages)
-if [ "${#needed[@]}" -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing Debian packages the tests use: ${needed[*]} (first run only)"
-    started=$SECONDS
-    if ! DEBIAN_FRONTEND=noninteractive bash -c "$(install_command "${needed[@]}" | sed 's/apt-get /apt-get -qq /g')" >/tmp/prepare-tests-apt.log 2>&1; then
-      tail -n 20 /tmp/prepare-tests-apt.log >&2
-      fail "apt-get could not install ${needed[*]} (log: /tmp/prepare-tests-apt.log); fix the package source and rerun npm test"
-    fi
-    mapfile -t still < <(missing_packages)
-    [ "${#still[@]}" -eq 0 ] || fail "installed, but still not on PATH: ${still[*]}; check the packages and rerun npm test"
-    say "installed in $((SECONDS - started))s"
-  elif command -v apt-get >/dev/null; then
-    fail "npm test needs Debian packages that are not installed: ${needed[*]}. Run as root: sudo sh -c '$(install_command "${needed[@]}")' and rerun npm test"
+problems=()
+gp=""
+[ "$needs_go" = 1 ] && gp=$(go_problem)
+[ -n "$gp" ] && problems+=("$gp")
+as_root=0
+[ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && as_root=1
+if [ "${#needed[@]}" -gt 0 ] && [ "$as_root" = 0 ]; then
+  if command -v apt-get >/dev/null; then
+    problems+=("Debian packages are not installed: ${needed[*]}; as root run: $(install_command "${needed[@]}") (for example with su -c '…' or sudo sh -c '…')")
   else
-    fail "npm test needs tools that are not installed: $(for t in "${ORDER[@]}"; do have "$t" || printf '%s ' "$t"; done)(Debian packages: ${needed[*]}); install them with your package manager and rerun npm test"
+    problems+=("tools are not installed: $(for t in "${ORDER[@]}"; do have "$t" || printf '%s ' "$t"; done)(Debian packages: ${needed[*]}); install them with your package manager")
   fi
 fi
+if [ "${#problems[@]}" -gt 0 ]; then
+  joined=$(printf '%s; ' "${problems[@]}")
+  printf '[prepare-tests] ERROR npm test cannot start: %s. Then rerun npm test.\n' "${joined%; }" >&2
+  exit 1
+fi
 
-command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || fail "npm test builds its test servers with Go, which is not installed: install Go >= 1.25 (https://go.dev/dl) and rerun npm test"
-go_minor=$(go env GOVERSION | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
-[ -n "$go_minor" ] && [ "$go_minor" -ge 25 ] || fail "npm test needs Go >= 1.25 to build its test servers; found $(go env GOVERSION): upgrade Go and rerun npm test"
+if [ "${#needed[@]}" -gt 0 ]; then
+  say "installing Debian packages the tests use: ${needed[*]} (first run only)"
+  started=$SECONDS
+  apt_log=$(mktemp -t prepare-tests-apt.XXXXXX)
+  if ! DEBIAN_FRONTEND=noninteractive bash -c "$(install_command "${needed[@]}" | sed 's/apt-get /apt-get -qq /g')" >"$apt_log" 2>&1; then
+    tail -n 20 "$apt_log" >&2
+    fail "apt-get could not install ${needed[*]} (log: $apt_log); fix the package source and rerun npm test"
+  fi
+  rm -f "$apt_log"
+  mapfile -t still < <(missing_packages)
+  [ "${#still[@]}" -eq 0 ] || fail "installed, but still not found: ${still[*]}; check the packages and rerun npm test"
+  say "installed in $((SECONDS - started))s"
+fi
 
-# build LABEL SCRIPT [HOW]: runs an idempotent install script, reporting time only when it had work to do.
+# build LABEL SCRIPT HOW: runs an idempotent install script, reporting time only when it had work
+# to do, and checks afterwards that the tests will find what it built.
 build() {
-  local label=$1 script=$2 how=${3:-"building from the Go module proxy (first run on this machine only)"} started=$SECONDS out
-  if out=$(CACHED_ONLY=1 "$script" 2>/dev/null); then
-    say "$label: ready (${out##*$'\n'})"
+  local label=$1 script=$2 how=$3 started=$SECONDS out
+  if out=$(cached "$script"); then
+    say "$label: ready ($out)"
     return
   fi
   say "$label: $how"
   "$script" >/dev/null || fail "$label: $script failed (its output is above); fix what it names and rerun npm test"
-  say "$label: built in $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s"
+  out=$(cached "$script") || fail "$label: $script finished but the tests cannot find its result (is XDG_CACHE_HOME or HOME writable and absolute?); fix that and rerun npm test"
+  say "$label: built in $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s ($out)"
 }
 
-if [ -n "${BAO_BIN:-}" ]; then
-  [ -x "$BAO_BIN" ] || fail "BAO_BIN=$BAO_BIN is not an executable; point it at a bao or vault binary, or unset it"
-  say "OpenBao/Vault: BAO_BIN=$BAO_BIN"
-else
-  build "OpenBao/Vault server" scripts/install-openbao.sh
-fi
-build "kube-apiserver and kube-controller-manager" scripts/install-kubernetes.sh
-build "helm" scripts/install-helm.sh
-build "kubelet and the pod sandbox image" scripts/install-kubelet.sh
-build "base image node:24-bookworm-slim" scripts/install-base-image.sh \
-  "making it with debootstrap and the npm registry's Node 24 (first run on this machine only)"
-build "product image" scripts/install-image.sh \
-  "podman build of the Dockerfile (again whenever the Dockerfile, package files or src/ change)"
+[ -n "${BAO_BIN:-}" ] && say "OpenBao/Vault server: BAO_BIN=$BAO_BIN"
+for entry in "${BUILDS[@]}"; do
+  IFS='|' read -r label script how <<<"$entry"
+  build "$label" "$script" "$how"
+done
 say "ready: tools and servers are in place"

@@ -20,7 +20,7 @@ declare module 'vitest' {
 }
 
 function serverBinary(): string {
-  return process.env.BAO_BIN ?? preparedPath('openbao');
+  return process.env.BAO_BIN || preparedPath('openbao');
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
