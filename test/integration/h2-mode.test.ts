@@ -208,3 +208,23 @@ it('after the app answered early, cuts a caller that falls silent mid-request an
     session.close();
   }
 });
+
+it('keeps a busy session open past idleTimeout: idle means no bytes moved, not time since it connected', async () => {
+  const port = await startPair();
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => undefined);
+  let closedAt = 0;
+  session.on('close', () => {
+    closedAt = Date.now();
+  });
+  try {
+    // A call every 0.5 s for three times the outbound's idleTimeout (2 s), on the one session.
+    for (let i = 0; i < 12; i++) {
+      expect(await echoCall(session, `call ${i}`)).toBe(`call ${i}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    expect(closedAt).toBe(0);
+  } finally {
+    session.close();
+  }
+});
