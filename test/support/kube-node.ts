@@ -40,6 +40,11 @@ export interface KubeNode {
   importImage(archive: string): Promise<void>;
   /** The last lines of the kubelet's log, to explain a failure. */
   kubeletLog(): string;
+  /**
+   * A container's log as the kubelet keeps it (CRI format: an RFC 3339 timestamp with nanoseconds
+   * first on each line), all its restarts; '' once the kubelet has removed it.
+   */
+  containerLog(pod: { metadata: { namespace: string; name: string; uid: string } }, container: string): string;
   stop(): Promise<void>;
 }
 
@@ -338,6 +343,17 @@ export async function startKubeNode(): Promise<KubeNode> {
       await ctr(['images', 'import', archive]);
     },
     kubeletLog: () => kubelet?.tail() ?? '',
+    containerLog: (pod, container) => {
+      const logs = path.join(dir, 'pod-logs', `${pod.metadata.namespace}_${pod.metadata.name}_${pod.metadata.uid}`, container);
+      try {
+        return readdirSync(logs)
+          .sort()
+          .map((f) => readFileSync(path.join(logs, f), 'utf8'))
+          .join('');
+      } catch {
+        return '';
+      }
+    },
     stop,
   };
 }
