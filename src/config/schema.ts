@@ -194,6 +194,8 @@ const identitySection = z.strictObject({
 /** The fields of an allow rule that match the peer's certificate; every rule names one. */
 export const IDENTITY_FIELDS = ['spiffe', 'uri', 'dns', 'cn', 'ou'] as const;
 
+const NON_EMPTY = 'must not be empty; omit the field to allow every method or path';
+
 /**
  * One allow rule: every identity field given must match the peer (any of its values); `*` matches
  * one segment (between `/` in URIs, `.` in DNS names), `**` anything. Methods and path prefixes
@@ -206,18 +208,21 @@ const allowRule = z
     dns: z.optional(z.string().check(z.minLength(1))),
     cn: z.optional(z.string().check(z.minLength(1))),
     ou: z.optional(z.string().check(z.minLength(1))),
-    methods: z.optional(z.array(z.string().check(z.minLength(1), z.toUpperCase()))),
+    // An empty list reads as "any method/path" to some and "none" to others: omit the field instead.
+    methods: z.optional(z.array(z.string().check(z.minLength(1), z.toUpperCase())).check(z.minLength(1, NON_EMPTY))),
     paths: z.optional(
-      z.array(
-        z.string().check(
-          z.startsWith('/'),
-          // Requests are matched on their normalized path, so a rule that is not normalized could never match.
-          z.refine(
-            (path) => !/\/\/|\/\.\.?(\/|$)|[?#;\\]/.test(path),
-            'write the path normalized, as requests are matched: no //, no . or .. segments, no ? # ; or \\',
+      z
+        .array(
+          z.string().check(
+            z.startsWith('/'),
+            // Requests are matched on their normalized path, so a rule that is not normalized could never match.
+            z.refine(
+              (path) => !/\/\/|\/\.\.?(\/|$)|[?#;\\]/.test(path),
+              'write the path normalized, as requests are matched: no //, no . or .. segments, no ? # ; or \\',
+            ),
           ),
-        ),
-      ),
+        )
+        .check(z.minLength(1, NON_EMPTY)),
     ),
   })
   // A rule matches the peers its identity fields match; with none, every peer the CA trusts (tcp

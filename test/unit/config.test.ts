@@ -224,6 +224,12 @@ describe('hardening settings', () => {
       expect(err.message).toContain('inbound[0].authorization.allow[0]: name the peer with spiffe, uri, dns, cn or ou');
     });
 
+    it.each(['methods', 'paths'])('refuses an empty %s list, which reads as "any" to some and "none" to others', (field) => {
+      const err = errorOf(() => withRules('http', [{ cn: 'ok' }, { spiffe: 'spiffe://test/ns/*/sa/*', [field]: [] }]));
+      expect(err.code).toBe(ErrorCodes.CONFIG_INVALID);
+      expect(err.message).toContain(`inbound[0].authorization.allow[1].${field}: must not be empty`);
+    });
+
     it('accepts identity rules in tcp mode and narrowed rules in http mode', () => {
       expect(withRules('tcp', [{ spiffe: 'spiffe://test/ns/*/sa/api' }]).inbound[0]?.authorization?.allow).toHaveLength(1);
       expect(withRules('http', [{ dns: '*.svc', paths: ['/public'], methods: ['GET'] }]).inbound[0]?.mode).toBe('http');
