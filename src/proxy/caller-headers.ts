@@ -13,19 +13,37 @@ const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert
 const FORWARDED_HEADERS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-host'] as const;
 /**
  * Routing headers a client must not set, because apps and frameworks act on them after the sidecar
- * authorized the request: who called and how (`Forwarded`, `X-Real-IP`, Spring's
- * `X-Forwarded-Prefix`/`-Ssl`: the sidecar's X-Forwarded-* are the one account), the path
- * (`X-Original-URL`, `X-Rewrite-URL`: IIS, Symfony and Zend route on them instead of the request
- * line) and the method (the override headers Express's method-override middleware and others
- * honour, which would walk past a rule's `methods`). Dropped always, never replaced.
+ * authorized the request. A denylist — headers not named here pass — of the names proxies,
+ * CDNs and frameworks are known to honour:
+ * - who called and how: `Forwarded`, `X-Forwarded`, `Forwarded-For`, `X-Real-IP`,
+ *   `X-Client-IP`, `Client-IP`, `True-Client-IP`, `X-Cluster-Client-IP` (IP allowlists and rate
+ *   limiters trust them), `X-Forwarded-Scheme`, `X-Forwarded-Server`, Spring's
+ *   `X-Forwarded-Prefix`/`-Ssl`: the sidecar's X-Forwarded-* are the one account;
+ * - the path: `X-Original-URL`, `X-Rewrite-URL`, `X-Original-URI`, `X-Forwarded-Uri`,
+ *   `X-Forwarded-Path` (IIS, Symfony, Zend and auth proxies route or check on them instead of the
+ *   request line);
+ * - the method: the override headers Express's method-override middleware and others honour,
+ *   which would walk past a rule's `methods`.
+ * Dropped always, never replaced; `_` spellings too (isCallerHeader).
  */
 const ROUTING_HEADERS = [
   'forwarded',
+  'x-forwarded',
+  'forwarded-for',
   'x-real-ip',
+  'x-client-ip',
+  'client-ip',
+  'true-client-ip',
+  'x-cluster-client-ip',
+  'x-forwarded-scheme',
+  'x-forwarded-server',
   'x-forwarded-prefix',
   'x-forwarded-ssl',
   'x-original-url',
   'x-rewrite-url',
+  'x-original-uri',
+  'x-forwarded-uri',
+  'x-forwarded-path',
   'x-http-method-override',
   'x-http-method',
   'x-method-override',

@@ -34,6 +34,22 @@ const ROUTING: Record<string, string> = {
   'x-method-override': 'DELETE',
   'x-http-method': 'DELETE',
   'x-forwarded-prefix': '/admin',
+  // Client-address headers that IP allowlists and rate limiters trust, and path/scheme headers
+  // that reverse-proxy-aware frameworks route or build redirects on.
+  'x-client-ip': '10.6.6.6',
+  'true-client-ip': '10.6.6.6',
+  true_client_ip: '10.6.6.6',
+  'x-cluster-client-ip': '10.6.6.6',
+  'x-forwarded': 'for=10.6.6.6',
+  'forwarded-for': '10.6.6.6',
+  'client-ip': '10.6.6.6',
+  client_ip: '10.6.6.6',
+  'x-forwarded-scheme': 'gopher-admin',
+  'x-original-uri': '/admin/delete-all',
+  'x-forwarded-uri': '/admin/delete-all',
+  x_forwarded_uri: '/admin/delete-all',
+  'x-forwarded-path': '/admin',
+  'x-forwarded-server': 'admin.internal',
 };
 
 let app: RecordingApp;
