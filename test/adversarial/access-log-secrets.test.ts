@@ -71,6 +71,37 @@ describe('http mode', () => {
     const refused = sidecar.logs('request_target_refused').at(-1);
     expect(refused?.detail).toBe('/a%2fb');
   });
+
+  it.each([
+    // A servlet session id in a ; path parameter (refused: requestPath.semicolons is reject).
+    [`/public;jsessionid=${SECRET}/x?q=1`, '/public;/x'],
+    [`/a%3Bjsessionid=${SECRET}/b`, '/a%3B/b'],
+    // A password in the absolute form's userinfo (refused for its encoded slash).
+    [`http://user:${SECRET}@app.test/a%2fb`, 'http://app.test/a%2fb'],
+  ])('keeps the session id or password of refused target %s out of the audit and access lines', async (target, logged) => {
+    const count = accessLines('web').length;
+    const before = app.requests.length;
+    const answer = await rawExchange(await tlsConnect(sidecar, 'web'), `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    expect(app.requests.slice(before)).toEqual([]);
+    expect(sidecar.logs('request_target_refused').at(-1)?.detail).toBe(logged);
+    // The previous test's line may land after `count` was taken: look for this request's line.
+    for (
+      let i = 0;
+      i < 50 &&
+      !accessLines('web')
+        .slice(count)
+        .some((l) => l.path === logged);
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 50));
+    expect(
+      accessLines('web')
+        .slice(count)
+        .map((l) => l.path),
+    ).toContain(logged);
+    expect(sidecar.run.stdout()).not.toContain(SECRET);
+  });
 });
 
 describe('h2 mode', () => {
@@ -89,6 +120,26 @@ describe('h2 mode', () => {
     const line = await nextAccessLine('grpc', count);
     expect(line.path).toBe('/Orders/List');
     expect(h2app.streams.at(-1)?.[':path']).toBe(`/Orders/List?api_key=${SECRET}`);
+  });
+});
+
+describe('h2 mode, refused', () => {
+  it('keeps a session id in a refused :path out of the audit and access lines', async () => {
+    const count = accessLines('grpc').length;
+    const before = h2app.streams.length;
+    const socket = await tlsConnect(sidecar, 'grpc', sidecar.good, ['h2']);
+    const session = http2.connect('https://localhost', { createConnection: () => socket });
+    session.on('error', () => undefined);
+    const req = session.request({ ':method': 'GET', ':path': `/svc;jsessionid=${SECRET}/List` });
+    req.end();
+    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+    req.resume();
+    await once(req, 'close');
+    session.close();
+    expect(Number(headers[':status'])).toBe(400);
+    expect(h2app.streams.slice(before)).toEqual([]);
+    expect((await nextAccessLine('grpc', count)).path).toBe('/svc;/List');
+    expect(sidecar.logs('request_target_refused').at(-1)?.detail).toBe('/svc;/List');
   });
 });
 
