@@ -185,13 +185,6 @@ it(
     await connectionsClosed();
     const after = await measure();
 
-    // What reached the apps: each exchange, once, from both directions.
-    const ran = (kind: string) => workloads().filter((w) => w.name.startsWith(kind)).length * CONNECTIONS;
-    expect(apps.reached.http - reachedBefore.http).toBe(2 * ran('http keep-alive') + ran('http Connection: close'));
-    expect(apps.reached.webSockets - reachedBefore.webSockets).toBe(ran('WebSocket'));
-    expect(apps.reached.h2 - reachedBefore.h2).toBe(ran('h2 session'));
-    expect(apps.reached.tcp - reachedBefore.tcp).toBe(ran('tcp'));
-
     for (const sidecar of [inbound, outbound]) {
       const start = before.get(sidecar.name) as MemorySample;
       const end = after.get(sidecar.name) as MemorySample;
@@ -200,6 +193,17 @@ it(
       expect(end.heapUsed - start.heapUsed, `${report}: closed connections are still referenced`).toBeLessThan(HEAP_GROWTH_BOUND);
       expect(end.rss - start.rss, `${report}: memory is not given back`).toBeLessThan(RSS_GROWTH_BOUND);
     }
+
+    // What reached the apps: each exchange, once, from both directions. A plain GET may arrive
+    // twice, rarely: the outbound pool resends an idempotent request whose pooled connection the
+    // inbound sidecar closed as it was sent (RFC 9110 §9.2.2; 3 of 300,000 in a 100,000 run).
+    const ran = (kind: string) => workloads().filter((w) => w.name.startsWith(kind)).length * CONNECTIONS;
+    const httpRequests = 2 * ran('http keep-alive') + ran('http Connection: close');
+    expect(apps.reached.http - reachedBefore.http).toBeGreaterThanOrEqual(httpRequests);
+    expect(apps.reached.http - reachedBefore.http).toBeLessThanOrEqual(httpRequests * 1.0001);
+    expect(apps.reached.webSockets - reachedBefore.webSockets).toBe(ran('WebSocket'));
+    expect(apps.reached.h2 - reachedBefore.h2).toBe(ran('h2 session'));
+    expect(apps.reached.tcp - reachedBefore.tcp).toBe(ran('tcp'));
 
     // Both still serve a good client, each kind, and are alive.
     expect(await soak(1)).toEqual([]);
