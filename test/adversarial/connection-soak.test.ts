@@ -195,8 +195,8 @@ it(
     }
 
     // What reached the apps: each exchange, once, from both directions. A plain GET may arrive
-    // twice, rarely: the outbound pool resends an idempotent request whose pooled connection the
-    // inbound sidecar closed as it was sent (RFC 9110 §9.2.2; 3 of 300,000 in a 100,000 run).
+    // twice, rarely (3 of 300,000 in a 100,000 run; most likely the outbound pool resending an
+    // idempotent request whose pooled connection closed as it was sent, as RFC 9110 §9.2.2 allows).
     const ran = (kind: string) => workloads().filter((w) => w.name.startsWith(kind)).length * CONNECTIONS;
     const httpRequests = 2 * ran('http keep-alive') + ran('http Connection: close');
     expect(apps.reached.http - reachedBefore.http).toBeGreaterThanOrEqual(httpRequests);
