@@ -8,6 +8,7 @@ import type http2 from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { PeerIdentity } from '../tls/peer.js';
+import { isClosing } from './closing-connections.js';
 import type { ExchangeRecorder } from './exchanges.js';
 import { loggedPath, streamPath } from './forwarded-path.js';
 import { relayedBytes } from './h2/relayed-bytes.js';
@@ -59,7 +60,10 @@ export function trackConnections(server: NetServer, listener: string, direction:
  */
 export function trackRequests(server: http.Server, record: ExchangeRecorder, peerOf: PeerOf): void {
   const lastCounted = new WeakMap<Socket, { read: number; written: number }>();
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  // Ahead of the listener's handler, which marks a connection closing when it refuses a request:
+  // the refused request is recorded, the ones pipelined behind it (ignored) are not.
+  server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (isClosing(req.socket)) return;
     const startedAt = process.hrtime.bigint();
     const method = req.method ?? '';
     // Taken now: by the response's close the request may be detached from its socket.

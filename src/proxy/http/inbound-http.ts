@@ -12,6 +12,7 @@ import type { InboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls, type RequestRefusal } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
+import { closeAfterAnswer, isClosing } from '../closing-connections.js';
 import { jsonErrorBody, sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
@@ -56,12 +57,15 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   };
 
   const server = https.createServer({ ...httpServerOptions(config.limits), ...mtls.serverOptions }, (req, res) => {
+    // Pipelined behind a refusal: ignored, and ended with the connection (closing-connections.ts).
+    if (isClosing(req.socket)) return;
     const admitted = admit(req);
     if ('refused' in admitted) {
       const { status, code, message } = admitted.refused;
       // Close the connection after the answer: a refused request's body is never read, and a
       // denied peer must not keep holding a slot of limits.maxConnections with a kept-alive one.
       res.shouldKeepAlive = false;
+      closeAfterAnswer(req.socket);
       return sendJsonError(res, status, code, message);
     }
     guardRequestBody(req, res, config.limits);
@@ -70,6 +74,8 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   // WebSocket (and any HTTP/1.1 upgrade): the same admission, then a byte pipe.
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    // Pipelined behind a refusal: the refusal is already written; end after it.
+    if (isClosing(req.socket)) return socket.end();
     const admitted = admit(req);
     if (!('refused' in admitted)) return forwarder.ws(req, socket, head, admitted.headers);
     const { status, code, message } = admitted.refused;
