@@ -107,6 +107,8 @@ if [ "${#needed[@]}" -gt 0 ] && [ "$as_root" = 0 ]; then
     problems+=("tools are not installed: $(for t in "${ORDER[@]}"; do have "$t" || printf '%s ' "$t"; done)(Debian packages: ${needed[*]}); install them with your package manager")
   fi
 fi
+# The image and pod tests run podman, containerd and a kubelet, which need root.
+[ "$(id -u)" = 0 ] || problems+=("the image and pod tests (test/e2e/image-contract, test/cluster) run podman, containerd and a kubelet, which need root: run npm test as root (in a VM or a disposable container)")
 if [ "${#problems[@]}" -gt 0 ]; then
   joined=$(printf '%s; ' "${problems[@]}")
   printf '[prepare-tests] ERROR npm test cannot start: %s. Then rerun npm test.\n' "${joined%; }" >&2
@@ -137,7 +139,7 @@ build() {
   fi
   say "$label: $how"
   "$script" >/dev/null || fail "$label: $script failed (its output is above); fix what it names and rerun npm test"
-  out=$(cached "$script") || fail "$label: $script finished but the tests cannot find its result (is XDG_CACHE_HOME or HOME writable and absolute?); fix that and rerun npm test"
+  out=$(cached "$script") || fail "$label: $script finished but the tests cannot find its result (is HOME writable? did files that go into it change during the build?); rerun npm test"
   say "$label: built in $(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s ($out)"
 }
 
