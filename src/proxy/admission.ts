@@ -12,7 +12,7 @@ import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
 import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import { nameOf, type PeerIdentity, peerIdentity } from '../tls/peer.js';
-import { type ConnectionGate, gateConnections } from './connection-gate.js';
+import { type ConnectionGate, gateConnections, type PeerClass } from './connection-gate.js';
 import { loggedPath } from './forwarded-path.js';
 import type { ListenerDeps } from './listener.js';
 import { normalizeTarget } from './request-target.js';
@@ -45,20 +45,22 @@ export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): 
       contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
       refuseCaLeaves(server, config.name, metrics, audit);
       refuseUntrustedIssuers(server, config.name, contexts, metrics, audit);
-      const gate = gateConnections(server, config.name, config.limits, metrics, audit, (socket) => deniedPeer(policy, socket));
+      const gate = gateConnections(server, config.name, config.limits, metrics, audit, (socket) => classifyPeer(policy, socket));
       reportRejectedHandshakes(server, config.name, gate, metrics, audit, deps.onUnknownIssuer);
     },
   };
 }
 
 /**
- * A peer that no rule admits, for any request (rules with methods or paths count as possible):
- * such a connection can only ever be refused. Never in dry run, which refuses nothing.
+ * For the connection gate: whether no rule admits the peer, for any request (rules with methods or
+ * paths count as possible) — such a connection can only ever be refused; never in dry run, which
+ * refuses nothing — and the identity its slots are counted under.
  */
-function deniedPeer(policy: AuthorizationPolicy | undefined, socket: TLSSocket): boolean {
-  if (!policy || policy.config.dryRun) return false;
+function classifyPeer(policy: AuthorizationPolicy | undefined, socket: TLSSocket): PeerClass {
   const peer = peerIdentity(socket);
-  return !peer || !policy.decide(peer).allowed;
+  if (!peer) return { denied: !!policy && !policy.config.dryRun, identity: '' };
+  const denied = !!policy && !policy.config.dryRun && !policy.decide(peer).allowed;
+  return { denied, identity: nameOf(peer) };
 }
 
 /**

@@ -6,11 +6,15 @@
  * - connections still in their handshake are capped by `maxPendingHandshakes`; when a new one
  *   arrives at the cap, the oldest pending one that has sent nothing is closed (else the oldest of
  *   all), so a flood of silent sockets only ever competes with itself, however fast it reconnects;
- * - only connections that completed a handshake count toward `maxConnections`; past it, a peer
- *   that no authorization rule admits is closed first (the oldest such one, or the newcomer if it
- *   is one): any certificate from a shared CA completes a handshake, and peers that may never
- *   send a request that passes must not hold the slots of ones that may (Envoy's overload manager
- *   sheds the worst connections first the same way). Otherwise the new connection is closed and
+ * - only connections that completed a handshake count toward `maxConnections`. Past it, as Envoy's
+ *   overload manager sheds the worst connections first: a peer that no authorization rule admits
+ *   is closed first (the oldest such one, or the newcomer if it is one) — any certificate from a
+ *   shared CA completes a handshake, and peers that may never send a request that passes must not
+ *   hold the slots of ones that may; else the oldest idle connection (no request in flight) of the
+ *   identity holding the most slots, if it holds at least two more than the newcomer's identity
+ *   (so no identity is taken below one, and two identities never take a slot back and forth): a
+ *   peer admitted by any narrow rule (GET /health for every workload) could otherwise hold every
+ *   slot by sending an allowed request now and then. Otherwise the new connection is closed and
  *   the ones already open are untouched;
  * - `handshakeTimeout` (set on the server at construction) closes a socket that stays silent.
  *
@@ -20,14 +24,21 @@ import type { Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { hasRequestInFlight } from './requests-in-flight.js';
 
 export interface GateLimits {
   readonly maxConnections: number;
   readonly maxPendingHandshakes: number;
 }
 
-/** Whether an established connection's peer is one no authorization rule admits (closed first at the cap). */
-export type DeniedPeer = (socket: TLSSocket) => boolean;
+/** What the gate needs to know of an established connection's peer. */
+export interface PeerClass {
+  /** No authorization rule admits it (closed first at the cap). */
+  readonly denied: boolean;
+  /** Its identity (SPIFFE ID, URI, DNS name or subject): slots are shared fairly between identities. */
+  readonly identity: string;
+}
+export type ClassifyPeer = (socket: TLSSocket) => PeerClass;
 
 export interface ConnectionGate {
   /** The peer's address, also for a socket whose handshake failed (Node forgets it once the socket is destroyed). */
@@ -60,7 +71,8 @@ export function gateConnections(
   limits: GateLimits,
   metrics: Metrics,
   audit: AuditLog,
-  deniedPeer: DeniedPeer = () => false,
+  // Without one (the webhook), every peer is one identity, admitted.
+  classify: ClassifyPeer = () => ({ denied: false, identity: '' }),
 ): ConnectionGate {
   // A Set iterates in insertion order: its first element is the oldest pending handshake.
   const pending = new Set<Socket>();
@@ -70,6 +82,44 @@ export function gateConnections(
   const established = new Set<TLSSocket>();
   // Those whose peer no rule admits, oldest first.
   const denied = new Set<TLSSocket>();
+  // Established connections per peer identity, oldest first.
+  const byIdentity = new Map<string, Set<TLSSocket>>();
+  const identityOf = new WeakMap<TLSSocket, string>();
+
+  const forget = (socket: TLSSocket) => {
+    established.delete(socket);
+    denied.delete(socket);
+    const identity = identityOf.get(socket);
+    const own = identity === undefined ? undefined : byIdentity.get(identity);
+    own?.delete(socket);
+    if (identity !== undefined && own?.size === 0) byIdentity.delete(identity);
+  };
+
+  /**
+   * The oldest idle connection of the identity holding the most slots, when that identity holds
+   * at least two more than `newcomer` does (after the move it still holds at least as many).
+   * Identities are tried from the largest down, skipping those with every connection busy.
+   */
+  const overShare = (newcomer: string): TLSSocket | undefined => {
+    const floor = (byIdentity.get(newcomer)?.size ?? 0) + 2;
+    const holders = [...byIdentity.entries()].filter(([, sockets]) => sockets.size >= floor).sort((a, b) => b[1].size - a[1].size);
+    for (const [identity, sockets] of holders) {
+      if (identity === newcomer) continue;
+      for (const socket of sockets) {
+        const raw = rawSocketOf(socket);
+        if (!hasRequestInFlight(raw ?? socket)) return socket;
+      }
+    }
+    return undefined;
+  };
+
+  const evict = (socket: TLSSocket, reason: 'denied_peer' | 'identity_share', detail: string, message: string) => {
+    forget(socket);
+    const remoteAddress = socket.remoteAddress;
+    socket.destroy();
+    metrics.connectionsShed.inc({ listener, reason });
+    audit.record({ event: 'connection_evicted', listener, remoteAddress, peer: identityOf.get(socket), reason, detail }, message);
+  };
 
   server.on('connection', (raw: Socket) => {
     if (raw.remoteAddress) remoteAddresses.set(raw, raw.remoteAddress);
@@ -99,25 +149,24 @@ export function gateConnections(
     if (socket.destroyed) return;
     // A client asking to renegotiate gets an error and is closed (the context refuses it too).
     socket.disableRenegotiation();
-    const isDenied = deniedPeer(socket);
+    const peer = classify(socket);
     if (established.size >= limits.maxConnections) {
-      const evict = isDenied ? undefined : (denied.values().next().value as TLSSocket | undefined);
-      if (evict) {
+      const deniedVictim = peer.denied ? undefined : (denied.values().next().value as TLSSocket | undefined);
+      const shareVictim = peer.denied || deniedVictim ? undefined : overShare(peer.identity);
+      if (deniedVictim) {
         // Room for a peer that may pass: the oldest one that never can is closed.
-        established.delete(evict);
-        denied.delete(evict);
-        const remoteAddress = evict.remoteAddress;
-        evict.destroy();
-        metrics.connectionsShed.inc({ listener, reason: 'denied_peer' });
-        audit.record(
-          {
-            event: 'connection_evicted',
-            listener,
-            remoteAddress,
-            reason: 'denied_peer',
-            detail: `${limits.maxConnections} connections are open (limits.maxConnections); no allow rule admits this peer`,
-          },
+        evict(
+          deniedVictim,
+          'denied_peer',
+          `${limits.maxConnections} connections are open (limits.maxConnections); no allow rule admits this peer`,
           'closed a connection of a peer no rule admits to make room',
+        );
+      } else if (shareVictim) {
+        evict(
+          shareVictim,
+          'identity_share',
+          `${limits.maxConnections} connections are open (limits.maxConnections); this identity held the most, and this one was idle`,
+          'closed an idle connection of the identity holding the most connections to make room',
         );
       } else {
         socket.destroy();
@@ -136,11 +185,15 @@ export function gateConnections(
       }
     }
     established.add(socket);
-    if (isDenied) denied.add(socket);
-    socket.once('close', () => {
-      established.delete(socket);
-      denied.delete(socket);
-    });
+    if (peer.denied) denied.add(socket);
+    identityOf.set(socket, peer.identity);
+    let own = byIdentity.get(peer.identity);
+    if (!own) {
+      own = new Set();
+      byIdentity.set(peer.identity, own);
+    }
+    own.add(socket);
+    socket.once('close', () => forget(socket));
   });
 
   return {

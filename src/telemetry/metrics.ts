@@ -68,7 +68,7 @@ export class Metrics {
 
   readonly connectionsShed = new Counter({
     name: 'sidecar_connections_shed_total',
-    help: 'Connections closed by a listener limit, by listener and reason (max_connections, pending_handshakes, denied_peer).',
+    help: 'Connections closed by a listener limit, by listener and reason (max_connections, pending_handshakes, denied_peer, identity_share).',
     labelNames: ['listener', 'reason'] as const,
     registers: [this.registry],
   });

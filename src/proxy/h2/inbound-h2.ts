@@ -13,6 +13,7 @@ import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { rememberForwardedPath } from '../forwarded-path.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { h2HostProblem } from '../request-host.js';
+import { requestInFlight } from '../requests-in-flight.js';
 import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
 
 const dropFromRequest = (name: string) => name === 'host' || isCallerHeader(name);
@@ -33,6 +34,8 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     // The session (and its socket) may already be gone when a stream event is delivered.
     const socket = stream.session?.socket as TLSSocket | undefined;
     if (!socket || stream.destroyed) return;
+    // Busy until the stream closes: the gate sheds idle connections only.
+    requestInFlight(socket, stream);
     const method = String(headers[':method'] ?? '');
     const decision = admitRequest(mtls.admission, socket, method, String(headers[':path'] ?? ''), h2HostProblem(headers));
     if ('refused' in decision) {

@@ -17,6 +17,7 @@ import { jsonErrorBody, sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { http1HostProblem } from '../request-host.js';
+import { requestInFlight } from '../requests-in-flight.js';
 import { createHttpForwarder } from './http-forwarder.js';
 import { Pool } from './undici-pool.js';
 
@@ -59,6 +60,8 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   const server = https.createServer({ ...httpServerOptions(config.limits), ...mtls.serverOptions }, (req, res) => {
     // Pipelined behind a refusal: ignored, and ended with the connection (closing-connections.ts).
     if (isClosing(req.socket)) return;
+    // Busy until the response ends: the gate sheds idle connections only.
+    requestInFlight(req.socket, res);
     const admitted = admit(req);
     if ('refused' in admitted) {
       const { status, code, message } = admitted.refused;
@@ -76,6 +79,8 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     socket.on('error', () => socket.destroy());
     // Pipelined behind a refusal: the refusal is already written; end after it.
     if (isClosing(req.socket)) return socket.end();
+    // A WebSocket is a request in flight for as long as it is open.
+    requestInFlight(req.socket, socket);
     const admitted = admit(req);
     if (!('refused' in admitted)) return forwarder.ws(req, socket, head, admitted.headers);
     const { status, code, message } = admitted.refused;
