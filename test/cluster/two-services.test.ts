@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnCli, waitFor } from '../support/cli.js';
 import { type DevServer, startDevServer } from '../support/dev-server.js';
 import { processFacts, productImage } from '../support/image.js';
-import { type KubeNode, startKubeNode } from '../support/kube-node.js';
+import { hostState, type KubeNode, startKubeNode } from '../support/kube-node.js';
 import { TestPki } from '../support/pki.js';
 import { containerPid, curlInPod, execInContainer, isReady, type Pod, podEvents, status, waitForPod } from '../support/pods.js';
 import { freePort } from '../support/ports.js';
@@ -30,6 +30,7 @@ let node: KubeNode;
 let vault: DevServer;
 let payments: Pod;
 let orders: Pod;
+let hostBefore: Awaited<ReturnType<typeof hostState>>;
 
 /**
  * payments' app: answers with who called, as its sidecar told it (XFCC), after ?delay= ms; on
@@ -251,6 +252,7 @@ async function setUpVault(): Promise<void> {
 }
 
 beforeAll(async () => {
+  hostBefore = await hostState();
   node = await startKubeNode();
   try {
     await node.importImage(image.archive);
@@ -293,6 +295,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await node?.stop();
   await vault?.stop();
+  // The node leaves the host's kernel settings and iptables as it found them.
+  expect(await hostState()).toEqual(hostBefore);
 }, 120_000);
 
 describe('two services through their sidecars, in pods on a kubelet', () => {

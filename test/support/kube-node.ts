@@ -166,6 +166,10 @@ function kubeletConfig(dir: string, socket: string, port: number, healthzPort: n
     nodeStatusUpdateFrequency: '5s',
     serializeImagePulls: false,
     shutdownGracePeriod: '0s',
+    // No KUBE-FIREWALL (a DROP rule on the host's INPUT/OUTPUT), KUBE-KUBELET-CANARY or
+    // KUBE-IPTABLES-HINT chains: they serve kube-proxy, which this node does not run, and would
+    // outlive the test on the host (v1.34 skips initNetworkUtil when this is false).
+    makeIPTablesUtilChains: false,
   });
 }
 
@@ -199,6 +203,88 @@ function startBinder(kube: KubeApiServer): () => void {
   };
 }
 
+/**
+ * Host kernel settings the node changes: the kubelet's container manager sets the first six to what
+ * it wants (protectKernelDefaults: false), the CNI bridge plugin (isGateway) turns on forwarding.
+ * They are read before the node starts and written back by stop(), so a test run leaves the host
+ * as it found it.
+ */
+const HOST_SYSCTLS = [
+  'kernel/panic',
+  'kernel/panic_on_oops',
+  'vm/overcommit_memory',
+  'vm/panic_on_oom',
+  'kernel/keys/root_maxkeys',
+  'kernel/keys/root_maxbytes',
+  'net/ipv4/ip_forward',
+];
+
+function readSysctls(): Map<string, string> {
+  const values = new Map<string, string>();
+  for (const key of HOST_SYSCTLS) {
+    try {
+      values.set(key, readFileSync(`/proc/sys/${key}`, 'utf8').trim());
+    } catch {
+      // Not on this kernel: nothing to restore.
+    }
+  }
+  return values;
+}
+
+function restoreSysctls(values: Map<string, string>): void {
+  for (const [key, value] of values) {
+    try {
+      if (readFileSync(`/proc/sys/${key}`, 'utf8').trim() !== value) writeFileSync(`/proc/sys/${key}`, `${value}\n`);
+    } catch {
+      // Best effort: a read-only /proc/sys leaves nothing we could have changed either.
+    }
+  }
+}
+
+/** The iptables tables (IPv4 and IPv6) the kubelet writes its chains to, if it does. */
+const IPTABLES = ['iptables', 'ip6tables'].flatMap((cmd) => ['filter', 'mangle', 'nat'].map((table) => ({ cmd, table })));
+
+/** Every KUBE-* chain, as "<cmd> <table> <chain>". */
+async function kubeChains(): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (const { cmd, table } of IPTABLES) {
+    const rules = await sh(cmd, ['-w', '-t', table, '-S']).catch(() => '');
+    for (const m of rules.matchAll(/^-N (KUBE-\S+)$/gm)) found.add(`${cmd} ${table} ${m[1]}`);
+  }
+  return found;
+}
+
+/**
+ * Removes the KUBE-* chains that were not there before the node started (makeIPTablesUtilChains
+ * is off, so this is a backstop): the jumps to them from built-in chains first, then the chains.
+ */
+async function removeKubeChains(before: Set<string>): Promise<void> {
+  for (const entry of await kubeChains()) {
+    if (before.has(entry)) continue;
+    const [cmd = '', table = '', chain = ''] = entry.split(' ');
+    const rules = await sh(cmd, ['-w', '-t', table, '-S']).catch(() => '');
+    for (const line of rules.split('\n')) {
+      const jump = /^-A (\S+) (.*)$/.exec(line);
+      if (jump?.[2]?.endsWith(`-j ${chain}`) && jump[1] !== chain) {
+        await sh(cmd, ['-w', '-t', table, '-D', jump[1] ?? '', ...jump[2].split(' ')]).catch(() => undefined);
+      }
+    }
+    await sh(cmd, ['-w', '-t', table, '-F', chain]).catch(() => undefined);
+    await sh(cmd, ['-w', '-t', table, '-X', chain]).catch(() => undefined);
+  }
+}
+
+/**
+ * What a node may change on the host and stop() must put back: the sysctls above and the KUBE-*
+ * iptables chains, as comparable strings (a test records it before startKubeNode and after stop).
+ */
+export async function hostState(): Promise<{ sysctls: string[]; chains: string[] }> {
+  return {
+    sysctls: [...readSysctls()].map(([k, v]) => `${k}=${v}`),
+    chains: [...(await kubeChains())].sort(),
+  };
+}
+
 async function deleteBridge(): Promise<void> {
   if (existsSync(`/sys/class/net/${BRIDGE}`)) await sh('ip', ['link', 'delete', BRIDGE]).catch(() => undefined);
 }
@@ -209,6 +295,8 @@ export async function startKubeNode(): Promise<KubeNode> {
   const socket = path.join(dir, 'containerd.sock');
   for (const sub of ['cni', 'ipam', 'pod-logs', 'kubelet', 'containerd']) mkdirSync(path.join(dir, sub));
 
+  const sysctlsBefore = readSysctls();
+  const chainsBefore = await kubeChains();
   // The bridge first, so the test's servers can listen on its address before any pod exists
   // (the bridge plugin keeps an existing bridge and its address). A bridge left by a run that
   // was killed goes first.
@@ -259,6 +347,8 @@ export async function startKubeNode(): Promise<KubeNode> {
     // Sandboxes the kubelet did not tear down leave their network namespaces (and veths) behind.
     for (const ns of podNetns().filter((n) => !netnsBefore.has(n))) await sh('ip', ['netns', 'delete', ns]).catch(() => undefined);
     await deleteBridge();
+    await removeKubeChains(chainsBefore);
+    restoreSysctls(sysctlsBefore);
     // Mounts containerd or the kubelet left under our directory (rootfs, secrets, projected tokens).
     const mounts = readFileSync('/proc/self/mounts', 'utf8')
       .split('\n')
