@@ -23,7 +23,15 @@ IMAGE="localhost/vault-mtls-sidecar:$inputs_hash"
 CACHE=$(peer_cache image "$inputs_hash")
 
 require_podman "the product image"
+# One build at a time per machine (two checkouts, a test run beside prepare-tests): the check, the
+# build and the save happen under a lock on the cache root, so nobody reads a half-written cache or
+# removes the image another run is about to use.
+IMAGES=$(dirname "$CACHE")
+mkdir -p "$IMAGES"
+exec 9>"$IMAGES/.lock"
+flock 9
 if [ -s "$CACHE/image.tar" ] && [ "$(cat "$CACHE/name" 2>/dev/null)" = "$IMAGE" ] && podman image exists "$IMAGE"; then
+  touch "$CACHE" # most recently used: kept by the cleanup below
   echo "$CACHE"
   exit 0
 fi
@@ -34,7 +42,11 @@ mounts=()
 [ -d "$HOME/.npm" ] && mounts+=(-v "$HOME/.npm:/root/.npm")
 host_ca="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}"
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$CACHE"
+# The archive is written in a directory of its own beside its final place, then moved in: podman
+# will not save over an existing file, and an interrupted save must not look like a cache.
+SAVING=$(mktemp -d "$CACHE/.saving.XXXXXX")
+trap 'rm -rf "$WORK" "$SAVING"' EXIT
 if [ -s "$host_ca" ]; then
   printf 'cafile=/run/host-ca.crt\n' >"$WORK/npmrc"
   mounts+=(-v "$host_ca:/run/host-ca.crt:ro" -v "$WORK/npmrc:/usr/local/etc/npmrc:ro")
@@ -46,14 +58,22 @@ podman build --pull=never --network=host "${mounts[@]}" -t "$IMAGE" -f Dockerfil
   log "podman build failed (full log above)"
   exit 1
 }
-mkdir -p "$CACHE"
-podman save --quiet --format docker-archive -o "$CACHE/image.tar.tmp" "$IMAGE" >/dev/null
-mv "$CACHE/image.tar.tmp" "$CACHE/image.tar"
-echo "$IMAGE" >"$CACHE/name"
-# Earlier trees' images are not needed again: keep the storage and the cache to the current one.
-for old in "$(dirname "$CACHE")"/*; do
-  [ "$old" = "$CACHE" ] && continue
-  podman rmi -f "localhost/vault-mtls-sidecar:$(basename "$old")" >/dev/null 2>&1 || true
-  rm -rf "$old"
+# Leftovers of interrupted runs (saves of other days; the image.tar.tmp of earlier versions).
+find "$IMAGES" -mindepth 2 -maxdepth 2 \( -name '.saving.*' ! -path "$SAVING" -o -name 'image.tar.tmp' \) -exec rm -rf {} +
+podman save --quiet --format docker-archive -o "$SAVING/image.tar" "$IMAGE" >/dev/null
+echo "$IMAGE" >"$SAVING/name"
+mv -f "$SAVING/image.tar" "$CACHE/image.tar"
+mv -f "$SAVING/name" "$CACHE/name"
+touch "$CACHE"
+# Older trees' images: keep the few most recently used (another checkout, or a branch switched
+# back to, may still use one), and remove the rest only where podman agrees — plain rmi refuses
+# an image a container (running or not) still uses, and its cache then stays too.
+KEEP=3
+ls -1dt "$IMAGES"/*/ 2>/dev/null | tail -n +$((KEEP + 1)) | while read -r old; do
+  old=${old%/}
+  name="localhost/vault-mtls-sidecar:$(basename "$old")"
+  if ! podman image exists "$name" || podman rmi "$name" >/dev/null 2>&1; then
+    rm -rf "$old"
+  fi
 done
 echo "$CACHE"

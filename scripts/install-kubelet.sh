@@ -41,7 +41,12 @@ mkdir -p "$WORK/pause-root"
 gcc -Os -static -DVERSION="${PAUSE_IMAGE##*:}" -o "$WORK/pause-root/pause" build/pause/linux/pause.c
 tar -C "$WORK/pause-root" -c pause | CONTAINERS_CONF="$SCRIPTS/image/containers.conf" \
   podman import --quiet --change 'ENTRYPOINT ["/pause"]' --change 'USER 65535:65535' - "$PAUSE_IMAGE" >/dev/null
-podman save --quiet --format docker-archive -o "$CACHE/pause.tar" "$PAUSE_IMAGE"
+# Saved beside its final place, then moved in: podman will not save over an existing archive (a
+# run that built pause but not the kubelet), and an interrupted save must not look like a cache.
+SAVING=$(mktemp -d "$CACHE/.saving.XXXXXX")
+trap 'rm -rf "$WORK" "$SAVING"' EXIT
+podman save --quiet --format docker-archive -o "$SAVING/pause.tar" "$PAUSE_IMAGE"
+mv -f "$SAVING/pause.tar" "$CACHE/pause.tar"
 if [ ! -x "$CACHE/kubelet" ]; then
   log "building kubelet (a few minutes)"
   GOWORK=off GOFLAGS=-mod=mod go build -trimpath -o "$CACHE/kubelet.tmp" ./cmd/kubelet
