@@ -6,6 +6,9 @@
 # Builds with docker or podman (`podman build .`, see README "Building the image without Docker").
 
 FROM node:24-bookworm-slim AS build
+# Marks the build stage's images (they are not part of the product) so a build script can prune
+# them: scripts/install-image.sh removes them after each build (~165 MB a rebuild otherwise).
+LABEL io.vault-mtls-sidecar.stage=build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
