@@ -5,15 +5,13 @@
  * client, and stopped with SIGTERM as Kubernetes stops it. What the container is, is read from the
  * host's /proc, not asked of the container.
  */
-import { chmodSync, chownSync, mkdtempSync, writeFileSync } from 'node:fs';
-import type http from 'node:http';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EchoReply } from '../../src/demo/echo-app.js';
-import { startEchoApp } from '../../src/demo/echo-app.js';
 import { waitFor } from '../support/cli.js';
 import { podman, podmanStatus, processFacts, productImage } from '../support/image.js';
 import { type Pem, TestPki } from '../support/pki.js';
@@ -22,10 +20,30 @@ import { freePort } from '../support/ports.js';
 const image = productImage();
 const container = `sidecar-image-contract-${process.pid}`;
 let app: http.Server;
+/** Resolves each request's path as it reaches the app (before the app answers). */
+let arrived: (path: string) => void = () => {};
+
+/**
+ * The app behind the sidecar: answers with the path and who called (XFCC), after ?delay= ms, so
+ * a request can be held in flight.
+ */
+function startApp(): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    arrived(req.url ?? '');
+    const delay = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('delay') ?? 0);
+    setTimeout(() => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ path: req.url, caller: req.headers['x-forwarded-client-cert'] ?? null }));
+    }, delay);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
 let pki: TestPki;
 let client: Pem;
 let inboundPort = 0;
 let adminPort = 0;
+/** The config volume (with a private key): removed by afterAll. */
+let dir = '';
 
 async function status(url: string): Promise<number> {
   try {
@@ -35,13 +53,13 @@ async function status(url: string): Promise<number> {
   }
 }
 
-function mtlsGet(opts: { cert?: Pem }): Promise<{ status: number; body: string }> {
+function mtlsGet(opts: { cert?: Pem; path?: string }): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.get(
       {
         host: '127.0.0.1',
         port: inboundPort,
-        path: '/orders/1',
+        path: opts.path ?? '/orders/1',
         servername: 'localhost',
         ca: pki.ca.cert,
         ...(opts.cert ? { cert: opts.cert.cert, key: opts.cert.key } : {}),
@@ -63,12 +81,12 @@ beforeAll(async () => {
   pki = TestPki.create('image');
   const serving = pki.leaf('sidecar', { cn: 'payments.shop.svc', dns: ['localhost'], ips: ['127.0.0.1'] });
   client = pki.leaf('orders', { cn: 'orders', uris: ['spiffe://cluster.local/ns/shop/sa/orders'], eku: 'clientAuth' });
-  app = (await startEchoApp()).server;
+  app = await startApp();
   const appPort = (app.address() as { port: number }).port;
   [inboundPort, adminPort] = [await freePort(), await freePort()];
 
   // The config volume as a pod mounts it: readable by uid 1000, the key by that user only.
-  const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-image-'));
+  dir = mkdtempSync(path.join(tmpdir(), 'sidecar-image-'));
   chmodSync(dir, 0o755);
   writeFileSync(path.join(dir, 'tls.crt'), serving.cert, { mode: 0o644 });
   writeFileSync(path.join(dir, 'ca.crt'), pki.ca.cert, { mode: 0o644 });
@@ -113,17 +131,20 @@ admin: { listen: "127.0.0.1:${adminPort}" }
 afterAll(async () => {
   await podman(['rm', '--force', '--time=0', container]).catch(() => undefined);
   app?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('the product image', () => {
   it('serves mTLS: a client with a certificate reaches the app, which sees its SPIFFE ID; one without is refused', async () => {
     const served = await mtlsGet({ cert: client });
     expect(served.status).toBe(200);
-    const reply = JSON.parse(served.body) as EchoReply;
+    const reply = JSON.parse(served.body) as { path: string; caller: string };
     expect(reply.path).toBe('/orders/1');
     expect(reply.caller).toContain('URI=spiffe://cluster.local/ns/shop/sa/orders');
 
-    await expect(mtlsGet({})).rejects.toThrow(/certificate required|socket hang up|ECONNRESET|alert/i);
+    // Refused by the TLS handshake (TLS 1.3: the server's certificate_required alert), not by a
+    // closed port or a reset.
+    await expect(mtlsGet({})).rejects.toMatchObject({ code: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' });
     // The sidecar is still there for the good client.
     expect((await mtlsGet({ cert: client })).status).toBe(200);
   });
@@ -143,6 +164,21 @@ describe('the product image', () => {
     expect(facts.cmdline).toEqual(expect.arrayContaining(['--max-semi-space-size=4', '--heap-growing-percent=50', '/app/dist/main.js']));
   });
 
+  it("runs as uid 1000 by the image's own default, without --user", async () => {
+    expect((await podman(['image', 'inspect', '--format', '{{.Config.User}}', image.name])).trim()).toBe('1000:1000');
+    const ids = await podman([
+      'run',
+      '--rm',
+      '--network=none',
+      '--entrypoint',
+      '/usr/local/bin/node',
+      image.name,
+      '-e',
+      'console.log(process.getuid(), process.getgid(), process.geteuid())',
+    ]);
+    expect(ids.trim()).toBe('1000 1000 1000');
+  });
+
   it('holds node, env, the libraries they link, the user and the app — no shell, no package manager', async () => {
     const files = (await podman(['run', '--rm', '--network=none', '--entrypoint', '/usr/local/bin/node', image.name, '-e', LIST_FILES]))
       .trim()
@@ -157,11 +193,21 @@ describe('the product image', () => {
     expect(podmanStatus(['run', '--rm', '--network=none', '--entrypoint', '/bin/sh', image.name, '-c', 'true']).code).not.toBe(0);
   });
 
-  it('exits 0 on SIGTERM as PID 1, after draining', async () => {
+  it('on SIGTERM as PID 1 completes the request in flight, then exits 0', async () => {
+    const reached = new Promise<string>((resolve) => {
+      arrived = (p) => p.startsWith('/slow') && resolve(p);
+    });
+    const slow = mtlsGet({ cert: client, path: '/slow?delay=2000' });
+    // The request is at the app, through the sidecar, when the sidecar is signalled.
+    await reached;
     await podman(['kill', '--signal', 'TERM', container]);
+    const answered = await slow;
+    expect(answered.status).toBe(200);
+    expect(JSON.parse(answered.body)).toMatchObject({ path: '/slow?delay=2000' });
     expect((await podman(['wait', container])).trim()).toBe('0');
     const logs = await podman(['logs', container]);
     expect(logs).toContain('"msg":"sidecar ready"');
+    expect(logs).toContain('"msg":"draining"');
     // A TLS listener that is gone: nothing answers on the port any more.
     await expect(
       new Promise((resolve, reject) => {
