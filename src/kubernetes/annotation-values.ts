@@ -6,6 +6,7 @@
  * found and what to write instead; `inject` and the webhook print the same ones.
  */
 import { parseDurationSeconds } from '../config/parse.js';
+import { clip } from './messages.js';
 
 const PREFIX = 'vault-mtls-sidecar/';
 
@@ -60,23 +61,25 @@ export interface Resources {
 export function checkResources(resources: Resources, problems: string[]): void {
   const cpu = cpuMillis(resources.cpuRequest);
   if (cpu === undefined || cpu === 0) {
-    problems.push(`annotation ${PREFIX}cpu-request: "${resources.cpuRequest}" is not a CPU quantity above zero; use e.g. 50m or 0.5`);
+    problems.push(`annotation ${PREFIX}cpu-request: "${clip(resources.cpuRequest)}" is not a CPU quantity above zero; use e.g. 50m or 0.5`);
   }
   const request = memoryBytes(resources.memoryRequest);
   const limit = memoryBytes(resources.memoryLimit);
   if (request === undefined || request === 0) {
-    problems.push(`annotation ${PREFIX}memory-request: "${resources.memoryRequest}" is not a memory quantity above zero; use e.g. 96Mi`);
+    problems.push(
+      `annotation ${PREFIX}memory-request: "${clip(resources.memoryRequest)}" is not a memory quantity above zero; use e.g. 96Mi`,
+    );
   }
   if (limit === undefined) {
-    problems.push(`annotation ${PREFIX}memory-limit: "${resources.memoryLimit}" is not a memory quantity; use e.g. 256Mi`);
+    problems.push(`annotation ${PREFIX}memory-limit: "${clip(resources.memoryLimit)}" is not a memory quantity; use e.g. 256Mi`);
   } else if (limit < MIN_MEMORY_LIMIT_BYTES) {
     problems.push(
-      `annotation ${PREFIX}memory-limit: "${resources.memoryLimit}" is below 96Mi, where the sidecar is killed for memory at start; use at least 96Mi (default 256Mi)`,
+      `annotation ${PREFIX}memory-limit: "${clip(resources.memoryLimit)}" is below 96Mi, where the sidecar is killed for memory at start; use at least 96Mi (default 256Mi)`,
     );
   }
   if (request !== undefined && limit !== undefined && request > limit) {
     problems.push(
-      `annotation ${PREFIX}memory-request: "${resources.memoryRequest}" is above memory-limit "${resources.memoryLimit}"; the API server refuses a request above its limit`,
+      `annotation ${PREFIX}memory-request: "${clip(resources.memoryRequest)}" is above memory-limit "${clip(resources.memoryLimit)}"; the API server refuses a request above its limit`,
     );
   }
 }
@@ -85,10 +88,10 @@ export function checkTtl(ttl: string | undefined, problems: string[]): void {
   if (ttl === undefined) return;
   const seconds = parseDurationSeconds(ttl);
   if (seconds === undefined) {
-    problems.push(`annotation ${PREFIX}ttl: "${ttl}" is not a duration; use e.g. 1h, 30m or 90s`);
+    problems.push(`annotation ${PREFIX}ttl: "${clip(ttl)}" is not a duration; use e.g. 1h, 30m or 90s`);
   } else if (seconds < MIN_TTL_SECONDS || seconds > MAX_TTL_SECONDS) {
     problems.push(
-      `annotation ${PREFIX}ttl: "${ttl}" is outside 10s to 30d; certificates this sidecar renews live minutes to hours (e.g. 1h)`,
+      `annotation ${PREFIX}ttl: "${clip(ttl)}" is outside 10s to 30d; certificates this sidecar renews live minutes to hours (e.g. 1h)`,
     );
   }
 }
@@ -109,7 +112,7 @@ export function checkImage(annotation: string | undefined, pinned: string | unde
   }
   if (annotation.length > 512 || !IMAGE.test(annotation)) {
     problems.push(
-      `annotation ${PREFIX}image: "${annotation}" is not an image reference; use e.g. ghcr.io/example/vault-mtls-sidecar:0.1.0`,
+      `annotation ${PREFIX}image: "${clip(annotation)}" is not an image reference; use e.g. ghcr.io/example/vault-mtls-sidecar:0.1.0`,
     );
   }
 }
@@ -118,7 +121,7 @@ export function checkImage(annotation: string | undefined, pinned: string | unde
 export function checkRole(role: string, problems: string[]): void {
   if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(role)) {
     problems.push(
-      `annotation ${PREFIX}role: "${role}" is not a DNS label (lowercase letters, digits and -, at most 63); it becomes the certificate's name <role>.<namespace>.svc`,
+      `annotation ${PREFIX}role: "${clip(role)}" is not a DNS label (lowercase letters, digits and -, at most 63); it becomes the certificate's name <role>.<namespace>.svc`,
     );
   }
 }
@@ -158,12 +161,12 @@ export function checkVaultAddr(address: string, annotated: boolean, problems: st
   }
   if (!ok) {
     const from = annotated ? `annotation ${PREFIX}vault-addr` : 'the Vault address (--vault-addr)';
-    problems.push(`${from}: "${address}" is not an http:// or https:// URL; use e.g. https://vault.vault.svc:8200`);
+    problems.push(`${from}: "${clip(address)}" is not an http:// or https:// URL; use e.g. https://vault.vault.svc:8200`);
   }
 }
 
 /** A Vault mount path: segments of letters, digits, `.`, `_` and `-`. */
 export function checkMount(annotation: 'auth-mount' | 'pki-mount', value: string | undefined, problems: string[]): void {
   if (value === undefined || /^[\w.-]{1,64}(\/[\w.-]{1,64}){0,7}$/.test(value)) return;
-  problems.push(`annotation ${PREFIX}${annotation}: "${value}" is not a Vault mount path; use e.g. pki_int or kubernetes`);
+  problems.push(`annotation ${PREFIX}${annotation}: "${clip(value)}" is not a Vault mount path; use e.g. pki_int or kubernetes`);
 }

@@ -5,6 +5,7 @@
  */
 import { parseHostPort } from '../config/parse.js';
 import { checkImage, checkMount, checkPorts, checkResources, checkRole, checkTtl, checkVaultAddr } from './annotation-values.js';
+import { clip, listSome } from './messages.js';
 
 export const PREFIX = 'vault-mtls-sidecar/';
 /** The pod label an injected pod carries (deploy/monitoring's PodMonitor selects it). */
@@ -76,22 +77,29 @@ export type Reading = { kind: 'inject'; request: SidecarRequest } | { kind: 'non
 export function readAnnotations(annotations: Record<string, unknown>, defaults: InjectDefaults): Reading {
   const problems: string[] = [];
   const ours = new Map<string, string>();
+  // Unknown keys are one problem however many there are (each once listed every known name).
+  const unknown: string[] = [];
   for (const [key, value] of Object.entries(annotations)) {
     if (!key.startsWith(PREFIX) || key === STATUS_ANNOTATION) continue;
     const name = key.slice(PREFIX.length);
     if (!Object.hasOwn(ANNOTATIONS, name)) {
-      problems.push(`unknown annotation ${key}; known: ${Object.keys(ANNOTATIONS).join(', ')}`);
+      unknown.push(key);
       continue;
     }
     if (typeof value !== 'string') {
-      problems.push(`annotation ${key} must be a string (quote it in YAML: "${String(value)}")`);
+      problems.push(`annotation ${key} must be a string (quote it in YAML: "${clip(String(value))}")`);
       continue;
     }
     ours.set(name, value.trim());
   }
+  if (unknown.length > 0) {
+    problems.unshift(
+      `unknown ${unknown.length === 1 ? 'annotation' : 'annotations'} ${listSome(unknown)}; known: ${Object.keys(ANNOTATIONS).join(', ')}`,
+    );
+  }
   const inject = ours.get('inject');
   if (inject !== undefined && inject !== 'true' && inject !== 'false') {
-    problems.push(`annotation ${PREFIX}inject is "${inject}"; use "true" or "false"`);
+    problems.push(`annotation ${PREFIX}inject is "${clip(inject)}"; use "true" or "false"`);
   }
   if (problems.length > 0) return { kind: 'invalid', problems };
   if (inject !== 'true') return { kind: 'none' };
@@ -112,7 +120,7 @@ export function readAnnotations(annotations: Record<string, unknown>, defaults: 
   checkPorts(
     [
       ...inbound.flatMap((p) => (p ? [{ port: p.port, use: `${PREFIX}inbound ${p.port}:${p.appPort}` }] : [])),
-      ...outbound.flatMap((p) => (p ? [{ port: p.localPort, use: `${PREFIX}outbound ${p.localPort}=${p.host}:${p.port}` }] : [])),
+      ...outbound.flatMap((p) => (p ? [{ port: p.localPort, use: `${PREFIX}outbound ${p.localPort}=${clip(p.host)}:${p.port}` }] : [])),
     ],
     inbound.flatMap((p) => (p ? [{ port: p.appPort, use: `${PREFIX}inbound ${p.port}:${p.appPort}` }] : [])),
     problems,
@@ -154,7 +162,9 @@ function list(value: string | undefined): string[] {
 function modeOf(entry: string, problems: string[], annotation: string): { body: string; mode: Mode } {
   const [body = '', mode = 'http', ...rest] = entry.split('/');
   if (rest.length > 0 || !['http', 'h2', 'tcp'].includes(mode)) {
-    problems.push(`annotation ${PREFIX}${annotation}: "${entry}" has mode "${entry.slice(body.length + 1)}"; use http, h2 or tcp`);
+    problems.push(
+      `annotation ${PREFIX}${annotation}: "${clip(entry)}" has mode "${clip(entry.slice(body.length + 1))}"; use http, h2 or tcp`,
+    );
   }
   return { body, mode: mode as Mode };
 }
@@ -168,7 +178,7 @@ function inboundPort(entry: string, problems: string[]): InboundPort | undefined
   const { body, mode } = modeOf(entry, problems, 'inbound');
   const [port, appPort] = body.split(':').map(portNumber);
   if (body.split(':').length !== 2 || port === undefined || appPort === undefined) {
-    problems.push(`annotation ${PREFIX}inbound: "${entry}" is not PORT:APP_PORT, e.g. 8443:8080`);
+    problems.push(`annotation ${PREFIX}inbound: "${clip(entry)}" is not PORT:APP_PORT, e.g. 8443:8080`);
     return undefined;
   }
   return { port, appPort, mode };
@@ -180,7 +190,7 @@ function outboundPort(entry: string, problems: string[]): OutboundPort | undefin
   const localPort = portNumber(body.slice(0, at));
   const target = at > 0 ? parseHostPort(body.slice(at + 1)) : undefined;
   if (localPort === undefined || !target) {
-    problems.push(`annotation ${PREFIX}outbound: "${entry}" is not LOCAL_PORT=HOST:PORT, e.g. 9001=payments.default.svc:8443`);
+    problems.push(`annotation ${PREFIX}outbound: "${clip(entry)}" is not LOCAL_PORT=HOST:PORT, e.g. 9001=payments.default.svc:8443`);
     return undefined;
   }
   return { localPort, host: target.host, port: target.port, mode };

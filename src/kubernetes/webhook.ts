@@ -11,6 +11,8 @@
  *   is denied by an AdmissionReview that names the field;
  * - the body is capped (413) and its nesting bounded before anything recursive touches it, so a
  *   request costs at most a parse and a linear scan of MAX_BODY_BYTES;
+ * - the bodies being received share one budget (503 past it), and an answer is a few KB at most
+ *   plus the lists a patch rewrites (messages.ts bounds what a denial says);
  * - whatever still throws is a denial ("internal error"), logged, never an exit.
  * Refusals are logged through the rate-limited audit log, so a flood is a few lines.
  */
@@ -20,6 +22,7 @@ import { errorMessage } from '../errors.js';
 import { AuditLog } from '../telemetry/audit.js';
 import type { InjectDefaults } from './annotations.js';
 import { MAX_DEPTH, tooDeep } from './json-depth.js';
+import { boundedProblems, objectLabel } from './messages.js';
 import { podPatch } from './pod-patch.js';
 import { isRecord, planPod } from './pod-plan.js';
 
@@ -28,6 +31,14 @@ import { isRecord, planPod } from './pod-plan.js';
  * null): a body past 2 MiB is not a Pod the API server could store.
  */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Bodies being received, across all connections: 256 connections each holding all but the last
+ * byte of MAX_BODY_BYTES were ~512 MiB against the chart's 192Mi limit. Past this budget a request
+ * is answered 503 and its connection closed; the API server retries (or failurePolicy applies),
+ * and a held upload is cut by the listener's request timeout, so the budget frees within seconds.
+ */
+export const MAX_BODIES_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 
 /** The API server's UIDs are 36 characters; the answer echoes this one back. */
 const MAX_UID_LENGTH = 128;
@@ -38,6 +49,8 @@ type Answer = { allowed: true; patch?: unknown[] } | { allowed: false; message: 
 type Envelope = { error: string } | { uid: string; request: Record<string, unknown> };
 
 export function webhookHandler(defaults: InjectDefaults, logger: Logger, audit = new AuditLog(logger)): http.RequestListener {
+  // One budget per handler (one per webhook server), shared by every request it reads.
+  let inFlight = 0;
   return (req, res) => {
     // A client that goes away mid-body must not become an unhandled 'error'.
     req.on('error', () => undefined);
@@ -50,20 +63,38 @@ export function webhookHandler(defaults: InjectDefaults, logger: Logger, audit =
     if (declared > MAX_BODY_BYTES) return tooLarge(req, res);
     const chunks: Buffer[] = [];
     let size = 0;
+    // What this request holds of the shared budget; given back once, whichever way it ends.
+    let held = 0;
+    const release = () => {
+      inFlight -= held;
+      held = 0;
+      chunks.length = 0;
+    };
+    req.once('close', release);
+    res.once('close', release);
     req.on('data', (chunk: Buffer) => {
       if (res.headersSent) return;
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
-        chunks.length = 0;
+        release();
         tooLarge(req, res);
         return;
       }
+      if (inFlight + chunk.length > MAX_BODIES_IN_FLIGHT_BYTES) {
+        release();
+        busy(req, res, audit);
+        return;
+      }
+      inFlight += chunk.length;
+      held += chunk.length;
       chunks.push(chunk);
     });
     req.on('end', () => {
       if (res.headersSent) return;
       try {
-        answer(Buffer.concat(chunks), res, defaults, audit, req.socket.remoteAddress);
+        const body = Buffer.concat(chunks);
+        release();
+        answer(body, res, defaults, audit, req.socket.remoteAddress);
       } catch (err) {
         // A bug, not an input: say so, keep serving.
         logger.error({ event: 'webhook_error', err: errorMessage(err) }, 'the webhook failed on a request; it was answered 500');
@@ -77,6 +108,19 @@ function tooLarge(req: http.IncomingMessage, res: http.ServerResponse): void {
   res
     .writeHead(413, { 'content-type': 'text/plain', connection: 'close' })
     .end(`an AdmissionReview is at most ${MAX_BODY_BYTES} bytes\n`, () => req.socket.destroy());
+  req.removeAllListeners('data');
+  req.resume();
+}
+
+/** Too many bodies in flight: refuse this one and close its connection, so its bytes stop coming. */
+function busy(req: http.IncomingMessage, res: http.ServerResponse, audit: AuditLog): void {
+  audit.warn(
+    { event: 'webhook_busy', listener: 'webhook', remoteAddress: req.socket.remoteAddress, reason: 'bodies_in_flight' },
+    `refused a request: ${MAX_BODIES_IN_FLIGHT_BYTES} bytes of AdmissionReviews are already being received`,
+  );
+  res
+    .writeHead(503, { 'content-type': 'text/plain', connection: 'close', 'retry-after': '1' })
+    .end('too many AdmissionReviews in flight; retry\n', () => req.socket.destroy());
   req.removeAllListeners('data');
   req.resume();
 }
@@ -149,11 +193,20 @@ function admit(request: Record<string, unknown>, defaults: InjectDefaults): Answ
   if (!isRecord(object)) return { allowed: false, message: 'request.object must be a Pod (an object)' };
   const metadata = isRecord(object.metadata) ? object.metadata : {};
   const ns = namespace ?? (typeof metadata.namespace === 'string' ? metadata.namespace : 'default');
-  const name = `Pod ${ns}/${typeof metadata.name === 'string' && metadata.name ? metadata.name : typeof metadata.generateName === 'string' ? `${metadata.generateName}…` : '(unnamed)'}`;
+  const name = objectLabel(
+    'Pod',
+    ns,
+    typeof metadata.name === 'string' && metadata.name
+      ? metadata.name
+      : typeof metadata.generateName === 'string'
+        ? `${metadata.generateName}…`
+        : '(unnamed)',
+  );
   const plan = planPod(
     { workloadAnnotations: undefined, metadata: object.metadata, spec: object.spec, field: '', namespace: ns },
     defaults,
   );
-  if (plan.kind === 'refuse') return { allowed: false, message: plan.problems.map((p) => `${name}: ${p}`).join('; ') };
+  // Bounded whatever the pod: the name is cut and the problems capped (messages.ts).
+  if (plan.kind === 'refuse') return { allowed: false, message: boundedProblems(plan.problems, `${name}: `).join('; ') };
   return { allowed: true, patch: podPatch(object, plan) };
 }

@@ -72,7 +72,7 @@ export function patchOf(response: AdmissionResponse): { op: string; path: string
   return JSON.parse(Buffer.from(response.patch ?? '', 'base64').toString('utf8')) as { op: string; path: string; value?: unknown }[];
 }
 
-export async function startWebhookUnderAttack(flags: string[] = []): Promise<WebhookUnderAttack> {
+export async function startWebhookUnderAttack(flags: string[] = [], env: Record<string, string> = {}): Promise<WebhookUnderAttack> {
   const pki = TestPki.create('webhook');
   const serving = pki.leaf('webhook', { cn: 'webhook', dns: ['localhost'], ips: ['127.0.0.1'] });
   const config = path.join(pki.dir, 'webhook.yaml');
@@ -80,18 +80,21 @@ export async function startWebhookUnderAttack(flags: string[] = []): Promise<Web
     config,
     `identity: { source: files, files: { cert: ${serving.certFile}, key: ${serving.keyFile}, ca: ${pki.ca.certFile} } }\nadmin: { listen: "127.0.0.1:0" }\n`,
   );
-  const run = spawnCli([
-    'webhook',
-    '--config',
-    config,
-    '--listen',
-    '127.0.0.1:0',
-    '--pod-vault-addr',
-    'https://vault.vault.svc:8200',
-    '--log-level',
-    'info',
-    ...flags,
-  ]);
+  const run = spawnCli(
+    [
+      'webhook',
+      '--config',
+      config,
+      '--listen',
+      '127.0.0.1:0',
+      '--pod-vault-addr',
+      'https://vault.vault.svc:8200',
+      '--log-level',
+      'info',
+      ...flags,
+    ],
+    env,
+  );
   const port = await loggedPort(run, 'webhook listener ready');
   const agent = new https.Agent({ keepAlive: false });
 

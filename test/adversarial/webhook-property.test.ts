@@ -47,8 +47,12 @@ function applyPatch(pod: Json, patch: { op: string; path: string; value?: unknow
 /** What the answers were, so the property is seen to reach injection and not only the 400s. */
 const seen = { bad: 0, denied: 0, allowed: 0, patched: 0 };
 
-function checkAnswer(body: unknown, status: number | string, json: unknown): void {
+/** A denial is a few KB whatever was sent; a patch echoes at most the lists it rewrites (base64). */
+const MAX_DENIAL_BYTES = 8192;
+
+function checkAnswer(body: unknown, status: number | string, json: unknown, text = '', sent = ''): void {
   expect([200, 400]).toContain(status);
+  expect(text.length).toBeLessThan(MAX_DENIAL_BYTES + 2 * sent.length);
   if (status === 400) {
     seen.bad++;
     return;
@@ -61,6 +65,7 @@ function checkAnswer(body: unknown, status: number | string, json: unknown): voi
   seen[review.response.allowed ? 'allowed' : 'denied']++;
   if (!review.response.allowed) {
     expect(review.response.status?.message).toMatch(/\S/);
+    expect(text.length).toBeLessThan(MAX_DENIAL_BYTES);
     expect(review.response.patch).toBeUndefined();
   }
   if (review.response.patch !== undefined) {
@@ -78,8 +83,9 @@ function checkAnswer(body: unknown, status: number | string, json: unknown): voi
 it('answers any AdmissionReview-shaped JSON with an AdmissionReview or a 400, and stays alive', async () => {
   await fc.assert(
     fc.asyncProperty(admissionReview, async (review) => {
-      const answer = await webhook.post(JSON.stringify(review));
-      checkAnswer(review, answer.status, answer.json);
+      const sent = JSON.stringify(review);
+      const answer = await webhook.post(sent);
+      checkAnswer(review, answer.status, answer.json, answer.text, sent);
     }),
     { numRuns: 400 },
   );
@@ -103,9 +109,61 @@ it('answers any other body with a 400 (or an AdmissionReview when it happens to 
         expect(answer.status).toBe(400);
         return;
       }
-      checkAnswer(parsed, answer.status, answer.json);
+      checkAnswer(parsed, answer.status, answer.json, answer.text, body);
     }),
     { numRuns: 200 },
+  );
+  await webhook.assertServesGoodPod();
+}, 120_000);
+
+it('keeps every answer small however long the names and however many the bad annotations', async () => {
+  // Issue 24 review: a long name times many problems made a 420 MB reply.
+  const hostile = fc
+    .record({
+      nameLength: fc.integer({ min: 0, max: 300_000 }),
+      namespaceLength: fc.integer({ min: 1, max: 50_000 }),
+      unknown: fc.integer({ min: 0, max: 3000 }),
+      nonString: fc.integer({ min: 0, max: 300 }),
+      inject: fc.constantFrom('true', 'maybe', 'x'.repeat(100_000)),
+      inbound: fc.constantFrom('8443:8080', 'bad,'.repeat(5000), '1:1,'.repeat(3000)),
+    })
+    .map((h) => {
+      const annotations: Record<string, unknown> = {
+        'vault-mtls-sidecar/inject': h.inject,
+        'vault-mtls-sidecar/role': 'orders',
+        'vault-mtls-sidecar/inbound': h.inbound,
+      };
+      for (let i = 0; i < h.unknown; i++) annotations[`vault-mtls-sidecar/${'k'.repeat(60)}${i}`] = '';
+      for (let i = 0; i < h.nonString; i++) annotations[`vault-mtls-sidecar/cpu-request${i}`] = [i, { i }];
+      const review = {
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        request: {
+          uid: 'b6c1a6d2-0000-4000-8000-000000000002',
+          kind: { group: '', version: 'v1', kind: 'Pod' },
+          operation: 'CREATE',
+          namespace: 'n'.repeat(h.namespaceLength),
+          object: {
+            apiVersion: 'v1',
+            kind: 'Pod',
+            metadata: { name: 'a'.repeat(h.nameLength), annotations },
+            spec: { containers: [{ name: 'app' }] },
+          },
+        },
+      };
+      return review;
+    });
+  await fc.assert(
+    fc.asyncProperty(hostile, async (review) => {
+      const sent = JSON.stringify(review);
+      const answer = await webhook.post(sent);
+      if (sent.length > 2 * 1024 * 1024) {
+        expect(answer.status).toBe(413);
+        return;
+      }
+      checkAnswer(review, answer.status, answer.json, answer.text, sent);
+    }),
+    { numRuns: 40 },
   );
   await webhook.assertServesGoodPod();
 }, 120_000);
