@@ -1,6 +1,7 @@
 /**
  * `inject` on Kubernetes YAML: finds the pod template of each object (Pod, Deployment,
- * StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and the items of a List), decides what to do
+ * StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and the items of any object with items, as
+ * kubectl reads lists), decides what to do
  * with it (pod-plan.ts), and adds, updates or removes the sidecar in place — editing the YAML
  * document, so everything else (comments, order, the user's own containers) stays as written.
  * Idempotent: the sidecar it added (marked by the status annotation) is replaced, so a second run
@@ -10,10 +11,11 @@
  * Any input has an answer: YAML it cannot read or edit (too deep, alias bombs, aliases where the
  * sidecar goes) is one SidecarError naming the file or the object, never a crash.
  */
-import { type Document, isMap, isSeq, parseAllDocuments } from 'yaml';
+import { type Document, isMap, isScalar, isSeq, parseAllDocuments, visit } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type InjectDefaults, STATUS_INJECTED } from './annotations.js';
 import { MAX_DEPTH, tooDeep, yamlTooDeep } from './json-depth.js';
+import { boundedProblems, objectLabel } from './messages.js';
 import { injectedByUs, isRecord, MARKS, type PodPlan, planPod } from './pod-plan.js';
 import { CONTAINER_NAME, sidecarContainer, TOKEN_VOLUME, tokenVolume } from './sidecar-spec.js';
 
@@ -75,12 +77,16 @@ export function injectYaml(text: string, source: string, options: InjectOptions)
       problems.push(`${source}: a document is nested deeper than ${MAX_DEPTH} levels; no Kubernetes object is`);
       continue;
     }
-    if (!isRecord(object)) continue;
-    if (object.kind === 'List' && Array.isArray(object.items)) {
-      object.items.forEach((item, i) => {
-        injectObject(doc, ['items', i], item, options, problems, report);
-      });
-    } else injectObject(doc, [], object, options, problems, report);
+    // kubectl reads YAML 1.1, where `<<` merges a map into its parent; this library reads it as
+    // a plain key. A merged-in hostNetwork, container or annotation would reach the cluster
+    // without inject having seen it, so a document with one is refused, not read differently.
+    if (hasMergeKey(doc)) {
+      problems.push(
+        `${source}: a document uses a YAML merge key (<<), which kubectl expands and inject does not read; write the merged fields out in full`,
+      );
+      continue;
+    }
+    visitObject(doc, [], object, options, problems, report);
   }
   if (problems.length > 0) throw new SidecarError(ErrorCodes.INJECT_INVALID, problems.join('\n'));
   // Documents keep their own start markers; join them the way they were separated.
@@ -97,18 +103,76 @@ function unreadable(err: unknown): string {
   return err instanceof Error ? (err.message.split('\n')[0] ?? err.name) : String(err);
 }
 
-function objectName(object: Record<string, unknown>, kind: string): string {
-  const meta = isRecord(object.metadata) ? object.metadata : {};
-  const ns = typeof meta.namespace === 'string' ? `${meta.namespace}/` : '';
-  const name = typeof meta.name === 'string' ? meta.name : typeof meta.generateName === 'string' ? `${meta.generateName}…` : '(unnamed)';
-  return `${kind} ${ns}${name}`;
+/** Whether any map in the document has a `<<` key (YAML 1.1's merge key, quoted or not). */
+function hasMergeKey(doc: Document): boolean {
+  let found = false;
+  visit(doc, {
+    Pair(_, pair) {
+      if (isScalar(pair.key) && pair.key.value === '<<') {
+        found = true;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
-function injectObject(doc: Document, at: Path, object: unknown, options: InjectOptions, problems: string[], report: string[]): void {
-  if (!isRecord(object) || typeof object.kind !== 'string') return;
-  const templateAt = Object.hasOwn(POD_TEMPLATE, object.kind) ? POD_TEMPLATE[object.kind] : undefined;
-  if (!templateAt) return;
-  const name = objectName(object, object.kind);
+function objectName(object: Record<string, unknown>, kind: string): string {
+  const meta = isRecord(object.metadata) ? object.metadata : {};
+  const name = typeof meta.name === 'string' ? meta.name : typeof meta.generateName === 'string' ? `${meta.generateName}…` : '(unnamed)';
+  return objectLabel(kind, typeof meta.namespace === 'string' ? meta.namespace : undefined, name);
+}
+
+/**
+ * One object of a document, as kubectl reads it: any object with non-null `items` is a list
+ * (PodList, ConfigMapList, or a `kind: Pod` that also has items — kubectl applies the items, not
+ * the pod), its items read the same way; any other object is injected if it has a pod template.
+ * Every object seen gets a report line, so nothing passes by unmentioned.
+ */
+function visitObject(doc: Document, at: Path, object: unknown, options: InjectOptions, problems: string[], report: string[]): void {
+  if (at.length === 0 && (object === null || object === undefined)) return; // an empty document
+  if (!isRecord(object)) {
+    report.push(`${at.length > 0 ? `item ${at.join('.')}` : 'a document'}: skipped (not a Kubernetes object)`);
+    return;
+  }
+  const kind = typeof object.kind === 'string' && object.kind ? object.kind : '(no kind)';
+  if (object.items !== undefined && object.items !== null) {
+    const name = objectName(object, kind);
+    if (!Array.isArray(object.items)) {
+      problems.push(`${name}: items must be a list (kubectl reads an object with items as a list)`);
+      return;
+    }
+    if (Object.hasOwn(POD_TEMPLATE, kind) || object.spec !== undefined) {
+      problems.push(
+        `${name}: has both items and a spec; kubectl applies the items and drops the rest, so inject refuses to guess: split it into a list and the object`,
+      );
+      return;
+    }
+    report.push(`${name}: a list of ${object.items.length} ${object.items.length === 1 ? 'object' : 'objects'}`);
+    object.items.forEach((item, i) => {
+      visitObject(doc, [...at, 'items', i], item, options, problems, report);
+    });
+    return;
+  }
+  injectObject(doc, at, object, kind, options, problems, report);
+}
+
+function injectObject(
+  doc: Document,
+  at: Path,
+  object: Record<string, unknown>,
+  kind: string,
+  options: InjectOptions,
+  problems: string[],
+  report: string[],
+): void {
+  const name = objectName(object, kind);
+  const templateAt = Object.hasOwn(POD_TEMPLATE, kind) ? POD_TEMPLATE[kind] : undefined;
+  if (!templateAt) {
+    report.push(`${name}: skipped (no pod template)`);
+    return;
+  }
   const meta = isRecord(object.metadata) ? object.metadata : {};
   const template = get(object, templateAt);
   if (!isRecord(template)) {
@@ -142,7 +206,8 @@ function injectObject(doc: Document, at: Path, object: unknown, options: InjectO
     problems.push(`${name}: cannot edit its pod template in place (${unreadable(err)}); write it without YAML aliases or merge keys`);
     return;
   }
-  if (plan.kind === 'refuse') for (const problem of plan.problems) problems.push(`${name}: ${problem}`);
+  // Bounded however many problems the pod has (messages.ts); the name is cut in objectName.
+  if (plan.kind === 'refuse') problems.push(...boundedProblems(plan.problems, `${name}: `));
   else if (plan.kind === 'inject') report.push(`${name}: injected (role ${plan.request.role})`);
   else if (plan.kind === 'remove')
     report.push(`${name}: ${options.uninject ? 'uninjected' : `sidecar removed (not annotated vault-mtls-sidecar/inject: "true")`}`);

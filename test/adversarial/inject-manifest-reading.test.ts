@@ -1,0 +1,100 @@
+/**
+ * Issue 24 review, finding 3: `inject` read some manifests differently from kubectl, so what it
+ * checked was not what the cluster got. kubectl reads YAML 1.1, whose merge key `<<` brought a
+ * hostNetwork (or containers, or annotations) into a pod that inject saw without it; and kubectl
+ * treats any object with non-null `items` as a list — a PodList was passed through uninjected
+ * and unmentioned, and a `kind: Pod` decoy with items was injected while kubectl applied its
+ * hostNetwork items. Now a merge key is refused, every object with items is read as a list,
+ * one with both items and a pod spec is refused, and every object seen gets a report line.
+ */
+import { describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { ErrorCodes } from '../../src/errors.js';
+import { injectYaml } from '../../src/kubernetes/inject.js';
+import { errorOf } from '../support/errors.js';
+
+const options = { vaultAddr: 'https://vault.vault.svc:8200', image: 'example/sidecar:1' };
+type Json = Record<string, unknown>;
+
+const ANNOTATIONS = `
+    vault-mtls-sidecar/inject: "true"
+    vault-mtls-sidecar/role: orders
+    vault-mtls-sidecar/inbound: "8443:8080"`;
+
+const pod = (name: string, spec: string, indent = '') =>
+  `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  annotations:${ANNOTATIONS}
+spec:
+${spec}`
+    .split('\n')
+    .map((line) => indent + line)
+    .join('\n');
+
+/** What kubectl applies: YAML 1.1 merge keys expanded. */
+const asKubectlReads = (text: string) => parseAllDocuments(text, { merge: true }).map((d) => d.toJS() as Json);
+
+describe('YAML merge keys', () => {
+  it.each([
+    ['hostNetwork merged into the spec', pod('p', '  <<: {hostNetwork: true}\n  containers:\n  - name: app\n    image: nginx')],
+    ['containers merged from an anchor', `${pod('p', '  <<: &base {containers: [{name: app, image: nginx}]}\n  hostNetwork: false')}`],
+    ['a quoted merge key', pod('p', '  "<<": {hostNetwork: true}\n  containers:\n  - name: app\n    image: nginx')],
+  ])('%s: refused, naming the merge key', (_what, text) => {
+    // kubectl would see fields inject did not check.
+    expect(asKubectlReads(text).length).toBeGreaterThan(0);
+    const err = errorOf(() => injectYaml(text, 'm.yaml', options));
+    expect(err.code).toBe(ErrorCodes.INJECT_INVALID);
+    expect(err.message).toMatch(/^m\.yaml: a document uses a YAML merge key \(<<\)/);
+  });
+
+  it('a good pod in the same run is still injected once the merge key is gone', () => {
+    const result = injectYaml(pod('p', '  containers:\n  - name: app\n    image: nginx'), 'm.yaml', options);
+    expect(result.report).toEqual(['Pod p: injected (role orders)']);
+  });
+});
+
+describe('objects with items', () => {
+  const podList = `apiVersion: v1\nkind: PodList\nitems:\n${pod('orders', '  containers:\n  - name: app\n    image: nginx', '  ').replace(/^ {2}apiVersion/, '- apiVersion')}`;
+
+  it('a PodList is read as kubectl reads it: its pod is injected and reported', () => {
+    const result = injectYaml(podList, 'l.yaml', options);
+    const items = (asKubectlReads(result.text)[0] as { items: { spec: Json }[] }).items;
+    expect(((items[0]?.spec.initContainers ?? []) as Json[])[0]).toMatchObject({ name: 'mtls-sidecar' });
+    expect(result.report).toEqual(['PodList (unnamed): a list of 1 object', 'Pod orders: injected (role orders)']);
+  });
+
+  it('a kind: Pod decoy with items is refused: kubectl would apply the items', () => {
+    const decoy = `${pod('decoy', '  containers:\n  - name: app\n    image: nginx')}\nitems:\n${pod('orders', '  hostNetwork: true\n  containers:\n  - name: app\n    image: nginx', '  ').replace(/^ {2}apiVersion/, '- apiVersion')}`;
+    expect((parse(decoy) as Json).items).toHaveLength(1);
+    const err = errorOf(() => injectYaml(decoy, 'l2.yaml', options));
+    expect(err.code).toBe(ErrorCodes.INJECT_INVALID);
+    expect(err.message).toBe(
+      'Pod decoy: has both items and a spec; kubectl applies the items and drops the rest, so inject refuses to guess: split it into a list and the object',
+    );
+  });
+
+  it('a hostNetwork pod hidden in any list kind is refused like a bare one', () => {
+    const hidden = `apiVersion: v1\nkind: ConfigMapList\nitems:\n${pod('orders', '  hostNetwork: true\n  containers:\n  - name: app\n    image: nginx', '  ').replace(/^ {2}apiVersion/, '- apiVersion')}`;
+    const err = errorOf(() => injectYaml(hidden, 'l3.yaml', options));
+    expect(err.message).toMatch(/^Pod orders: spec\.hostNetwork is true/);
+  });
+
+  it('reports every object, the skipped ones too', () => {
+    const text = `apiVersion: v1\nkind: Service\nmetadata: {name: orders, namespace: shop}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n`;
+    expect(injectYaml(text, 'x.yaml', options).report).toEqual([
+      'Service shop/orders: skipped (no pod template)',
+      'ConfigMap c: skipped (no pod template)',
+    ]);
+  });
+});
+
+it('a name of a megabyte and a thousand bad annotations make a message of a few KB', () => {
+  const annotations = Array.from({ length: 1000 }, (_, i) => `    vault-mtls-sidecar/u${i}: ""`).join('\n');
+  const text = `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${'a'.repeat(1_000_000)}\n  annotations:\n    vault-mtls-sidecar/inject: "true"\n${annotations}\nspec:\n  containers:\n  - name: app\n`;
+  const err = errorOf(() => injectYaml(text, 'big.yaml', options));
+  expect(err.code).toBe(ErrorCodes.INJECT_INVALID);
+  expect(err.message.length).toBeLessThan(8192);
+  expect(err.message).toMatch(/unknown annotations vault-mtls-sidecar\/u0, .*…and 990 more/);
+});
