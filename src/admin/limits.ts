@@ -10,6 +10,8 @@
  *   probe — which sends its request at once and is answered at once — still gets through. Only when
  *   every connection is mid-answer is the newcomer closed instead.
  *
+ * - at most ADMIN_LIMITS.maxRequestsPerSocket requests per connection, so pipelining is bounded.
+ *
  * Fixed values, not settings: every caller sends one small GET and reads a small answer.
  */
 import type http from 'node:http';
@@ -22,6 +24,12 @@ export const ADMIN_LIMITS = {
   keepAliveMs: 5000,
   /** Probes and scrapes send a few hundred bytes of headers. */
   maxHeaderSize: 8192,
+  /**
+   * Requests answered on one connection, then it is closed (Node answers pipelined extras 503).
+   * Kubelet probes open a connection each; Prometheus reconnects after this many scrapes. 300
+   * pipelined GET /metrics on each of 64 connections kept the probes waiting.
+   */
+  maxRequestsPerSocket: 16,
 } as const;
 
 export function adminServerOptions(): http.ServerOptions {
@@ -34,8 +42,9 @@ export function adminServerOptions(): http.ServerOptions {
   };
 }
 
-/** Caps connections, shedding the oldest one not being answered. */
+/** Caps connections, shedding the oldest one not being answered, and requests per connection. */
 export function capConnections(server: http.Server, max: number = ADMIN_LIMITS.maxConnections): void {
+  server.maxRequestsPerSocket = ADMIN_LIMITS.maxRequestsPerSocket;
   // Insertion order: the first element is the oldest connection.
   const open = new Set<Socket>();
   const answering = new Set<Socket>();

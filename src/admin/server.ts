@@ -7,7 +7,8 @@
  * in the cluster can reach it. From there it serves the probes and metrics only (PUBLIC); /certs
  * and POST /rotate (a Vault issuance per call, at most once per admin.rotateMinInterval) answer
  * loopback callers — a process in the pod, or `kubectl port-forward`, which arrives on loopback.
- * Connections get the listeners' kind of limits (limits.ts).
+ * Connections get the listeners' kind of limits (limits.ts), and /metrics is rendered at most once
+ * a second (metrics-cache.ts), so pipelined scrapes cannot keep the probes waiting.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -16,6 +17,7 @@ import { ErrorCodes } from '../errors.js';
 import type { CertificateInfo } from '../identity/bundle.js';
 import { drainServer, listenOn } from '../proxy/server-lifecycle.js';
 import { adminServerOptions, capConnections } from './limits.js';
+import { cachedRender, type Rendered } from './metrics-cache.js';
 
 export interface AdminState {
   /** Reasons the sidecar is not ready; empty when ready. */
@@ -77,7 +79,13 @@ function rotate(state: AdminState, throttle: RotateThrottle, req: http.IncomingM
   sendJson(res, 202, { rotating: true, message: 'renewal started; watch /certs for the new serial' });
 }
 
-async function route(state: AdminState, throttle: RotateThrottle, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function route(
+  state: AdminState,
+  throttle: RotateThrottle,
+  metrics: () => Promise<Rendered>,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   const method = req.method === 'HEAD' ? 'GET' : req.method;
   if (!PUBLIC.has(path) && !isLoopback(req.socket.remoteAddress)) {
@@ -99,7 +107,7 @@ async function route(state: AdminState, throttle: RotateThrottle, req: http.Inco
     return sendJson(res, reasons.length === 0 ? 200 : 503, { ready: reasons.length === 0, reasons });
   }
   if (path === '/metrics') {
-    const { contentType, text } = await state.metrics();
+    const { contentType, text } = await metrics();
     res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' });
     res.end(text);
     return;
@@ -122,8 +130,9 @@ export class AdminServer {
     rotateMinIntervalSeconds: number,
   ) {
     const throttle: RotateThrottle = { minIntervalSeconds: rotateMinIntervalSeconds, lastAcceptedAt: undefined };
+    const metrics = cachedRender(() => state.metrics());
     this.#server = http.createServer(adminServerOptions(), (req, res) => {
-      route(state, throttle, req, res).catch((err: unknown) => {
+      route(state, throttle, metrics, req, res).catch((err: unknown) => {
         if (!res.headersSent) sendJson(res, 500, { error: err instanceof Error ? err.message : String(err) });
         else res.destroy();
       });
