@@ -61,6 +61,7 @@ export function injectYaml(text: string, source: string, options: InjectOptions)
   } catch (err) {
     throw new SidecarError(ErrorCodes.INJECT_INVALID, `${source}: not YAML inject can read (${unreadable(err)})`);
   }
+  let changed = false;
   for (const doc of docs) {
     if (doc.errors.length > 0) {
       problems.push(`${source}: not valid YAML: ${doc.errors[0]?.message.split('\n')[0]}`);
@@ -86,14 +87,30 @@ export function injectYaml(text: string, source: string, options: InjectOptions)
       );
       continue;
     }
+    const written = writtenBack(doc, source, problems);
+    if (written === undefined) continue;
     visitObject(doc, [], object, options, problems, report);
+    if (writtenBack(doc, source, problems) !== written) changed = true;
   }
   if (problems.length > 0) throw new SidecarError(ErrorCodes.INJECT_INVALID, problems.join('\n'));
+  // Nothing to change: the input comes back byte for byte, not as the library would write it
+  // (which is not always stable: `?` is written `? ` once and `\n? ` the next time).
+  if (!changed) return { text, report };
   // Documents keep their own start markers; join them the way they were separated.
   try {
     return { text: docs.map((d) => d.toString({ lineWidth: 0 })).join(''), report };
   } catch (err) {
     throw new SidecarError(ErrorCodes.INJECT_INVALID, `${source}: cannot write this YAML back (${unreadable(err)})`);
+  }
+}
+
+/** The document as inject would write it, or undefined (and a problem) when it cannot be written. */
+function writtenBack(doc: Document.Parsed, source: string, problems: string[]): string | undefined {
+  try {
+    return doc.toString({ lineWidth: 0 });
+  } catch (err) {
+    problems.push(`${source}: cannot write this YAML back (${unreadable(err)})`);
+    return undefined;
   }
 }
 

@@ -115,7 +115,7 @@ function abandonCalls(port: number, reset: boolean): Promise<boolean> {
   });
 }
 
-it(`keeps no memory for the h2 sessions it closed: ${SESSIONS} sessions of one call each`, async () => {
+it(`keeps no memory for the h2 sessions it closed: ${SESSIONS} sessions of one call each`, { timeout: 90_000 }, async () => {
   const port = outbound.port('out');
   const idle = () => outbound.metric('sidecar_connections_active', { listener: 'out' }).then((n) => n === 0);
   // Warm-up: what the first sessions build once (code, pools, the session to the inbound sidecar).
@@ -142,7 +142,9 @@ it(`keeps no memory for the h2 sessions it closed: ${SESSIONS} sessions of one c
   await inbound.assertAlive('grpc');
 });
 
-it(`keeps no memory for calls whose caller was killed mid-call: ${SESSIONS} sessions reset or ended with calls in flight`, async () => {
+it(`keeps no memory for calls whose caller was killed mid-call: ${SESSIONS} sessions reset or ended with calls in flight`, {
+  timeout: 90_000,
+}, async () => {
   const port = outbound.port('slow-out');
   const idle = () => outbound.metric('sidecar_connections_active', { listener: 'slow-out' }).then((n) => n === 0);
   let resets = 0;

@@ -7,7 +7,7 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   goodGet,
   h2Get,
@@ -137,7 +137,8 @@ describe('h2 mode', () => {
     const before = h2app.streams.length;
     expect(await h2Request({ ':path': '/public/x', ':authority': 'app.test', host: 'admin.internal' })).toBe(400);
     expect(h2app.streams.slice(before)).toEqual([]);
-    expect(sidecar.logs('request_header_refused').length).toBeGreaterThan(0);
+    // The audit line is written as the 400 goes out: on a loaded machine it can trail the answer.
+    await vi.waitFor(() => expect(sidecar.logs('request_header_refused').length).toBeGreaterThan(0));
   });
 
   it('forwards a host header equal to :authority as :authority alone', async () => {
