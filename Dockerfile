@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # vault-mtls-sidecar: bundle the TypeScript in one stage (esbuild, scripts/build.mjs), ship dist/ on
-# Node 24 LTS. The bundle carries every dependency but pino-pretty (log.format: pretty), which
-# stays in the pruned node_modules.
+# Node 24 LTS. The bundle carries every dependency but pino-pretty (log.format: pretty): the image
+# gets pino-pretty and its dependencies only, not the whole production node_modules.
 #
 # Builds with docker or podman (`podman build .`, see README "Building the image without Docker").
 
@@ -13,8 +13,9 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY scripts/build.mjs ./scripts/
+COPY scripts/image/runtime-modules.cjs ./scripts/image/
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build
 # The runtime root: the node binary, the shared libraries it links (from ldd, so any architecture),
 # env for the bin's #! line, and the user — no shell, no package manager, no other program.
 RUN set -eu; mkdir -p /rootfs/usr/local/bin /rootfs/usr/bin /rootfs/etc /rootfs/app; \
@@ -25,7 +26,9 @@ RUN set -eu; mkdir -p /rootfs/usr/local/bin /rootfs/usr/bin /rootfs/etc /rootfs/
     # Names from /etc/hosts (hostAliases, the pod's own name) before DNS, as glibc without this file
     # would not do: it asks DNS first and takes its "no such name" as the answer.
     echo 'hosts: files dns' > /rootfs/etc/nsswitch.conf; \
-    cp package.json /rootfs/app/ && cp -r node_modules dist /rootfs/app/
+    cp package.json /rootfs/app/ && cp -r dist /rootfs/app/; \
+    # The packages the bundle leaves out (scripts/build.mjs: external) and what they depend on.
+    for pkg in $(node scripts/image/runtime-modules.cjs pino-pretty); do cp -r --parents "$pkg" /rootfs/app/; done
 
 FROM scratch
 COPY --from=build /rootfs /

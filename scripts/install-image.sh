@@ -4,10 +4,10 @@
 # node:24-bookworm-slim, comes from scripts/install-base-image.sh when the machine has none.
 #
 # The image is named localhost/vault-mtls-sidecar:<hash of what goes into it> (the base image's
-# ID, Dockerfile, .dockerignore, package files, scripts/build.mjs, this script, src/), so a change
-# to any of them builds a new one and an unchanged tree reuses it. Kept in podman's storage and,
-# as an archive that containerd imports (`ctr -n k8s.io images import`), in
-# ~/.cache/vault-mtls-sidecar/image/<hash>/image.tar.
+# ID, Dockerfile, .dockerignore, package files, scripts/build.mjs and image/runtime-modules.cjs,
+# this script, src/), so a change to any of them builds a new one and an unchanged tree reuses it.
+# Kept in podman's storage and, as an archive that containerd imports (`ctr -n k8s.io images
+# import`), in ~/.cache/vault-mtls-sidecar/image/<hash>/image.tar.
 #
 # The build gets the host's npm cache (fast, and the registry is asked only for what is missing)
 # and, when the host trusts a CA that the image's Node does not (a TLS-inspecting proxy), that CA
@@ -30,7 +30,7 @@ flock 9
 # The base first: its image ID is one of the inputs (a rebuilt base makes a new product image).
 BASE_IMAGE=$("$REPO_ROOT/scripts/install-base-image.sh" | tail -n 1)
 base_id=$(podman image inspect --format '{{.Id}}' "$BASE_IMAGE")
-inputs_hash=$( { echo "$base_id"; sha256sum Dockerfile .dockerignore package.json package-lock.json scripts/build.mjs scripts/install-image.sh; find src -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
+inputs_hash=$( { echo "$base_id"; sha256sum Dockerfile .dockerignore package.json package-lock.json scripts/build.mjs scripts/image/runtime-modules.cjs scripts/install-image.sh; find src -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
 IMAGE="localhost/vault-mtls-sidecar:$inputs_hash"
 CACHE="$IMAGES/$inputs_hash"
 if [ -s "$CACHE/image.tar" ] && [ "$(cat "$CACHE/name" 2>/dev/null)" = "$IMAGE" ] && podman image exists "$IMAGE"; then

@@ -191,6 +191,20 @@ describe('the product image', () => {
     expect(files).toContain('/app/dist/main.js');
     expect(files.some((f) => /\/(sh|bash|dash|apt|apt-get|dpkg|npm)$/.test(f))).toBe(false);
     expect(podmanStatus(['run', '--rm', '--network=none', '--entrypoint', '/bin/sh', image.name, '-c', 'true']).code).not.toBe(0);
+    // Of node_modules only what the bundle leaves out: pino-pretty and its dependencies, which load.
+    expect(files.some((f) => f.startsWith('/app/node_modules/pino/') || f.startsWith('/app/node_modules/yaml/'))).toBe(false);
+    const pretty = await podman([
+      'run',
+      '--rm',
+      '--network=none',
+      '--entrypoint',
+      '/usr/local/bin/node',
+      image.name,
+      '-e',
+      "require('node:module').createRequire('/app/dist/main.js')('pino-pretty')({ destination: 1 }).write('{\"level\":30,\"msg\":\"pretty\"}\\n')",
+    ]);
+    expect(pretty).toContain('pretty');
+    expect(pretty).toContain('INFO');
   });
 
   it('on SIGTERM as PID 1 completes the request in flight, then exits 0', async () => {
