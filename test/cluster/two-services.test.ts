@@ -39,6 +39,7 @@ let hostBefore: Awaited<ReturnType<typeof hostState>>;
 const PAYMENTS_APP = `
 const server = require('node:http').createServer((req, res) => {
   const delay = Number(new URL(req.url, 'http://x').searchParams.get('delay') ?? 0);
+  if (delay > 0) console.log('app: got ' + req.url);
   setTimeout(() => {
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({ app: 'payments', path: req.url, caller: req.headers['x-forwarded-client-cert'] ?? null }));
@@ -56,24 +57,48 @@ process.on('SIGTERM', () => {
 /**
  * orders' app: calls payments through its sidecar's outbound port once at start (the native
  * sidecar must be ready before the app runs, so this first call must succeed), on GET /call (with
- * payments' ?delay=), and n times in a row on GET /loop?n= (counting what failed).
+ * payments' ?delay=), and in a loop between GET /loop/start and GET /loop/stop (counting what
+ * failed; /loop/mark?as= notes how many calls were made so far, /loop/status reports). Every other
+ * call of the loop opens a new connection to the sidecar instead of a pooled one.
  */
 const ORDERS_APP = `
+const http = require('node:http');
 const call = (delay = 0) => fetch('http://127.0.0.1:9001/pay?delay=' + delay).then(
   async (r) => ({ status: r.status, body: await r.json() }),
   (e) => ({ error: String(e.cause?.code ?? e.message) }),
 );
+const freshCall = () => new Promise((resolve) => {
+  const req = http.get({ host: '127.0.0.1', port: 9001, path: '/pay', agent: false, headers: { connection: 'close' } }, (r) => {
+    r.resume();
+    r.on('end', () => resolve({ status: r.statusCode }));
+  });
+  req.on('error', (e) => resolve({ error: String(e.code ?? e.message) }));
+});
 const first = call();
-const server = require('node:http').createServer(async (req, res) => {
+let loop = null;
+const server = http.createServer(async (req, res) => {
   const url = new URL(req.url, 'http://x');
   let out;
   if (url.pathname === '/first') out = await first;
-  else if (url.pathname === '/loop') {
-    out = { ok: 0, failed: [] };
-    for (let i = 0; i < Number(url.searchParams.get('n')); i++) {
-      const r = await call();
-      if (r.status === 200) out.ok++; else out.failed.push(r.error ?? r.status);
-    }
+  else if (url.pathname === '/loop/start') {
+    loop = { ok: 0, calls: 0, failed: [], marks: {}, stop: false };
+    const l = loop;
+    l.done = (async () => {
+      while (!l.stop) {
+        const r = await (l.calls % 2 ? freshCall() : call());
+        l.calls++;
+        if (r.status === 200) l.ok++; else l.failed.push(r.error ?? r.status);
+      }
+    })();
+    out = { started: true };
+  } else if (url.pathname === '/loop/mark') {
+    loop.marks[url.searchParams.get('as')] = loop.calls;
+    out = { calls: loop.calls };
+  } else if (url.pathname === '/loop/status') out = { calls: loop.calls };
+  else if (url.pathname === '/loop/stop') {
+    loop.stop = true;
+    await loop.done;
+    out = { ok: loop.ok, calls: loop.calls, failed: loop.failed, marks: loop.marks };
   } else out = await call(Number(url.searchParams.get('delay') ?? 0));
   res.setHeader('content-type', 'application/json');
   res.end(JSON.stringify(out));
@@ -331,10 +356,12 @@ describe('two services through their sidecars, in pods on a kubelet', () => {
       socket.on('data', (c: Buffer) => {
         got += c.toString();
       });
-      socket.on('error', (err) => resolve(`error: ${err.message}`));
+      socket.on('error', (err) => resolve(`error: ${(err as { code?: string }).code ?? ''} ${err.message}`));
       socket.on('close', () => resolve(got === '' ? 'closed' : got));
     });
-    expect(refused).toMatch(/^(error|closed)/);
+    // Refused by the TLS handshake (TLS 1.3: the server's certificate_required alert), not by a
+    // closed port or an HTTP answer.
+    expect(refused).toMatch(/^error: ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED /);
     expect(refused).not.toContain('payments');
     expect(JSON.parse((await ordersApp('/call')).body)).toMatchObject({ status: 200 });
   });
@@ -353,18 +380,67 @@ describe('two services through their sidecars, in pods on a kubelet', () => {
 });
 
 describe('rotation and restarts', () => {
-  it("rotates payments' certificate under a steady request loop from orders without failing a request", async () => {
+  it('rotates both certificates under a steady request loop from orders without failing a request', async () => {
     const paymentsSidecar = await containerPid(node, payments, 'mtls-sidecar');
-    const serial = async () => (JSON.parse((await curlInPod(paymentsSidecar, 15000, '/certs')).body) as { serial: string }).serial;
-    const before = await serial();
-    const loop = ordersApp('/loop?n=300', 120);
-    await new Promise((r) => setTimeout(r, 500));
+    const ordersSidecar = await containerPid(node, orders, 'mtls-sidecar');
+    const serial = async (pid: number) => (JSON.parse((await curlInPod(pid, 15000, '/certs')).body) as { serial: string }).serial;
+    const calls = async () => (JSON.parse((await ordersApp('/loop/status')).body) as { calls: number }).calls;
+    const mark = async (as: string) => (JSON.parse((await ordersApp(`/loop/mark?as=${as}`)).body) as { calls: number }).calls;
+    const [paymentsBefore, ordersBefore] = [await serial(paymentsSidecar), await serial(ordersSidecar)];
+    await ordersApp('/loop/start');
+    await waitFor(async () => (await calls()) >= 20, 60_000, 'the loop to make 20 calls');
+    // payments' (the server's) certificate: new handshakes get the new one.
+    await mark('paymentsRotate');
     expect((await curlInPod(paymentsSidecar, 15000, '/rotate', { method: 'POST' })).status).toBe(202);
-    const result = JSON.parse((await loop).body) as { ok: number; failed: unknown[] };
+    await waitFor(
+      async () => (await serial(paymentsSidecar)) !== paymentsBefore,
+      30_000,
+      "payments' sidecar to serve the rotated certificate",
+    );
+    // orders' (the client's) certificate: its sidecar starts a new pool, so every call from here
+    // on opens new mTLS connections to payments, which now presents its new certificate.
+    const afterPayments = await mark('ordersRotate');
+    expect((await curlInPod(ordersSidecar, 15000, '/rotate', { method: 'POST' })).status).toBe(202);
+    await waitFor(async () => (await serial(ordersSidecar)) !== ordersBefore, 30_000, "orders' sidecar to use the rotated certificate");
+    const afterOrders = await mark('ordersRotated');
+    await waitFor(async () => (await calls()) >= afterOrders + 20, 60_000, 'the loop to make 20 calls after both rotations');
+    const result = JSON.parse((await ordersApp('/loop/stop', 60)).body) as {
+      ok: number;
+      calls: number;
+      failed: unknown[];
+      marks: Record<string, number>;
+    };
     expect(result.failed).toEqual([]);
-    expect(result.ok).toBe(300);
-    await waitFor(async () => (await serial()) !== before, 30_000, "payments' sidecar to serve the rotated certificate");
+    expect(result.ok).toBe(result.calls);
+    // Calls were made across both rotations, not only before them.
+    expect(afterPayments).toBeGreaterThan(result.marks.paymentsRotate ?? Number.POSITIVE_INFINITY);
+    expect(result.calls).toBeGreaterThanOrEqual(afterOrders + 20);
+    console.log(`rotation loop: ${result.calls} calls, marks ${JSON.stringify(result.marks)}`);
   }, 180_000);
+
+  it("drains when its sidecar gets SIGTERM: a request in flight through payments' sidecar completes, and the kubelet restarts it", async () => {
+    const slow = ordersApp('/call?delay=3000', 30);
+    // The request has reached payments' app (through its sidecar) before the sidecar is signalled.
+    await waitFor(
+      () => node.containerLog(payments, 'app').includes('app: got /pay?delay=3000'),
+      30_000,
+      "payments' app to get the slow request",
+    );
+    const id = status(payments, 'mtls-sidecar')?.containerID?.replace(/^containerd:\/\//, '') ?? '';
+    await node.ctr(['tasks', 'kill', '--signal', 'SIGTERM', id]);
+    expect(JSON.parse((await slow).body)).toMatchObject({ status: 200, body: { app: 'payments', path: '/pay?delay=3000' } });
+    payments = await waitForPod(
+      node,
+      NS,
+      'app=payments',
+      (p) => isReady(p) && (status(p, 'mtls-sidecar')?.restartCount ?? 0) >= 1,
+      "payments' sidecar to be restarted and ready",
+    );
+    // It exited by itself, cleanly, after draining (not killed at the end of a grace period).
+    expect(status(payments, 'mtls-sidecar')?.lastState?.terminated?.exitCode).toBe(0);
+    expect(node.containerLog(payments, 'mtls-sidecar')).toContain('"msg":"draining"');
+    expect(JSON.parse((await ordersApp('/call')).body)).toMatchObject({ status: 200 });
+  }, 120_000);
 
   it('restarts a sidecar killed in the pod, and the pod recovers', async () => {
     const id = status(orders, 'mtls-sidecar')?.containerID?.replace(/^containerd:\/\//, '') ?? '';
@@ -444,6 +520,9 @@ describe('ordering', () => {
     const slow = ordersApp('/call?delay=3000', 30);
     await new Promise((r) => setTimeout(r, 1000));
     const old = payments;
+    // The sidecar may have shut down before (the SIGTERM test): wait for one more shutdown line.
+    const shutdowns = (log: string) => log.split('\n').filter((l) => l.includes('"msg":"shutting down"'));
+    const shutdownsBefore = shutdowns(node.containerLog(old, 'mtls-sidecar')).length;
     const deleted = await node.kube.request('DELETE', `/api/v1/namespaces/${NS}/pods/${old.metadata.name}`);
     expect(deleted.status).toBe(200);
     // Both containers' logs as the kubelet wrote them, read until the sidecar has logged its
@@ -454,7 +533,7 @@ describe('ordering', () => {
       () => {
         appLog = node.containerLog(old, 'app') || appLog;
         sidecarLog = node.containerLog(old, 'mtls-sidecar') || sidecarLog;
-        return sidecarLog.includes('"msg":"shutting down"');
+        return shutdowns(sidecarLog).length > shutdownsBefore;
       },
       60_000,
       () => `the payments sidecar to log its shutdown (app: ${appLog.slice(-500)} sidecar: ${sidecarLog.slice(-500)})`,
@@ -463,7 +542,7 @@ describe('ordering', () => {
     expect(JSON.parse((await slow).body)).toMatchObject({ status: 200, body: { app: 'payments' } });
     // The kubelet signalled the sidecar only once the app had finished and exited.
     const appExited = loggedAt(appLog, 'app: exiting');
-    const sidecarSignalled = loggedAt(sidecarLog, '"msg":"shutting down"');
+    const sidecarSignalled = shutdowns(sidecarLog).at(-1)?.split(' ')[0] ?? '';
     console.log(`payments deleted: app exited ${appExited}, sidecar got SIGTERM ${sidecarSignalled}`);
     expect(sidecarSignalled > appExited).toBe(true);
     expect(loggedAt(appLog, 'app: SIGTERM') < appExited).toBe(true);
