@@ -80,7 +80,7 @@ BUILDS=(
   "helm|scripts/install-helm.sh|building from the Go module proxy (first run on this machine only)"
   "kubelet and the pod sandbox image|scripts/install-kubelet.sh|building from the Go module proxy (first run on this machine only)"
   "base image node:24-bookworm-slim|scripts/install-base-image.sh|making it with debootstrap and the npm registry's Node 24 (first run on this machine only)"
-  "product image|scripts/install-image.sh|podman build of the Dockerfile (again whenever the Dockerfile, package files or src/ change)"
+  "product image|scripts/install-image.sh|podman build of the Dockerfile (again whenever what goes into the image changes: Dockerfile, package files, src/, the base image, the build scripts)"
 )
 if [ -n "${BAO_BIN:-}" ]; then
   command -v "$BAO_BIN" >/dev/null || fail "BAO_BIN=$BAO_BIN is not an executable; point it at a bao or vault binary, or unset it"
