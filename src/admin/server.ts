@@ -7,8 +7,8 @@
  * in the cluster can reach it. From there it serves the probes and metrics only (PUBLIC); /certs
  * and POST /rotate (a Vault issuance per call, at most once per admin.rotateMinInterval) answer
  * loopback callers — a process in the pod, or `kubectl port-forward`, which arrives on loopback.
- * Connections get the listeners' kind of limits (limits.ts), and /metrics is rendered at most once
- * a second (metrics-cache.ts), so pipelined scrapes cannot keep the probes waiting.
+ * Connections get the listeners' kind of limits (limits.ts), and /metrics is rendered at most 20
+ * times a second (metrics-cache.ts), so pipelined scrapes cannot keep the probes waiting.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';

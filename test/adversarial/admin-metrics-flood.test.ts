@@ -2,7 +2,7 @@
  * Issue 24 review, finding 4: the admin port's /metrics could be flooded. 64 connections, each
  * with 300 pipelined GET /metrics and reading a byte now and then, kept the event loop rendering
  * metrics, and the kubelet's probes timed out for 15 s (three misses restart the pod). The
- * rendered metrics are now cached for a second and shared by concurrent callers, and a
+ * metrics are now rendered at most 20 times a second (callers past that share the newest), and a
  * connection gets a bounded number of pipelined requests answered before it is closed.
  */
 import http from 'node:http';
