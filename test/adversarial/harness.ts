@@ -145,7 +145,7 @@ export interface SidecarUnderAttack {
 }
 
 const started: Spawned[] = [];
-const appsToClose: RecordingApp[] = [];
+const appsToClose: { close(): void }[] = [];
 afterAll(() => {
   for (const run of started.splice(0)) run.child.kill('SIGKILL');
   for (const app of appsToClose.splice(0)) app.close();
@@ -259,6 +259,26 @@ export async function startAppBehindSidecar(
   appsToClose.push(app);
   const sidecar = await startSidecarUnderAttack({ inbound: [{ name: 'web', target: `127.0.0.1:${app.port}`, ...listener }], ...options });
   return { app, sidecar };
+}
+
+/**
+ * The usual pair of targets: a recording http app behind listener `web` and a recording h2 app
+ * behind listener `grpc` (mode h2) of one sidecar, both with the listener settings given. Stops
+ * both apps after the file.
+ */
+export async function startHttpAndH2BehindSidecar(
+  listener: Record<string, unknown> = {},
+): Promise<{ app: RecordingApp; h2app: RecordingH2App; sidecar: SidecarUnderAttack }> {
+  const app = await startRecordingApp();
+  const h2app = await startRecordingH2App();
+  appsToClose.push(app, h2app);
+  const sidecar = await startSidecarUnderAttack({
+    inbound: [
+      { name: 'web', target: `127.0.0.1:${app.port}`, ...listener },
+      { name: 'grpc', mode: 'h2', target: `127.0.0.1:${h2app.port}`, ...listener },
+    ],
+  });
+  return { app, h2app, sidecar };
 }
 
 /** A GET from the trusted client over a new TLS connection. */

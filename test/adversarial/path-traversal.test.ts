@@ -5,16 +5,14 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   goodGet,
   type RecordingApp,
   type RecordingH2App,
   rawExchange,
   type SidecarUnderAttack,
-  startRecordingApp,
-  startRecordingH2App,
-  startSidecarUnderAttack,
+  startHttpAndH2BehindSidecar,
   tlsConnect,
 } from './harness.js';
 
@@ -44,19 +42,7 @@ let h2app: RecordingH2App;
 let sidecar: SidecarUnderAttack;
 
 beforeAll(async () => {
-  app = await startRecordingApp();
-  h2app = await startRecordingH2App();
-  sidecar = await startSidecarUnderAttack({
-    inbound: [
-      { name: 'web', target: `127.0.0.1:${app.port}`, authorization: allowPublic },
-      { name: 'grpc', mode: 'h2', target: `127.0.0.1:${h2app.port}`, authorization: allowPublic },
-    ],
-  });
-});
-
-afterAll(() => {
-  app.close();
-  h2app.close();
+  ({ app, h2app, sidecar } = await startHttpAndH2BehindSidecar({ authorization: allowPublic }));
 });
 
 describe('http mode', () => {

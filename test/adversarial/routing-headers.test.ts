@@ -7,7 +7,7 @@
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   goodGet,
   h2Get,
@@ -15,9 +15,7 @@ import {
   type RecordingH2App,
   rawExchange,
   type SidecarUnderAttack,
-  startRecordingApp,
-  startRecordingH2App,
-  startSidecarUnderAttack,
+  startHttpAndH2BehindSidecar,
   tlsConnect,
 } from './harness.js';
 
@@ -57,19 +55,7 @@ let h2app: RecordingH2App;
 let sidecar: SidecarUnderAttack;
 
 beforeAll(async () => {
-  app = await startRecordingApp();
-  h2app = await startRecordingH2App();
-  sidecar = await startSidecarUnderAttack({
-    inbound: [
-      { name: 'web', target: `127.0.0.1:${app.port}`, authorization: allowPublic },
-      { name: 'grpc', mode: 'h2', target: `127.0.0.1:${h2app.port}`, authorization: allowPublic },
-    ],
-  });
-});
-
-afterAll(() => {
-  app.close();
-  h2app.close();
+  ({ app, h2app, sidecar } = await startHttpAndH2BehindSidecar({ authorization: allowPublic }));
 });
 
 /** One h2 request on a fresh connection from the good client; the status it got. */
