@@ -13,10 +13,10 @@ export const METRICS_RENDERS_PER_SECOND = 20;
 export function cachedRender(
   render: () => Promise<Rendered>,
   perSecond = METRICS_RENDERS_PER_SECOND,
-  now = Date.now,
+  now = () => performance.now(),
 ): () => Promise<Rendered> {
   let current: Promise<Rendered> | undefined;
-  /** When the renders of the last second started, oldest first. */
+  /** When the renders of the last second started, oldest first (a monotonic clock: a wall clock stepped back would keep a full window for as long as the step). */
   const started: number[] = [];
   return () => {
     const at = now();
