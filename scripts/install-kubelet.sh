@@ -20,7 +20,8 @@ CACHE=$(peer_cache kubelet "$KUBERNETES_VERSION")
 # The sandbox image kubelet v1.34 expects; containerd's config names the same (test/support/kube-node.ts).
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
 
-if [ -x "$CACHE/kubelet" ] && [ -s "$CACHE/pause.tar" ] && "$CACHE/kubelet" --version >/dev/null 2>&1; then
+# A kubelet built before the version was stamped says v0.0.0-master: it is rebuilt.
+if [ -x "$CACHE/kubelet" ] && [ -s "$CACHE/pause.tar" ] && "$CACHE/kubelet" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION"; then
   echo "$CACHE"
   exit 0
 fi
@@ -47,9 +48,15 @@ SAVING=$(mktemp -d "$CACHE/.saving.XXXXXX")
 trap 'rm -rf "$WORK" "$SAVING"' EXIT
 podman save --quiet --format docker-archive -o "$SAVING/pause.tar" "$PAUSE_IMAGE"
 mv -f "$SAVING/pause.tar" "$CACHE/pause.tar"
-if [ ! -x "$CACHE/kubelet" ]; then
+if ! "$CACHE/kubelet" --version 2>/dev/null | grep -qx "Kubernetes $KUBERNETES_VERSION"; then
   log "building kubelet (a few minutes)"
-  GOWORK=off GOFLAGS=-mod=mod go build -trimpath -o "$CACHE/kubelet.tmp" ./cmd/kubelet
+  # The version Kubernetes' own build stamps (hack/lib/version.sh): without it the kubelet reports
+  # v0.0.0-master, in `kubelet --version` and in the Node's status.nodeInfo.kubeletVersion. The
+  # module download has no git metadata: no commit, tree state "archive".
+  MINOR="${KUBERNETES_VERSION#v1.}"
+  VERSION_PKG=k8s.io/component-base/version
+  LDFLAGS="-X $VERSION_PKG.gitVersion=$KUBERNETES_VERSION -X $VERSION_PKG.gitMajor=1 -X $VERSION_PKG.gitMinor=${MINOR%%.*} -X $VERSION_PKG.gitTreeState=archive"
+  GOWORK=off GOFLAGS=-mod=mod go build -trimpath -ldflags "$LDFLAGS" -o "$CACHE/kubelet.tmp" ./cmd/kubelet
   mv "$CACHE/kubelet.tmp" "$CACHE/kubelet"
 fi
 echo "$CACHE"
