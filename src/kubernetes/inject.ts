@@ -11,7 +11,7 @@
  * Any input has an answer: YAML it cannot read or edit (too deep, alias bombs, aliases where the
  * sidecar goes) is one SidecarError naming the file or the object, never a crash.
  */
-import { type Document, isMap, isScalar, isSeq, parseAllDocuments, visit } from 'yaml';
+import { type Document, isMap, isScalar, isSeq, parseAllDocuments, type Tags, visit } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type InjectDefaults, STATUS_INJECTED } from './annotations.js';
 import { MAX_DEPTH, tooDeep, yamlTooDeep } from './json-depth.js';
@@ -45,6 +45,23 @@ export interface InjectResult {
   report: string[];
 }
 
+/**
+ * Read and write YAML the way kubectl reads it (go-yaml v2: YAML 1.1 scalars), whatever a `%YAML`
+ * directive says. Read as YAML 1.2, `defaultMode: 0400` is the number 400 and was written back
+ * as `400`, which kubectl reads as 0o620; a label value `yes` added unquoted would reach the API
+ * server as `true`. go-yaml v2 has no sexagesimal numbers (`1:20`) and keeps timestamps as
+ * strings, so those two YAML 1.1 types are left out: a value inject does not change is written
+ * as it was read.
+ */
+// A merge key (`<<`) is refused below, never expanded: it is read as a plain key to be found.
+// go-yaml v2 has no !!omap, !!pairs or !!set either; without them a map inject adds is a map.
+const LEFT_OUT = ['timestamp', 'merge', 'omap', 'pairs', 'set'].map((name) => `tag:yaml.org,2002:${name}`);
+const KUBECTL_YAML = {
+  version: '1.1',
+  schema: 'yaml-1.1',
+  customTags: (tags: Tags) => tags.filter((tag) => typeof tag === 'string' || (!LEFT_OUT.includes(tag.tag) && tag.format !== 'TIME')),
+} as const;
+
 /** Transforms every document of `text`; throws one SidecarError listing every problem found. */
 export function injectYaml(text: string, source: string, options: InjectOptions): InjectResult {
   const problems: string[] = [];
@@ -57,7 +74,7 @@ export function injectYaml(text: string, source: string, options: InjectOptions)
   }
   let docs: Document.Parsed[];
   try {
-    docs = parseAllDocuments(text);
+    docs = parseAllDocuments(text, KUBECTL_YAML);
   } catch (err) {
     throw new SidecarError(ErrorCodes.INJECT_INVALID, `${source}: not YAML inject can read (${unreadable(err)})`);
   }

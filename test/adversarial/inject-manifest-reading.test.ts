@@ -98,3 +98,54 @@ it('a name of a megabyte and a thousand bad annotations make a message of a few 
   expect(err.message.length).toBeLessThan(8192);
   expect(err.message).toMatch(/unknown annotations vault-mtls-sidecar\/u0, .*…and 990 more/);
 });
+
+/**
+ * Issue 24 review, late finding: kubectl reads YAML 1.1 (go-yaml v2) and inject read YAML 1.2, so
+ * a scalar whose meaning differs between the two changed when inject wrote the document back:
+ * `defaultMode: 0400` (octal 256 for kubectl) came back as `400` (0o620, group-writable), and
+ * `hostNetwork: no` (false for kubectl) was refused as not a boolean. Now inject reads and writes
+ * scalars as kubectl does, and leaves out the YAML 1.1 types go-yaml v2 lacks (sexagesimal
+ * numbers, timestamps), so every value it does not change is written as it was read.
+ */
+describe('scalars read as kubectl reads them (YAML 1.1)', () => {
+  const spec = `  volumes:
+  - name: secrets
+    secret: {secretName: s, defaultMode: 0400}
+  containers:
+  - name: app
+    image: nginx
+    env:
+    - {name: OCTAL, value: 0750}
+    - {name: HEX, value: 0x1F}
+    - {name: SEXAGESIMAL, value: 1:20}
+    - {name: DATE, value: 2001-12-14}
+    - {name: SWITCH, value: on}
+    - {name: ANSWER, value: n}`;
+
+  it('a file mode and every other scalar inject does not change keeps its value and its form', () => {
+    const result = injectYaml(pod('p', spec), 'm.yaml', options);
+    expect(result.report).toEqual(['Pod p: injected (role orders)']);
+    for (const line of ['defaultMode: 0400', 'value: 0750', 'value: 1:20', 'value: 2001-12-14', 'value: on', 'value: n']) {
+      expect(result.text).toContain(line);
+    }
+    expect(result.text).toMatch(/value: 0x1[Ff]\b/); // the same number; the library writes hex digits in lower case
+  });
+
+  it('`hostNetwork: no` is false, as kubectl reads it: the pod is injected', () => {
+    const result = injectYaml(pod('p', `  hostNetwork: no\n${spec}`), 'm.yaml', options);
+    expect(result.report).toEqual(['Pod p: injected (role orders)']);
+    expect(result.text).toContain('hostNetwork: no');
+  });
+
+  it('`hostNetwork: yes` is true, as kubectl reads it: refused as a hostNetwork pod', () => {
+    const err = errorOf(() => injectYaml(pod('p', `  hostNetwork: yes\n${spec}`), 'm.yaml', options));
+    expect(err.code).toBe(ErrorCodes.INJECT_INVALID);
+    expect(err.message).toMatch(/spec\.hostNetwork is true/);
+  });
+
+  it('what inject adds reads back as strings where it wrote strings (no bare yes/no/on/off)', () => {
+    const result = injectYaml(pod('p', spec), 'm.yaml', options);
+    expect(result.text).toContain('vault-mtls-sidecar/injected: "true"');
+    expect(result.text).not.toContain('!!');
+  });
+});
