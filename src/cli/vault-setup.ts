@@ -9,7 +9,8 @@ import { parse } from 'yaml';
 import type { Argv } from 'yargs';
 import type { Environment } from '../config/load.js';
 import { parseDurationSeconds } from '../config/parse.js';
-import { ErrorCodes, SidecarError } from '../errors.js';
+import { ErrorCodes, formatError, SidecarError } from '../errors.js';
+import { serviceNameProblems } from '../vault/names.js';
 
 export interface VaultSetupArgs {
   service?: string;
@@ -28,7 +29,10 @@ export interface VaultSetupArgs {
 
 export function vaultSetupOptions(yargs: Argv): Argv<VaultSetupArgs> {
   return yargs
-    .option('service', { type: 'string', describe: 'the service (its Vault role, policy <service>-sidecar and auth role)' })
+    .option('service', {
+      type: 'string',
+      describe: 'the service (its PKI and auth roles <service>.<namespace>, policy <service>.<namespace>-sidecar)',
+    })
     .option('namespace', { type: 'string', default: 'default', describe: "the service's namespace" })
     .option('service-account', { type: 'string', describe: 'its service account (default: the service name)' })
     .option('file', { type: 'string', describe: 'YAML list of services: [{ name, namespace, serviceAccount? }]' })
@@ -48,8 +52,9 @@ export async function vaultSetupCommand(
   args: VaultSetupArgs,
   env: Environment,
   out: NodeJS.WritableStream = process.stdout,
+  err: NodeJS.WritableStream = process.stderr,
 ): Promise<number> {
-  const { setupService } = await import('../vault/setup.js');
+  const { findOldNames, oldNamesMessage, setupService } = await import('../vault/setup.js');
   const usage = (message: string): never => {
     throw new SidecarError(ErrorCodes.USAGE, `vault setup: ${message}`);
   };
@@ -67,28 +72,33 @@ export async function vaultSetupCommand(
           serviceAccount: args['service-account'],
         },
       ];
-  for (const service of services) {
-    const spec = {
-      name: service.name,
-      namespace: service.namespace,
-      serviceAccount: service.serviceAccount ?? service.name,
-      ttl,
-      maxTtl,
-      keyType: args['key-type'] as 'ec' | 'rsa',
-      issue: args.issue,
-    };
-    const steps = await setupService(
-      { address, token, caPem },
-      spec,
-      { root: args['root-mount'], intermediate: args.mount, auth: args['auth-mount'] },
-      args['dry-run'],
-    );
+  const specs = services.map((service) => ({
+    name: service.name,
+    namespace: service.namespace,
+    serviceAccount: service.serviceAccount ?? service.name,
+    ttl,
+    maxTtl,
+    keyType: args['key-type'] as 'ec' | 'rsa',
+    issue: args.issue,
+  }));
+  // Every name checked before anything is written: a bad third entry must not leave two done.
+  const problems = specs.flatMap((spec, i) => serviceNameProblems(spec).map((p) => (args.file ? `${args.file}: entry ${i + 1}: ${p}` : p)));
+  if (problems.length > 0) usage(problems.join('; '));
+  for (const spec of specs) {
+    const mounts = { root: args['root-mount'], intermediate: args.mount, auth: args['auth-mount'] };
+    const steps = await setupService({ address, token, caPem }, spec, mounts, args['dry-run']);
+    const old = await findOldNames({ address, token, caPem }, spec, mounts);
     out.write(
       `vault setup: ${spec.name} (${spec.namespace}/${spec.serviceAccount}) on ${address}${args['dry-run'] ? ' — dry run, nothing written' : ''}\n`,
     );
     for (const s of steps) out.write(`  ${MARK[s.action]} ${s.action.padEnd(9)} ${s.what}${s.detail ? ` (${s.detail})` : ''}\n`);
+    for (const o of old) out.write(`  ! ${'old name'.padEnd(9)} ${o.path} (${o.serves}; left unchanged)\n`);
     const count = (a: string) => steps.filter((s) => s.action === a).length;
-    out.write(`  ${count('create')} to create, ${count('update')} to update, ${count('unchanged')} unchanged\n`);
+    out.write(
+      `  ${count('create')} to create, ${count('update')} to update, ${count('unchanged')} unchanged${old.length ? `, ${old.length} old names to retire` : ''}\n`,
+    );
+    // A warning, not a failure: the old names still serve running pods, and the new ones are made.
+    if (old.length > 0) err.write(`⚠ ${formatError(new SidecarError(ErrorCodes.VAULT_SETUP_OLD_NAMES, oldNamesMessage(spec, old)))}\n`);
   }
   return 0;
 }

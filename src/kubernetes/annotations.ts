@@ -22,7 +22,7 @@ export const STATUS_INJECTED = 'injected: initContainers/mtls-sidecar, volumes/v
 
 const ANNOTATIONS = {
   inject: '"true" to add the sidecar, "false" to remove it',
-  role: "the service's Vault role (its PKI role and its kubernetes auth role)",
+  role: 'the service, as given to vault setup --service (its PKI and kubernetes auth roles are <role>.<namespace>)',
   'vault-addr': "Vault's address (default: inject --vault-addr)",
   'auth-mount': 'the kubernetes auth mount (default kubernetes)',
   'pki-mount': 'the PKI mount that issues leaves (default pki_int, as vault setup makes it)',

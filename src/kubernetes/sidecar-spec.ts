@@ -6,6 +6,7 @@
  */
 import { stringify } from 'yaml';
 import { CONFIG_ENV } from '../config/load.js';
+import { vaultNames } from '../vault/names.js';
 import type { SidecarRequest } from './annotations.js';
 
 export const CONTAINER_NAME = 'mtls-sidecar';
@@ -19,14 +20,19 @@ export interface PodIdentity {
   serviceAccount: string;
 }
 
-/** The sidecar's configuration: names from the role and namespace, the SPIFFE ID from the service account. */
+/**
+ * The sidecar's configuration: names from the role (the service) and namespace, the SPIFFE ID
+ * from the service account, and the Vault roles `vault setup` makes for that service in that
+ * namespace (src/vault/names.ts).
+ */
 export function sidecarConfig(request: SidecarRequest, pod: PodIdentity): Record<string, unknown> {
   const { role } = request;
   const ns = pod.namespace;
+  const vaultRoles = vaultNames(role, ns);
   return {
     vault: {
-      pki: { mount: request.pkiMount, role },
-      auth: { method: 'kubernetes', mount: request.authMount, role, tokenFile: `${TOKEN_DIR}/token` },
+      pki: { mount: request.pkiMount, role: vaultRoles.pkiRole },
+      auth: { method: 'kubernetes', mount: request.authMount, role: vaultRoles.authRole, tokenFile: `${TOKEN_DIR}/token` },
     },
     identity: {
       commonName: `${role}.${ns}.svc`,

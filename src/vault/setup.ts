@@ -10,9 +10,14 @@
  * names and SPIFFE ID, visible with `vault read`, and a compromised sidecar can get nothing else.
  * A templated role (allowed_uri_sans_template on the service account's identity) would spare the
  * per-service run but cannot pin DNS names per service, and its effect is invisible in the role.
+ *
+ * Names are per service and namespace (names.ts). What an earlier version made under the bare
+ * service name is found by `findOldNames` and reported, never written: rewriting it would rebind
+ * the pods that still log in with it.
  */
 import { Agent, request } from 'undici';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { serviceNameProblems, unqualifiedNames, vaultNames } from './names.js';
 
 export interface ServiceSpec {
   name: string;
@@ -59,11 +64,18 @@ export function serviceNames(spec: ServiceSpec): { dnsNames: string[]; spiffeId:
 }
 
 export function policyName(spec: ServiceSpec): string {
-  return `${spec.name}-sidecar`;
+  return vaultNames(spec.name, spec.namespace).policy;
+}
+
+function checkSpec(spec: ServiceSpec): void {
+  const problems = serviceNameProblems(spec);
+  if (problems.length > 0) throw new SidecarError(ErrorCodes.USAGE, `vault setup: ${problems.join('; ')}`);
 }
 
 export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts: Mounts, dryRun: boolean): Promise<Step[]> {
+  checkSpec(spec);
   const api = vaultAdminApi(admin);
+  const ids = vaultNames(spec.name, spec.namespace);
   const steps: Step[] = [];
   const step = async (what: string, current: () => Promise<Json | undefined>, desired: Json, write: () => Promise<unknown>) => {
     const now = await current();
@@ -159,22 +171,25 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
     ttl: spec.ttl,
     max_ttl: spec.maxTtl,
     // Not kept in Vault's storage: short-lived leaves at one per sidecar per renewal would fill it
-    // (auto-tidy only removes expired ones). The trade-off: Vault cannot list or look them up, so
-    // revoking one takes its serial from the sidecar's log or /certs, not from Vault.
+    // (auto-tidy only removes expired ones). The trade-off: Vault cannot list or look them up by
+    // serial, so revoking one takes the certificate itself (from /certs), not its serial.
     no_store: true,
   };
   await step(
-    `${mounts.intermediate}/roles/${spec.name}`,
-    () => api.get(`${mounts.intermediate}/roles/${spec.name}`),
+    `${mounts.intermediate}/roles/${ids.pkiRole}`,
+    () => api.get(`${mounts.intermediate}/roles/${ids.pkiRole}`),
     role,
-    () => api.post(`${mounts.intermediate}/roles/${spec.name}`, role),
+    () => api.post(`${mounts.intermediate}/roles/${ids.pkiRole}`, role),
   );
 
-  // 4. A policy that can have CSRs signed by that role, and nothing else.
+  // 4. A policy that can have CSRs signed by that role and revoke a certificate whose key it
+  // holds (revokeOnShutdown.certificate: revoke-with-key takes the certificate and its key, so it
+  // cannot revoke another service's certificates), and nothing else.
   const policy = [
-    `# vault-mtls-sidecar: what the ${spec.name} sidecar may do (written by vault-mtls-sidecar vault setup)`,
-    `path "${mounts.intermediate}/sign/${spec.name}" {\n  capabilities = ["update"]\n}`,
-    ...(spec.issue ? [`path "${mounts.intermediate}/issue/${spec.name}" {\n  capabilities = ["update"]\n}`] : []),
+    `# vault-mtls-sidecar: what the ${spec.name} sidecar in ${spec.namespace} may do (written by vault-mtls-sidecar vault setup)`,
+    `path "${mounts.intermediate}/sign/${ids.pkiRole}" {\n  capabilities = ["update"]\n}`,
+    ...(spec.issue ? [`path "${mounts.intermediate}/issue/${ids.pkiRole}" {\n  capabilities = ["update"]\n}`] : []),
+    `path "${mounts.intermediate}/revoke-with-key" {\n  capabilities = ["update"]\n}`,
     '',
   ].join('\n');
   await step(
@@ -195,17 +210,89 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
     bound_service_account_names: [spec.serviceAccount],
     bound_service_account_namespaces: [spec.namespace],
     audience: 'vault',
-    token_policies: [policyName(spec)],
+    token_policies: [ids.policy],
     token_ttl: 3600,
     token_max_ttl: 86400,
   };
   await step(
-    `auth/${mounts.auth}/role/${spec.name}`,
-    () => api.get(`auth/${mounts.auth}/role/${spec.name}`),
+    `auth/${mounts.auth}/role/${ids.authRole}`,
+    () => api.get(`auth/${mounts.auth}/role/${ids.authRole}`),
     authRole,
-    () => api.post(`auth/${mounts.auth}/role/${spec.name}`, authRole),
+    () => api.post(`auth/${mounts.auth}/role/${ids.authRole}`, authRole),
   );
   return steps;
+}
+
+/** A name an earlier vault setup gave a service without its namespace, still in Vault. */
+export interface OldName {
+  /** Its Vault path, e.g. auth/kubernetes/role/orders. */
+  path: string;
+  /** Whom it serves today, as far as Vault says (the namespaces it is bound to or names). */
+  serves: string;
+  /** The command that deletes it, once no sidecar uses it. */
+  remove: string;
+}
+
+/**
+ * The unqualified role, policy and auth role of the service (names.ts), if Vault has them. Only
+ * read: pods that still log in with them keep working until they are moved to the new names.
+ */
+export async function findOldNames(admin: VaultAdmin, spec: ServiceSpec, mounts: Mounts): Promise<OldName[]> {
+  checkSpec(spec);
+  const api = vaultAdminApi(admin);
+  const old = unqualifiedNames(spec.name);
+  const found: OldName[] = [];
+  const strings = (value: unknown): string[] =>
+    Array.isArray(value) ? value.map(String) : typeof value === 'string' && value ? value.split(',') : [];
+
+  const role = await api.get(`${mounts.intermediate}/roles/${old.pkiRole}`);
+  if (role) {
+    // allowed_domains holds <service>.<namespace> among the longer names.
+    const namespaces = strings(role.allowed_domains).flatMap((d) => {
+      const rest = d.startsWith(`${spec.name}.`) ? d.slice(spec.name.length + 1) : '';
+      return rest && !rest.includes('.') ? [rest] : [];
+    });
+    found.push({
+      path: `${mounts.intermediate}/roles/${old.pkiRole}`,
+      serves:
+        namespaces.length > 0
+          ? `names ${spec.name} in namespace ${[...new Set(namespaces)].join(', ')}`
+          : 'names no namespace of this service',
+      remove: `vault delete ${mounts.intermediate}/roles/${old.pkiRole}`,
+    });
+  }
+  const policy = await api.get(`sys/policies/acl/${old.policy}`);
+  if (policy) {
+    const text = typeof policy.policy === 'string' ? policy.policy : '';
+    found.push({
+      path: `sys/policies/acl/${old.policy}`,
+      serves: text.includes(`${mounts.intermediate}/sign/${old.pkiRole}"`)
+        ? `grants ${mounts.intermediate}/sign/${old.pkiRole}`
+        : 'a policy of that name',
+      remove: `vault policy delete ${old.policy}`,
+    });
+  }
+  const authRole = await api.get(`auth/${mounts.auth}/role/${old.authRole}`);
+  if (authRole) {
+    const namespaces = strings(authRole.bound_service_account_namespaces);
+    found.push({
+      path: `auth/${mounts.auth}/role/${old.authRole}`,
+      serves: `bound to namespace ${namespaces.join(', ') || '(none)'}`,
+      remove: `vault delete auth/${mounts.auth}/role/${old.authRole}`,
+    });
+  }
+  return found;
+}
+
+/** One line that says what was found, that it was left alone, and what to do. */
+export function oldNamesMessage(spec: ServiceSpec, found: OldName[]): string {
+  const ids = vaultNames(spec.name, spec.namespace);
+  return (
+    `vault setup: ${spec.name} (${spec.namespace}): Vault still has names without a namespace, as an earlier vault setup made them: ` +
+    `${found.map((f) => `${f.path} (${f.serves})`).join(', ')}; left unchanged, so sidecars that use them keep working. ` +
+    `Move those sidecars to vault.pki.role and vault.auth.role "${ids.pkiRole}" (re-run inject, or restart pods under the webhook), ` +
+    `then delete the old names: ${found.map((f) => f.remove).join('; ')}`
+  );
 }
 
 /** Vault's "2 errors occurred:\n\t* a\n\t* b" as ["a", "b"]: error lines stay one line. */

@@ -17,7 +17,8 @@ import { parse, parseAllDocuments } from 'yaml';
 import { buildConfig } from '../../src/config/load.js';
 import { injectYaml } from '../../src/kubernetes/inject.js';
 import { Sidecar } from '../../src/sidecar.js';
-import { serviceNames, setupService } from '../../src/vault/setup.js';
+import { vaultNames } from '../../src/vault/names.js';
+import { findOldNames, serviceNames, setupService } from '../../src/vault/setup.js';
 import { loggedPort, type Spawned, spawnCli, waitFor } from '../support/cli.js';
 import { type KubeApiServer, startKubeApiServer } from '../support/kube-apiserver.js';
 import { capturingLogger } from '../support/logs.js';
@@ -546,20 +547,30 @@ describe('kubernetes auth against the real API server', () => {
     );
   });
 
-  it('logs in to what `vault setup` made, with a projected token, and gets exactly the service names', async () => {
+  it('gives orders in shop and orders in dev, set up by `vault setup`, each a login and certificates with only its own names', async () => {
     const mounts = { root: 'pki-setup-root', intermediate: 'pki-setup-int', auth: 'kubernetes-setup' };
-    const spec = {
-      name: 'orders',
-      namespace: 'shop',
-      serviceAccount: 'orders',
-      ttl: 3600,
-      maxTtl: 86400,
-      keyType: 'ec' as const,
-      issue: false,
-    };
+    const base = { name: 'orders', serviceAccount: 'orders', ttl: 3600, maxTtl: 86400, keyType: 'ec' as const, issue: false };
+    const specs = [
+      { ...base, namespace: 'shop' },
+      { ...base, namespace: 'dev' },
+    ];
+    for (const ns of ['shop', 'dev']) {
+      const created = await kube.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+      expect([201, 409]).toContain(created.status);
+      const sa = await kube.request('POST', `/api/v1/namespaces/${ns}/serviceaccounts`, {
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: { name: 'orders' },
+      });
+      expect([201, 409]).toContain(sa.status);
+    }
     const admin = { address: vault.address, token: vault.rootToken };
-    await setupService(admin, spec, mounts, false);
-    expect((await setupService(admin, spec, mounts, false)).filter((s) => s.action !== 'unchanged')).toEqual([]);
+    // dev after shop: before names were per namespace, this rebound shop's roles to dev.
+    for (const spec of specs) await setupService(admin, spec, mounts, false);
+    for (const spec of specs) {
+      expect((await setupService(admin, spec, mounts, false)).filter((s) => s.action !== 'unchanged')).toEqual([]);
+      expect(await findOldNames(admin, spec, mounts)).toEqual([]);
+    }
     // Where the API server is: the one thing `vault setup` leaves to the operator.
     await vaultApi(vault, 'POST', `auth/${mounts.auth}/config`, {
       kubernetes_host: kube.url,
@@ -567,21 +578,38 @@ describe('kubernetes auth against the real API server', () => {
       token_reviewer_jwt: kube.adminToken,
       disable_local_ca_jwt: true,
     });
-    const tokenFile = path.join(dir, 'token-setup');
-    writeFileSync(tokenFile, await projectedToken('vault', 'shop'));
-    const names = serviceNames(spec);
-    const sidecar = await startSidecar(
-      {
-        vault: {
-          ...vaultSection(vault),
-          pki: { mount: mounts.intermediate, role: 'orders' },
-          auth: { method: 'kubernetes', mount: mounts.auth, role: 'orders', tokenFile },
+    const jwts: Record<string, string> = {};
+    for (const spec of specs) {
+      const ids = vaultNames(spec.name, spec.namespace);
+      const tokenFile = path.join(dir, `token-setup-${spec.namespace}`);
+      jwts[spec.namespace] = await projectedToken('vault', spec.namespace);
+      writeFileSync(tokenFile, jwts[spec.namespace] ?? '');
+      const names = serviceNames(spec);
+      const sidecar = await startSidecar(
+        {
+          vault: {
+            ...vaultSection(vault),
+            pki: { mount: mounts.intermediate, role: ids.pkiRole },
+            auth: { method: 'kubernetes', mount: mounts.auth, role: ids.authRole, tokenFile },
+          },
+          identity: { commonName: `orders.${spec.namespace}.svc`, dnsNames: names.dnsNames, uriSans: [names.spiffeId], ttl: '10m' },
+          inbound: [{ name: 'app', listen: '127.0.0.1:0', target: '127.0.0.1:9' }],
         },
-        identity: { commonName: 'orders.shop.svc', dnsNames: names.dnsNames, uriSans: [names.spiffeId], ttl: '10m' },
-        inbound: [{ name: 'app', listen: '127.0.0.1:0', target: '127.0.0.1:9' }],
-      },
-      {},
+        {},
+      );
+      expect(sidecar.store.current()?.info).toMatchObject({ dnsNames: names.dnsNames, uris: [names.spiffeId] });
+    }
+
+    // Neither can use the other's: dev's service account cannot log in with shop's role, and dev's
+    // token cannot have shop's role sign; shop's role does not sign dev's names.
+    const login = (role: string, jwt: string) => vaultApi(vault, 'POST', `auth/${mounts.auth}/login`, { role, jwt }, '');
+    await expect(login('orders.shop', jwts.dev ?? '')).rejects.toThrow(/namespace not authorized|permission denied/);
+    const devToken = ((await login('orders.dev', jwts.dev ?? '')) as { auth: { client_token: string } }).auth.client_token;
+    await expect(vaultApi(vault, 'POST', `${mounts.intermediate}/sign/orders.shop`, { csr: 'x' }, devToken)).rejects.toThrow(
+      /permission denied/,
     );
-    expect(sidecar.store.current()?.info).toMatchObject({ dnsNames: names.dnsNames, uris: [names.spiffeId] });
+    await expect(
+      vaultApi(vault, 'POST', `${mounts.intermediate}/issue/orders.shop`, { common_name: 'orders.dev.svc', alt_names: 'orders.dev' }),
+    ).rejects.toThrow(/not allowed by this role/);
   });
 });

@@ -50,16 +50,16 @@ it('sets up a fresh Vault, then finds nothing to change; a dry run writes nothin
     'create intermediate CA on pki_int/, signed by pki/',
     'update pki_int/config/urls',
     'update pki_int/config/auto-tidy',
-    'create pki_int/roles/orders',
-    'create sys/policies/acl/orders-sidecar',
+    'create pki_int/roles/orders.shop',
+    'create sys/policies/acl/orders.shop-sidecar',
     'create auth method kubernetes/ (kubernetes)',
-    'create auth/kubernetes/role/orders',
+    'create auth/kubernetes/role/orders.shop',
   ]);
   const second = await setupService(admin, spec, mounts, false);
   expect(second.filter((s) => s.action !== 'unchanged')).toEqual([]);
 
   const changed = await setupService(admin, { ...spec, ttl: 1800 }, mounts, true);
-  expect(changed.filter((s) => s.action !== 'unchanged')).toEqual([{ what: 'pki_int/roles/orders', action: 'update', detail: 'ttl' }]);
+  expect(changed.filter((s) => s.action !== 'unchanged')).toEqual([{ what: 'pki_int/roles/orders.shop', action: 'update', detail: 'ttl' }]);
   expect((await setupService(admin, spec, mounts, false)).filter((s) => s.action !== 'unchanged')).toEqual([]);
 }, 60_000);
 
@@ -71,7 +71,7 @@ it('gives a sidecar with only the created policy a certificate with exactly the 
   const names = serviceNames(spec);
   const sidecar = await startSidecar(
     {
-      vault: { address: server.address, pki: { mount: 'pki_int', role: 'orders' }, auth: { method: 'token' } },
+      vault: { address: server.address, pki: { mount: 'pki_int', role: 'orders.shop' }, auth: { method: 'token' } },
       identity: { commonName: 'orders.shop.svc', dnsNames: names.dnsNames, uriSans: [names.spiffeId], ttl: '1h' },
       inbound: [{ name: 'app', listen: '127.0.0.1:0', target: '127.0.0.1:9' }],
     },
@@ -81,11 +81,11 @@ it('gives a sidecar with only the created policy a certificate with exactly the 
   expect(info?.dnsNames).toEqual(names.dnsNames);
   expect(info?.uris).toEqual([names.spiffeId]);
   // The role refuses any other name, and the policy any other role.
-  await expect(vaultApi(target, 'POST', 'pki_int/issue/orders', { common_name: 'payments.shop.svc' }, token)).rejects.toThrow(
+  await expect(vaultApi(target, 'POST', 'pki_int/issue/orders.shop', { common_name: 'payments.shop.svc' }, token)).rejects.toThrow(
     /not allowed by this role|permission denied/,
   );
   await expect(vaultApi(target, 'POST', 'pki_int/sign/other', { csr: 'x' }, token)).rejects.toThrow(/permission denied/);
-  await expect(vaultApi(target, 'POST', 'pki_int/issue/orders', { common_name: 'localhost' }, 'root')).rejects.toThrow(
+  await expect(vaultApi(target, 'POST', 'pki_int/issue/orders.shop', { common_name: 'localhost' }, 'root')).rejects.toThrow(
     /not allowed by this role/,
   );
 });

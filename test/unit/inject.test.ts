@@ -50,12 +50,12 @@ describe.each(Object.keys(WORKLOADS))('%s', (kind) => {
       dnsNames: ['orders', 'orders.shop', 'orders.shop.svc', 'orders.shop.svc.cluster.local'],
       uriSans: ['spiffe://cluster.local/ns/shop/sa/orders'],
     });
-    // The intermediate `vault setup` issues from, with the role it makes for the service.
-    expect(config.vault?.pki).toMatchObject({ mount: 'pki_int', role: 'orders' });
+    // The intermediate `vault setup` issues from, with the roles it makes for the service in its namespace.
+    expect(config.vault?.pki).toMatchObject({ mount: 'pki_int', role: 'orders.shop' });
     expect(config.vault?.auth).toMatchObject({
       method: 'kubernetes',
       mount: 'kubernetes',
-      role: 'orders',
+      role: 'orders.shop',
       tokenFile: '/var/run/secrets/vault/token',
     });
     expect(config.inbound.map((l) => [l.listen, l.target, l.mode])).toEqual([
