@@ -216,7 +216,10 @@ export class Sidecar {
       config.admin.listen,
       {
         notReadyReasons: () => this.notReadyReasons(),
-        certificate: () => this.store.current()?.info,
+        certificate: () => {
+          const current = this.store.current();
+          return current && { ...current.info, certificate: current.bundle.certPem };
+        },
         nextRenewal: () => this.renewer.nextRenewal,
         metrics: async () => ({ contentType: this.metrics.contentType, text: await this.metrics.text() }),
         rotate: () => this.#state === 'running' && this.renewer.renewNow(),

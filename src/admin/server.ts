@@ -22,7 +22,11 @@ import { cachedRender, type Rendered } from './metrics-cache.js';
 export interface AdminState {
   /** Reasons the sidecar is not ready; empty when ready. */
   notReadyReasons(): string[];
-  certificate(): CertificateInfo | undefined;
+  /**
+   * The current certificate: what it says, and the leaf itself as PEM (public; an operator
+   * revokes with it, since roles with no_store=true cannot be revoked by serial). Never a key.
+   */
+  certificate(): (CertificateInfo & { readonly certificate: string }) | undefined;
   nextRenewal(): Date | undefined;
   metrics(): Promise<{ contentType: string; text: string }>;
   /** Starts a renewal now; false when one is already in flight or the sidecar is not running. */

@@ -218,19 +218,29 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
 
     const { mount, role, method } = vault.pki;
     const issuePath = `${mount}/${method}/${role}`;
+    // revokeOnShutdown.certificate revokes with the certificate and its key (revoke-with-key).
+    const revokePath = vault.revokeOnShutdown.certificate ? `${mount}/revoke-with-key` : undefined;
     // Only the issue call needs a grant: a PKI mount serves its issuers and CRLs without a token.
     try {
+      const paths = [issuePath, ...(revokePath ? [revokePath] : [])];
       const answer = await session.call<Record<string, unknown>>('capabilities', 'sys/capabilities-self', (c) =>
-        c.write('sys/capabilities-self', { paths: [issuePath] }),
+        c.write('sys/capabilities-self', { paths }),
       );
-      const capabilities = (answer[issuePath] ?? (answer.data as Record<string, unknown> | undefined)?.[issuePath]) as string[] | undefined;
-      if (allows(capabilities, 'update')) checks.push(pass('vault.policy', `may ${method} on ${issuePath}`));
+      const granted = (path: string) =>
+        (answer[path] ?? (answer.data as Record<string, unknown> | undefined)?.[path]) as string[] | undefined;
+      const missing = paths.filter((path) => !allows(granted(path), 'update'));
+      if (missing.length === 0)
+        checks.push(pass('vault.policy', `may ${method} on ${issuePath}${revokePath ? ` and revoke its own certificate` : ''}`));
       else {
         checks.push(
           fail(
             'vault.policy',
-            `the token's policies do not grant update on ${issuePath} (it has: ${(capabilities ?? []).join(', ') || 'nothing'})`,
-            `add path "${issuePath}" { capabilities = ["update"] } to a policy of the ${vault.auth.method} role (README: Vault setup, step 3)`,
+            missing
+              .map(
+                (path) => `the token's policies do not grant update on ${path} (it has: ${(granted(path) ?? []).join(', ') || 'nothing'})`,
+              )
+              .join('; '),
+            `add ${missing.map((path) => `path "${path}" { capabilities = ["update"] }`).join(' and ')} to a policy of the ${vault.auth.method} role (README: Vault setup, step 3; vault setup grants both)`,
           ),
         );
       }
@@ -258,7 +268,7 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
         fail(
           'pki.role',
           errorMessage(err),
-          `the role decides which names it signs: compare identity (commonName, dnsNames, uriSans, ipSans, keyType) with vault read ${mount}/roles/${role} (allowed_domains, allow_subdomains, allowed_uri_sans, key_type)`,
+          `the role decides which names it signs: compare identity (commonName, dnsNames, uriSans, ipSans, keyType) with vault read ${mount}/roles/${role} (allowed_domains, allow_subdomains, allowed_uri_sans, key_type); vault setup names it <service>.<namespace>`,
         ),
       );
       bundle = undefined;

@@ -170,7 +170,10 @@ export class VaultPkiSource implements CertificateSource {
   /**
    * Revokes what the configuration asks for, then stops the session. The certificate is revoked
    * with `revoke-with-key` (the key proves ownership), so the policy needs no power to revoke
-   * other services' certificates. Failures are reported, never fatal: we are shutting down.
+   * other services' certificates. It sends the certificate, not its serial: a role with
+   * `no_store=true` (what `vault setup` makes) keeps no copy, and Vault can then revoke only what it
+   * is shown ("certificate with serial … not found" otherwise); it checks the signature against the
+   * mount's issuers. Failures are reported, never fatal: we are shutting down.
    */
   async close(): Promise<string[]> {
     const problems: string[] = [];
@@ -178,7 +181,7 @@ export class VaultPkiSource implements CertificateSource {
       const last = this.#last;
       await this.session
         .call('revoke', `revoke certificate ${last.serial}`, (client) =>
-          client.write(`${this.mount}/revoke-with-key`, { serial_number: last.serial, private_key: last.keyPem }),
+          client.write(`${this.mount}/revoke-with-key`, { certificate: last.certPem, private_key: last.keyPem }),
         )
         .catch((err: unknown) => problems.push(err instanceof Error ? err.message : String(err)));
     }
