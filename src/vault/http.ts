@@ -8,6 +8,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import { ErrorCodes, SidecarError } from '../errors.js';
 
 export interface VaultHttpOptions {
@@ -47,8 +48,8 @@ export function createVaultRequest(options: VaultHttpOptions): VaultRequest {
   const home = new URL(options.address).origin;
   const allowed = new Set([home, ...options.redirectOrigins.map((origin) => new URL(origin).origin)]);
   const agents = {
-    'http:': new http.Agent({ keepAlive: true }),
-    'https:': new https.Agent({
+    'http:': new FreshAfterFailure.Http({ keepAlive: true }),
+    'https:': new FreshAfterFailure.Https({
       keepAlive: true,
       rejectUnauthorized: options.rejectUnauthorized,
       ...(options.ca ? { ca: options.ca } : {}),
@@ -82,6 +83,37 @@ function redirectRefused(request: NodeVaultRequest, to: URL, allowed: ReadonlySe
   );
 }
 
+/**
+ * Keep-alive pools, except after a failure. Behind a Service or load balancer, one connection is
+ * one Vault node: a node that answers 5xx (sealed, a standby that cannot find the active node, a
+ * proxy's 502/503/504) or fails the connection would get every retry on a kept-alive socket —
+ * renewals stuck on a sealed node for as long as it stays sealed (issue 29). So a socket that was
+ * answered 5xx is closed instead of pooled, and after any failed attempt the idle sockets are
+ * closed too: the next attempt dials again and the balancer may pick a healthy node.
+ */
+const condemned = new WeakSet<object>();
+
+/** Node's types declare keepSocketAlive as void; it returns whether the socket goes back to the pool. */
+type KeepSocketAlive = (socket: Duplex) => boolean;
+
+const FreshAfterFailure = {
+  Http: class extends http.Agent {
+    override keepSocketAlive(socket: Duplex): boolean {
+      return !condemned.has(socket) && (super.keepSocketAlive as KeepSocketAlive)(socket);
+    }
+  },
+  Https: class extends https.Agent {
+    override keepSocketAlive(socket: Duplex): boolean {
+      return !condemned.has(socket) && (super.keepSocketAlive as KeepSocketAlive)(socket);
+    }
+  },
+};
+
+/** Closes every idle pooled socket, so the next request opens a new connection. */
+function dropIdle(agent: http.Agent): void {
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy();
+}
+
 interface RawResponse {
   readonly statusCode: number;
   readonly location: string | undefined;
@@ -103,32 +135,34 @@ function send(
     headers['content-type'] ??= 'application/json';
     headers['content-length'] = body.length;
   }
+  const agent = agents[secure ? 'https:' : 'http:'];
   return new Promise((resolve, reject) => {
-    const req = (secure ? https : http).request(
-      url,
-      { method: request.method, headers, agent: agents[secure ? 'https:' : 'http:'] },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_BODY_BYTES) {
-            req.destroy(
-              Object.assign(new Error(`Vault's answer is larger than ${MAX_BODY_BYTES} bytes`), { code: 'VAULT_ANSWER_TOO_LARGE' }),
-            );
-            return;
-          }
-          chunks.push(chunk);
-        });
-        res.on('end', () =>
-          resolve({ statusCode: res.statusCode ?? 0, location: res.headers.location, body: parse(Buffer.concat(chunks)) }),
-        );
-        res.on('error', reject);
-      },
-    );
+    const req = (secure ? https : http).request(url, { method: request.method, headers, agent }, (res) => {
+      if ((res.statusCode ?? 0) >= 500) {
+        condemned.add(res.socket);
+        dropIdle(agent);
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) {
+          req.destroy(
+            Object.assign(new Error(`Vault's answer is larger than ${MAX_BODY_BYTES} bytes`), { code: 'VAULT_ANSWER_TOO_LARGE' }),
+          );
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, location: res.headers.location, body: parse(Buffer.concat(chunks)) }));
+      res.on('error', reject);
+    });
     // axios called its idle timeout ECONNABORTED; errors.ts words it as Vault being slow.
     req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no data within ${timeoutMs / 1000}s`), { code: 'ECONNABORTED' })));
-    req.on('error', reject);
+    req.on('error', (err) => {
+      dropIdle(agent);
+      reject(err);
+    });
     req.end(body);
   });
 }

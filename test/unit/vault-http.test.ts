@@ -6,9 +6,10 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
 import { createVaultRequest } from '../../src/vault/http.js';
+import { hostPort, startTcpBalancer, type TcpBalancer } from '../support/tcp-balancer.js';
 
 interface Seen {
   readonly url: string;
@@ -17,7 +18,9 @@ interface Seen {
 }
 
 const servers: http.Server[] = [];
+const balancers: TcpBalancer[] = [];
 afterAll(() => {
+  for (const b of balancers) b.close();
   for (const s of servers) {
     s.closeAllConnections();
     s.close();
@@ -90,4 +93,73 @@ it('gives up after three redirects, and returns any other 3xx as Vault’s answe
   const found = await server(() => ({ status: 302, location: 'http://elsewhere.invalid/' }));
   const plain = createVaultRequest({ address: found.origin, redirectOrigins: [], rejectUnauthorized: true, timeoutMs: 5000 });
   expect((await plain({ method: 'GET', uri: `${found.origin}/v1/x` })).statusCode).toBe(302);
+});
+
+describe('a failed attempt does not keep its connection (issue 29: renewals stuck on a sealed node)', () => {
+  /** A node that answers `status` to every request on a kept-alive connection, and counts its requests. */
+  async function node(status: number, errors: string[] = []): Promise<{ origin: string; requests: () => number }> {
+    let requests = 0;
+    const s = http.createServer((req, res) => {
+      requests++;
+      req.resume();
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(status === 200 ? { data: { ok: true } } : { errors }));
+    });
+    servers.push(s);
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    return { origin: `http://127.0.0.1:${(s.address() as AddressInfo).port}`, requests: () => requests };
+  }
+
+  it.each([
+    [503, 'Vault is sealed'],
+    [500, 'local node not active but active cluster node not found'],
+    [502, 'bad gateway'],
+    [504, 'gateway timeout'],
+  ])('after a %i (%s) the next attempt opens a new connection', async (status, message) => {
+    const sick = await node(status, [message]);
+    const healthy = await node(200);
+    // The first connection lands on the sick node, every later one on a healthy node.
+    const lb = await startTcpBalancer((n) => hostPort(n === 0 ? sick.origin : healthy.origin));
+    balancers.push(lb);
+    const request = createVaultRequest({ address: lb.address, redirectOrigins: [], rejectUnauthorized: true, timeoutMs: 5000 });
+    expect((await request({ method: 'GET', uri: `${lb.address}/v1/pki/sign/web` })).statusCode).toBe(status);
+    expect((await request({ method: 'GET', uri: `${lb.address}/v1/pki/sign/web` })).statusCode).toBe(200);
+    expect([sick.requests(), healthy.requests(), lb.connections()]).toEqual([1, 1, 2]);
+  });
+
+  it('keeps a connection that was answered 200 or 4xx (keep-alive still pools)', async () => {
+    const denied = await node(403, ['permission denied']);
+    const lb = await startTcpBalancer(() => hostPort(denied.origin));
+    balancers.push(lb);
+    const request = createVaultRequest({ address: lb.address, redirectOrigins: [], rejectUnauthorized: true, timeoutMs: 5000 });
+    for (let i = 0; i < 3; i++) expect((await request({ method: 'GET', uri: `${lb.address}/v1/x` })).statusCode).toBe(403);
+    expect(lb.connections()).toBe(1);
+  });
+
+  it('after a connection error, no other pooled connection to the same place is reused', async () => {
+    // Two connections to a node that answers once on each and then hangs (a node going down
+    // behind the balancer); later connections reach a healthy node.
+    const answered = new WeakSet<object>();
+    const hanging = http.createServer((req, res) => {
+      req.resume();
+      if (answered.has(req.socket)) return;
+      answered.add(req.socket);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+    servers.push(hanging);
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const healthy = await node(200);
+    const lb = await startTcpBalancer((n) =>
+      hostPort(n < 2 ? `http://127.0.0.1:${(hanging.address() as AddressInfo).port}` : healthy.origin),
+    );
+    balancers.push(lb);
+    const request = createVaultRequest({ address: lb.address, redirectOrigins: [], rejectUnauthorized: true, timeoutMs: 300 });
+    const uri = `${lb.address}/v1/x`;
+    await Promise.all([request({ method: 'GET', uri }), request({ method: 'GET', uri })]);
+    expect(lb.connections()).toBe(2);
+    await expect(request({ method: 'GET', uri })).rejects.toMatchObject({ code: 'ECONNABORTED' });
+    expect((await request({ method: 'GET', uri })).statusCode).toBe(200);
+    expect(healthy.requests()).toBe(1);
+  });
 });
