@@ -54,6 +54,18 @@ export function toVaultError(err: unknown, operation: string, address: string): 
     return new SidecarError(ErrorCodes.VAULT_REQUEST_FAILED, `vault: ${operation}: HTTP ${status} (${detail})`, { cause: err });
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  // http.ts tags a failure on a redirected hop (a standby naming its active node) with both ends.
+  const { vaultOrigin, redirectedBy } = (err ?? {}) as { vaultOrigin?: string; redirectedBy?: string };
+  if (vaultOrigin && redirectedBy) {
+    address = `${vaultOrigin} (redirected there by ${redirectedBy}: a Vault HA standby's active node)`;
+    if (code && NETWORK_CODES.has(code)) {
+      return new SidecarError(
+        ErrorCodes.VAULT_UNREACHABLE,
+        `vault: ${operation}: cannot reach ${vaultOrigin} (${code}), redirected there by ${redirectedBy} (a Vault HA standby naming its active node); check that the active node is up and that its api_addr is reachable from here`,
+        { cause: err },
+      );
+    }
+  }
   // Our deadline, or the client's idle timeout (axios calls it ECONNABORTED): Vault is reachable but slow.
   if (code === 'VAULT_DEADLINE' || code === 'ECONNABORTED') {
     return new SidecarError(

@@ -58,9 +58,14 @@ export function createVaultRequest(options: VaultHttpOptions): VaultRequest {
   return async (request) => {
     const body = request.json === undefined ? undefined : Buffer.from(JSON.stringify(request.json));
     let url = new URL(request.uri);
+    let from = url.origin;
     for (let hops = 0; ; hops++) {
       if (!allowed.has(url.origin)) throw redirectRefused(request, url, allowed);
-      const response = await send(url, request, body, agents, options.timeoutMs);
+      const response = await send(url, request, body, agents, options.timeoutMs).catch((err: unknown) => {
+        // A failure after a redirect is not VAULT_ADDR's: say which address failed and who sent us there.
+        if (hops > 0 && err instanceof Error) Object.assign(err, { vaultOrigin: url.origin, redirectedBy: from });
+        throw err;
+      });
       const location = response.location;
       if (!FOLLOWED.has(response.statusCode) || location === undefined) {
         return { statusCode: response.statusCode, body: response.body, request: { path: new URL(request.uri).pathname } };
@@ -71,6 +76,7 @@ export function createVaultRequest(options: VaultHttpOptions): VaultRequest {
           `vault: ${request.method} ${new URL(request.uri).pathname}: more than ${MAX_REDIRECTS} redirects; point VAULT_ADDR at the active node`,
         );
       }
+      from = url.origin;
       url = new URL(location, url);
     }
   };

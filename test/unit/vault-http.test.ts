@@ -8,6 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
+import { toVaultError } from '../../src/vault/errors.js';
 import { createVaultRequest } from '../../src/vault/http.js';
 import { hostPort, startTcpBalancer, type TcpBalancer } from '../support/tcp-balancer.js';
 
@@ -162,4 +163,24 @@ describe('a failed attempt does not keep its connection (issue 29: renewals stuc
     expect((await request({ method: 'GET', uri })).statusCode).toBe(200);
     expect(healthy.requests()).toBe(1);
   });
+});
+
+it('an unreachable redirect target is named in the error, with the address that redirected there (issue 29)', async () => {
+  // A port with nothing listening: the dead leader a standby still names as active.
+  const dead = http.createServer();
+  await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+  const deadOrigin = `http://127.0.0.1:${(dead.address() as AddressInfo).port}`;
+  await new Promise((resolve) => dead.close(resolve));
+  const standby = await server((url) => ({ status: 307, location: `${deadOrigin}${url}` }));
+  const request = createVaultRequest({ address: standby.origin, redirectOrigins: [deadOrigin], rejectUnauthorized: true, timeoutMs: 5000 });
+  const err = await request({ method: 'POST', uri: `${standby.origin}/v1/pki/sign/web`, json: {} }).catch((e: unknown) => e);
+  const mapped = toVaultError(err, 'issue from pki/sign/web', standby.origin);
+  expect(mapped.code).toBe(ErrorCodes.VAULT_UNREACHABLE);
+  expect(mapped.message).toContain(`cannot reach ${deadOrigin} (ECONNREFUSED)`);
+  expect(mapped.message).toContain(`redirected there by ${standby.origin}`);
+  expect(mapped.message).not.toContain(`cannot reach ${standby.origin}`);
+  // Without a redirect the message names VAULT_ADDR as before.
+  const direct = createVaultRequest({ address: deadOrigin, redirectOrigins: [], rejectUnauthorized: true, timeoutMs: 5000 });
+  const plain = await direct({ method: 'GET', uri: `${deadOrigin}/v1/sys/health` }).catch((e: unknown) => e);
+  expect(toVaultError(plain, 'health', deadOrigin).message).toContain(`cannot reach ${deadOrigin} (ECONNREFUSED); check VAULT_ADDR`);
 });
