@@ -9,9 +9,10 @@
 #      (containernetworking-plugins), ip (iproute2), nsenter and gcc (the pod sandbox binary).
 #      Missing ones are installed with apt-get when we are root on a machine that has it; otherwise
 #      we stop with the command to run.
-#   2. Go (>= 1.25), which builds the servers below from the Go module proxy.
+#   2. Go (>= 1.26), which builds the servers below from the Go module proxy.
 #   3. The servers, built once per machine into ~/.cache/vault-mtls-sidecar (later runs reuse them):
-#      OpenBao (or Vault), kube-apiserver + kube-controller-manager, helm, and the kubelet with the
+#      OpenBao (or Vault), kube-apiserver + kube-controller-manager, helm, the grpc-go test peer
+#      (test/peers/grpc), and the kubelet with the
 #      pod sandbox image. Each build runs to completion here, with a progress line and its time,
 #      before vitest starts.
 #   4. The container images, with podman: the node:24-bookworm-slim base when the machine has none
@@ -55,9 +56,10 @@ install_command() {
   printf '\n'
 }
 
-# go_problem: empty when Go >= 1.25.3 is on the PATH (or in /usr/local/go/bin), else what is wrong.
-# Vault's go.mod says go 1.25.3, and GOTOOLCHAIN=local machines will not fetch a newer toolchain.
-GO_MIN=1.25.3
+# go_problem: empty when Go >= GO_MIN is on the PATH (or in /usr/local/go/bin), else what is wrong.
+# Vault's go.mod says go 1.25.3 and grpc-go's (test/peers/grpc) go 1.26.0, and GOTOOLCHAIN=local
+# machines will not fetch a newer toolchain.
+GO_MIN=1.26.0
 go_problem() {
   command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
   command -v go >/dev/null || { printf 'Go is not installed: install Go >= %s (https://go.dev/dl)' "$GO_MIN"; return; }
@@ -78,6 +80,7 @@ BUILDS=(
   "OpenBao/Vault server|scripts/install-openbao.sh|building from the Go module proxy (first run on this machine only)"
   "kube-apiserver and kube-controller-manager|scripts/install-kubernetes.sh|building from the Go module proxy (first run on this machine only)"
   "helm|scripts/install-helm.sh|building from the Go module proxy (first run on this machine only)"
+  "grpc-go test peer|scripts/install-grpc-peer.sh|building test/peers/grpc from the Go module proxy (again whenever its source changes)"
   "kubelet and the pod sandbox image|scripts/install-kubelet.sh|building from the Go module proxy (first run on this machine only)"
   "base image node:24-bookworm-slim|scripts/install-base-image.sh|making it with debootstrap and the npm registry's Node 24 (first run on this machine only)"
   "product image|scripts/install-image.sh|podman build of the Dockerfile (again whenever what goes into the image changes: Dockerfile, package files, src/, the base image, the build scripts)"
@@ -89,7 +92,7 @@ fi
 needs_go=0
 for entry in "${BUILDS[@]}"; do
   IFS='|' read -r _ script _ <<<"$entry"
-  case "$script" in *openbao*|*kubernetes*|*helm*|*kubelet*) cached "$script" >/dev/null || needs_go=1 ;; esac
+  case "$script" in *openbao*|*kubernetes*|*helm*|*grpc-peer*|*kubelet*) cached "$script" >/dev/null || needs_go=1 ;; esac
 done
 
 # Every problem a user must fix by hand, in one message, before anything is installed or built.

@@ -9,7 +9,7 @@ import path from 'node:path';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
 /** Runs scripts/install-NAME.sh with CACHED_ONLY=1 and returns the path it prints last. */
-export function preparedPath(name: 'openbao' | 'kubernetes' | 'helm' | 'image' | 'kubelet'): string {
+export function preparedPath(name: 'openbao' | 'kubernetes' | 'helm' | 'image' | 'kubelet' | 'grpc-peer'): string {
   const script = path.join(ROOT, `scripts/install-${name}.sh`);
   try {
     const out = execFileSync(script, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CACHED_ONLY: '1' } });
