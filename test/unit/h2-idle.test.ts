@@ -1,15 +1,16 @@
 /**
- * The idle limits of h2 listeners, on a real HTTP/2 server and client. Connections
- * (h2/idle-connections.ts): a silent one is closed (a session between calls, a socket that never
- * sent its preface), a busy session is not. Streams (h2/stream-idle.ts): a silent one is ended, an
+ * The idle limits of h2 listeners, on a real HTTP/2 server and client. Sessions
+ * (h2/idle-connections.ts): one with no open stream for idleTimeout is closed, GOAWAY first (a
+ * session between calls, one that only PINGs, a socket that never sent its preface); a busy one,
+ * or one with a call in progress, is not. Streams (h2/stream-idle.ts): a silent one is ended, an
  * active one is not. And a closed session or stream is no longer referenced: Node's own timers
  * kept each until they fired (issue 24, defect 14).
  */
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import net, { type AddressInfo, type Socket } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
-import { watchIdleConnections } from '../../src/proxy/h2/idle-connections.js';
+import { closeSessionGracefully, watchIdleSessions } from '../../src/proxy/h2/idle-connections.js';
 import { streamActive, watchIdleStream } from '../../src/proxy/h2/stream-idle.js';
 import { v8Gc } from '../../src/v8-gc.js';
 
@@ -22,49 +23,92 @@ afterEach(() => {
 
 interface IdleLimitedServer {
   readonly port: number;
-  /** Connections closed for idleness. */
-  readonly closedIdle: Socket[];
+  /** Sessions closed for idleness. */
+  readonly closedIdle: http2.ServerHttp2Session[];
   /** Every session the server had, weakly. */
   readonly sessions: WeakRef<object>[];
 }
 
-/** A server answering 200 to every stream, with the idle limit. */
+/** A server answering 200 to every stream (to /hold after 3 idleTimeouts), with the idle limit. */
 async function idleLimitedServer(): Promise<IdleLimitedServer> {
   const server = http2.createServer();
   servers.push(server);
-  const closedIdle: Socket[] = [];
+  const closedIdle: http2.ServerHttp2Session[] = [];
   const sessions: WeakRef<object>[] = [];
   server.on('session', (session) => sessions.push(new WeakRef(session)));
-  server.on('stream', (stream) => {
-    stream.respond({ ':status': 200 });
-    stream.end('ok');
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => undefined);
+    const answer = () => {
+      if (stream.closed) return;
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    };
+    if (headers[':path'] === '/hold') setTimeout(answer, IDLE_MS * 3);
+    else answer();
   });
-  watchIdleConnections(server, IDLE_MS, (socket) => {
-    closedIdle.push(socket);
-    socket.destroy();
+  watchIdleSessions(server, IDLE_MS, (session) => {
+    closedIdle.push(session);
+    closeSessionGracefully(session, 100);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return { port: (server.address() as AddressInfo).port, closedIdle, sessions };
 }
 
-async function get(session: http2.ClientHttp2Session): Promise<void> {
-  const req = session.request({ ':path': '/' });
+async function get(session: http2.ClientHttp2Session, path = '/'): Promise<void> {
+  const req = session.request({ ':path': path });
   req.resume();
   await once(req, 'close');
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-it('closes a session on which nothing moved for idleTimeout, and not before', async () => {
+/** The GOAWAYs a client session receives, as [code, lastStreamID]. */
+function goaways(client: http2.ClientHttp2Session): [number, number][] {
+  const seen: [number, number][] = [];
+  client.on('goaway', (code, lastStreamID) => seen.push([code, lastStreamID]));
+  return seen;
+}
+
+it('closes a session with no open stream for idleTimeout, GOAWAY with the last stream id first, and not before', async () => {
   const server = await idleLimitedServer();
   const client = http2.connect(`http://127.0.0.1:${server.port}`);
   client.on('error', () => undefined);
+  const received = goaways(client);
+  await get(client);
   await get(client);
   const started = performance.now();
   await once(client, 'close');
   expect(performance.now() - started).toBeGreaterThanOrEqual(IDLE_MS * 0.9);
+  expect(received).toEqual([[http2.constants.NGHTTP2_NO_ERROR, 3]]);
   expect(server.closedIdle).toHaveLength(1);
+});
+
+it('closes a session that only PINGs (keepalive is not a call), GOAWAY first', async () => {
+  const server = await idleLimitedServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  client.on('error', () => undefined);
+  const received = goaways(client);
+  await get(client);
+  const pinging = setInterval(() => {
+    if (!client.closed && !client.destroyed) client.ping(() => undefined);
+  }, IDLE_MS / 8);
+  try {
+    await once(client, 'close');
+  } finally {
+    clearInterval(pinging);
+  }
+  expect(received).toEqual([[http2.constants.NGHTTP2_NO_ERROR, 1]]);
+});
+
+it('keeps a session while a call is in progress longer than idleTimeout', async () => {
+  const server = await idleLimitedServer();
+  const client = http2.connect(`http://127.0.0.1:${server.port}`);
+  client.on('error', () => undefined);
+  await get(client, '/hold');
+  expect(client.closed || client.destroyed).toBe(false);
+  expect(server.closedIdle).toHaveLength(0);
+  client.close();
 });
 
 it('closes a connection that never sends its preface', async () => {

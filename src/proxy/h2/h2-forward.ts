@@ -15,11 +15,11 @@ import { youngGarbage } from '../../young-garbage.js';
 import { HOP_BY_HOP } from '../hop-by-hop.js';
 import { jsonErrorBody } from '../json-error.js';
 import type { ListenerLimits } from '../limits.js';
-import { watchIdleConnections } from './idle-connections.js';
+import { watchIdleSessions } from './idle-connections.js';
 import { countRelayedBytes } from './relayed-bytes.js';
 import { streamActive, watchIdleStream } from './stream-idle.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
 /**
  * Headers that describe one hop of the connection, never forwarded: HTTP/1's hop-by-hop set, which
@@ -152,9 +152,21 @@ export function relayStream(
     youngGarbage.relayed(chunk.length);
     if (bytes) bytes.received += chunk.length;
   });
-  upstream.on('response', (responseHeaders) => {
+  let answered = false;
+  upstream.on('response', (responseHeaders, flags) => {
     if (!canRespond(incoming)) {
       upstream.close(NGHTTP2_CANCEL);
+      return;
+    }
+    if (flags & NGHTTP2_FLAG_END_STREAM) {
+      // Trailers-Only (a gRPC call failed before any message, a 204): one HEADERS frame that ends
+      // the stream, relayed as one. Answered with waitForTrailers it became HEADERS, an empty DATA
+      // that ended the stream and no trailers, and gRPC clients saw INTERNAL ("server closed the
+      // stream without sending trailers") instead of the status, message and details sent.
+      incoming.respond(forwardHeaders(responseHeaders), { endStream: true });
+      upstream.resume();
+      answered = true;
+      dropRestOnceAnswered();
       return;
     }
     incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
@@ -176,7 +188,6 @@ export function relayStream(
   // the rest of its request, as http mode does: left unread, it waits on a flow-control window
   // that never opens, and the call never ends. (Not RST_STREAM NO_ERROR, what the app itself sends:
   // Node's client never ends a stream reset that way while it still has a write pending.)
-  let answered = false;
   const dropRestOnceAnswered = () => {
     if (!answered || !upstream.closed || incoming.readableEnded || incoming.closed) return;
     incoming.unpipe(upstream);
@@ -253,9 +264,10 @@ export function guardH2Server(
     // left would otherwise wait on the app until idleTimeout (Go's server closes on EOF too).
     session.socket?.once('end', () => session.destroy());
   });
-  // Also what reclaims a session nghttp2 answered a protocol error on with GOAWAY: Node 20 then
-  // stops reading the socket but keeps it open (it never sees the peer's FIN: CLOSE-WAIT).
-  watchIdleConnections(server, idleTimeoutMs, (socket) => socket.destroy());
+  // Sessions without a call for idleTimeout are closed, GOAWAY first. Also what reclaims a session
+  // nghttp2 answered a protocol error on with GOAWAY: Node 20 then stops reading the socket but
+  // keeps it open (it never sees the peer's FIN: CLOSE-WAIT).
+  watchIdleSessions(server, idleTimeoutMs);
   // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
   server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
     metrics.h2SessionsRefused.inc({ listener, reason: 'protocol_error' });
