@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes, isSidecarError, SidecarError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
 import type { CertificateBundle } from './bundle.js';
-import { backoffDelaySeconds, type RenewalPolicy, renewAt } from './schedule.js';
+import { backoffDelaySeconds, type RenewalPolicy, renewAt, retryCeilingSeconds } from './schedule.js';
 import type { CertificateSource, RequestedIdentity } from './source.js';
 import type { IdentityStore, PublishedCertificate } from './store.js';
 
@@ -20,6 +20,8 @@ export interface RenewerOptions {
   readonly maxBackoffSeconds: number;
   readonly logger: Logger;
   readonly random?: () => number;
+  /** The clock (ms since the epoch) for schedules and timers; Date.now by default, a fake one in tests. */
+  readonly now?: () => number;
   /** Reports each attempt's result (metrics): success, failure, or refused by verification. */
   readonly recordResult?: (result: RenewalResult) => void;
   /** Appended to the start-up timeout message: what to check for this source. */
@@ -43,6 +45,7 @@ function describeError(err: unknown): string {
 export class Renewer {
   readonly #opts: RenewerOptions;
   readonly #random: () => number;
+  readonly #now: () => number;
   #timer: LongTimer | undefined;
   #failures = 0;
   #running = false;
@@ -56,6 +59,7 @@ export class Renewer {
   constructor(opts: RenewerOptions) {
     this.#opts = opts;
     this.#random = opts.random ?? Math.random;
+    this.#now = opts.now ?? Date.now;
   }
 
   get nextRenewal(): Date | undefined {
@@ -121,12 +125,16 @@ export class Renewer {
 
   #schedule(delayMs: number): void {
     this.#timer?.clear();
-    this.#nextRenewal = new Date(Date.now() + delayMs);
-    this.#timer = setLongTimeout(() => {
-      this.#inFlight = this.#renewOnce().finally(() => {
-        this.#inFlight = undefined;
-      });
-    }, delayMs);
+    this.#nextRenewal = new Date(this.#now() + delayMs);
+    this.#timer = setLongTimeout(
+      () => {
+        this.#inFlight = this.#renewOnce().finally(() => {
+          this.#inFlight = undefined;
+        });
+      },
+      delayMs,
+      this.#now,
+    );
   }
 
   async #renewOnce(): Promise<void> {
@@ -136,11 +144,11 @@ export class Renewer {
       if (this.#opts.beforePublish && store.hasValidCertificate()) await this.#opts.beforePublish(bundle, this.#stopping.signal);
       if (!this.#running) return;
       const before = store.current();
-      const published = store.publish(bundle);
+      const published = store.publish(bundle, new Date(this.#now()));
       this.#failures = 0;
       this.#lastError = undefined;
       this.#opts.recordResult?.('success');
-      const next = renewAt(published.info.notBefore, published.info.notAfter, new Date(), this.#random(), policy);
+      const next = renewAt(published.info.notBefore, published.info.notAfter, new Date(this.#now()), this.#random(), policy);
       logger[published === before ? 'debug' : 'info'](
         {
           serial: published.info.serial,
@@ -150,16 +158,19 @@ export class Renewer {
         published === before ? 'certificate unchanged' : 'certificate published',
       );
       if (published !== before) warnWithoutSans(published, logger);
-      if (this.#running) this.#schedule(next.getTime() - Date.now());
+      if (this.#running) this.#schedule(next.getTime() - this.#now());
     } catch (err) {
       this.#lastError = err;
       this.#opts.recordResult?.(isSidecarError(err) && err.code === ErrorCodes.CERT_REFUSED ? 'refused' : 'failure');
-      const backoff = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, this.#opts.maxBackoffSeconds, this.#random());
+      const current = store.current()?.info;
+      // Each wait is capped by what is left of the certificate: from its last third on (or with
+      // none yet), every few seconds, so Vault's return is noticed in time (issue 29).
+      const ceiling = retryCeilingSeconds(current, new Date(this.#now()), this.#opts.maxBackoffSeconds);
+      const backoff = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, ceiling, this.#random());
       // A refusal that only an operator can fix (a role without the name, a policy without the
       // path, a bad credential) is retried at the slow end of the backoff, never in a storm.
       const needsOperator = isSidecarError(err) && OPERATOR_ERRORS.has(err.code);
-      const delay = needsOperator ? Math.max(backoff, this.#opts.maxBackoffSeconds * (0.5 + this.#random() / 2)) : backoff;
-      const current = store.current()?.info;
+      const delay = Math.min(ceiling, needsOperator ? Math.max(backoff, ceiling * (0.5 + this.#random() / 2)) : backoff);
       logger.error(
         {
           code: isSidecarError(err) ? err.code : undefined,
@@ -177,7 +188,7 @@ export class Renewer {
 
   /** Warns once a failing renewal leaves less than a fifth of the current certificate's lifetime. */
   #warnIfExpiring(notBefore: Date, notAfter: Date): void {
-    const left = notAfter.getTime() - Date.now();
+    const left = notAfter.getTime() - this.#now();
     if (left > (notAfter.getTime() - notBefore.getTime()) / 5) return;
     this.#opts.logger.warn(
       { code: ErrorCodes.CERT_EXPIRING, notAfter: notAfter.toISOString(), secondsLeft: Math.max(0, Math.round(left / 1000)) },

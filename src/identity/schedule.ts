@@ -35,3 +35,24 @@ export function backoffDelaySeconds(attempt: number, baseSeconds: number, maxSec
   // A floor of a tenth of the base keeps a run of small random draws from becoming a tight loop.
   return Math.max(baseSeconds / 10, ceiling * random);
 }
+
+/**
+ * Once a certificate is in the last third of its life (or there is none, or it has expired), a
+ * failed renewal is retried at least this often, so Vault's return is noticed within a few seconds
+ * (issue 29: "renewed within 5 s of Vault's return whenever the certificate is within its last
+ * third"). One cheap request every few seconds per pod is the price, and only while it matters.
+ */
+export const LAST_STRETCH_RETRY_SECONDS = 4;
+
+/**
+ * The longest a retry may wait, given how much of the current certificate is left: maxBackoff
+ * early on, at most a tenth of the time left before the last third (a 60 s wait with 44 s left
+ * renewed 8 s before expiry), and LAST_STRETCH_RETRY_SECONDS from the last third on.
+ */
+export function retryCeilingSeconds(validity: { notBefore: Date; notAfter: Date } | undefined, now: Date, maxSeconds: number): number {
+  if (!validity) return Math.min(maxSeconds, LAST_STRETCH_RETRY_SECONDS);
+  const leftSeconds = (validity.notAfter.getTime() - now.getTime()) / 1000;
+  const lifetimeSeconds = (validity.notAfter.getTime() - validity.notBefore.getTime()) / 1000;
+  if (leftSeconds <= lifetimeSeconds / 3) return Math.min(maxSeconds, LAST_STRETCH_RETRY_SECONDS);
+  return Math.min(maxSeconds, Math.max(LAST_STRETCH_RETRY_SECONDS, leftSeconds / 10));
+}
