@@ -5,6 +5,11 @@
  */
 export interface TrustMaterial {
   readonly caPems: readonly string[];
+  /**
+   * The CAs that issue on the source itself (Vault: issuers whose key is on the mount), the only
+   * ones a peer's leaf may be signed by directly; caPems when omitted.
+   */
+  readonly signerPems?: readonly string[] | undefined;
   readonly crlPems: readonly string[];
   /** The earliest nextUpdate among crlPems, read by the source that fetched them. */
   readonly crlNextUpdate?: Date | undefined;
@@ -64,7 +69,9 @@ export class TrustStore {
     for (const pem of material.caPems) if (!this.#firstSeen.has(pem.trim())) this.#firstSeen.set(pem.trim(), seenAt);
     if (material.crlPems.length > 0) this.#crl = { fetchedAt: now, nextUpdate: material.crlNextUpdate };
     const changed =
-      material.caPems.join('') !== this.#material.caPems.join('') || material.crlPems.join('') !== this.#material.crlPems.join('');
+      material.caPems.join('') !== this.#material.caPems.join('') ||
+      (material.signerPems ?? []).join('') !== (this.#material.signerPems ?? []).join('') ||
+      material.crlPems.join('') !== this.#material.crlPems.join('');
     this.#material = material;
     if (changed) for (const listener of this.#listeners) listener();
   }

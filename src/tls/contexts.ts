@@ -97,6 +97,8 @@ interface Contexts {
   readonly context: tls.SecureContext;
   /** The CAs a peer's leaf may be signed by; undefined when any chain OpenSSL accepts will do. */
   readonly issuers: readonly X509Certificate[] | undefined;
+  /** Listed CAs that do not issue on the source (Vault: keyless parents), to name them in a refusal. */
+  readonly parents: readonly X509Certificate[];
 }
 
 type ChangeListener = () => void;
@@ -137,7 +139,11 @@ export class TlsContexts {
   peerIssuerProblem(leaf: X509Certificate): string | undefined {
     const issuers = this.#current?.issuers;
     if (!issuers) return this.#current ? undefined : 'no certificate has been published yet';
-    if (issuers.some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey))) return undefined;
+    const signedBy = (ca: X509Certificate) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
+    if (issuers.some(signedBy)) return undefined;
+    if (this.#current?.parents.some(signedBy)) {
+      return `its certificate was issued directly by "${leaf.issuer.replace(/\n/g, ', ')}", which the mount lists only as the parent of its issuers (its key is not on the mount), so the certificate came from another mount's roles`;
+    }
     return `its certificate was issued by "${leaf.issuer.replace(/\n/g, ', ')}", which is not a trusted CA (an intermediate the peer brought is never trusted to issue identities)`;
   }
 
@@ -159,10 +165,13 @@ export class TlsContexts {
     // With `bundle` anchors the operator's own chain (files' intermediates) may issue peers too.
     const issuerPems =
       this.peerTrust.anchors === 'listed'
-        ? this.trust.material.caPems
+        ? (this.trust.material.signerPems ?? this.trust.material.caPems)
         : [...anchorsOf(bundle, this.trust.material, this.peerTrust), ...bundle.chainPem];
     const issuers = this.peerTrust.directIssuer ? issuerPems.map((pem) => new X509Certificate(pem)) : undefined;
-    this.#current = { published, options, context: tls.createSecureContext(options), issuers };
+    const parents = issuers
+      ? this.trust.material.caPems.filter((pem) => !issuerPems.includes(pem)).map((pem) => new X509Certificate(pem))
+      : [];
+    this.#current = { published, options, context: tls.createSecureContext(options), issuers, parents };
     for (const listener of this.#listeners) listener();
   }
 }

@@ -26,7 +26,8 @@ interface ListResponse {
 }
 
 interface IssuerResponse {
-  data: { certificate: string; ca_chain?: string[]; issuer_name?: string };
+  /** `key_id` is empty for an issuer whose key is not on the mount (a root imported with its intermediate). */
+  data: { certificate: string; ca_chain?: string[]; issuer_name?: string; key_id?: string };
 }
 
 export class VaultPkiSource implements CertificateSource {
@@ -98,12 +99,17 @@ export class VaultPkiSource implements CertificateSource {
       throw new SidecarError(ErrorCodes.TRUST_REFRESH_FAILED, `the PKI mount ${this.mount} lists no issuers`);
     }
     const issuers: { id: string; name: string; pems: string[] }[] = [];
+    const signerPems: string[] = [];
     for (const id of ids) {
       const issuer = await this.session.call<IssuerResponse>('read-issuer', `read issuer ${id} of ${this.mount}`, (client) =>
         client.read(`${this.mount}/issuer/${id}/json`),
       );
       const pems = [issuer.data.certificate, ...(issuer.data.ca_chain ?? [])].flatMap(splitPemCertificates);
       issuers.push({ id, name: issuer.data.issuer_name || id, pems: [...new Set(pems)] });
+      // Only an issuer with its key on this mount signs this mount's certificates; a keyless one
+      // (the root above an intermediate) anchors chains but never issues a peer's leaf directly:
+      // a leaf it signed came from another mount, under another mount's roles.
+      if (issuer.data.key_id !== '') signerPems.push(...splitPemCertificates(issuer.data.certificate));
     }
     const crlPems = new Set<string>();
     const crlMissing: CrlGap[] = [];
@@ -160,6 +166,7 @@ export class VaultPkiSource implements CertificateSource {
     }
     return {
       caPems: [...new Set(issuers.flatMap((issuer) => issuer.pems))],
+      signerPems: [...new Set(signerPems)],
       crlPems: [...crlPems],
       crlNextUpdate: earliestNextUpdate([...crlPems]),
       crlMissing,

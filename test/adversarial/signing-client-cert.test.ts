@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { waitFor } from '../support/cli.js';
 import { type Pem, TestPki } from '../support/pki.js';
 import { issueFromVault } from '../support/sidecars.js';
@@ -144,6 +144,86 @@ describe('the Vault source: only the mount’s listed issuers sign peers', () =>
       expect(await sidecar.metric('sidecar_tls_handshake_failures_total', { listener: 'web', reason: 'untrusted_issuer' })).toBe(1);
       const client = await issueFromVault(vault, 'client.test', ['spiffe://test/ns/default/sa/client']);
       expect((await sidecar.get('web', client, vault.caPem)).status).toBe(200);
+      await sidecar.assertAlive();
+    } finally {
+      app.close();
+    }
+  });
+});
+
+/**
+ * Issue 24, follow-up of defect 15: on an intermediate mount, Vault lists the root above the
+ * intermediate as a second, keyless issuer. A leaf the root issued directly (from the root mount,
+ * under its own roles) was accepted by a sidecar of the intermediate mount, because the root was
+ * "one of the mount's issuers". Only an issuer whose key is on the mount signs its certificates.
+ */
+describe('the Vault source on an intermediate mount: the keyless root above it issues no peer', () => {
+  const vault = inject('vault');
+  const mount = `pki-int-keyless-${process.pid}`;
+  const role = 'peers';
+
+  beforeAll(async () => {
+    await vaultApi(vault, 'POST', `sys/mounts/${mount}`, { type: 'pki', config: { max_lease_ttl: '24h' } });
+    const csr = await vaultApi<{ data: { csr: string } }>(vault, 'POST', `${mount}/intermediate/generate/internal`, {
+      common_name: 'keyless-test intermediate',
+      key_type: 'ec',
+      key_bits: 256,
+    });
+    const signed = await vaultApi<{ data: { certificate: string; issuing_ca: string } }>(
+      vault,
+      'POST',
+      `${vault.pkiMount}/root/sign-intermediate`,
+      { csr: csr.data.csr, common_name: 'keyless-test intermediate', ttl: '24h' },
+    );
+    // The chain with the root, as the README's intermediate setup imports it: the root becomes a keyless issuer.
+    await vaultApi(vault, 'POST', `${mount}/intermediate/set-signed`, {
+      certificate: `${signed.data.certificate}\n${signed.data.issuing_ca}`,
+    });
+    await vaultApi(vault, 'POST', `${mount}/roles/${role}`, {
+      allowed_domains: ['test', 'localhost'],
+      allow_subdomains: true,
+      allow_localhost: true,
+      allowed_uri_sans: ['spiffe://test/*'],
+      key_type: 'ec',
+      key_bits: 256,
+      max_ttl: '1h',
+    });
+  });
+  afterAll(async () => {
+    await vaultApi(vault, 'DELETE', `sys/mounts/${mount}`).catch(() => undefined);
+  });
+
+  it('refuses a leaf the root issued directly, naming why; a leaf of the mount’s own issuer is served', async () => {
+    const issuers = await vaultApi<{ data: { keys: string[] } }>(vault, 'GET', `${mount}/issuers?list=true`);
+    expect(issuers.data.keys.length).toBe(2); // the intermediate, and the root it was imported with
+    const app = await startRecordingApp();
+    try {
+      const sidecar = await startVaultSidecar({
+        vault: { address: vault.address, pki: { mount, role, crl: 'off' } },
+        env: { VAULT_TOKEN: vault.rootToken },
+        inbound: [{ name: 'web', target: `127.0.0.1:${app.port}` }],
+      });
+      // Issued by the root mount's role: the root signed it directly.
+      const fromRoot = await issueFromVault(vault, 'root-issued.test', [ADMIN]);
+
+      const refused = await sidecar.get('web', fromRoot, vault.caPem).then(
+        (res) => res.status,
+        () => 'refused',
+      );
+
+      expect(refused).toBe('refused');
+      expect(app.raw()).not.toContain('sa/admin');
+      await vi.waitFor(() => expect(sidecar.logs().some((l) => l.reason === 'untrusted_issuer')).toBe(true), { timeout: 5000 });
+      const line = sidecar.logs().find((l) => l.reason === 'untrusted_issuer');
+      expect(String(line?.detail)).toMatch(/lists only as the parent of its issuers/);
+
+      const own = await vaultApi<{ data: { certificate: string; private_key: string } }>(vault, 'POST', `${mount}/issue/${role}`, {
+        common_name: 'client.test',
+        uri_sans: 'spiffe://test/ns/default/sa/client',
+        ttl: '10m',
+      });
+      const res = await sidecar.get('web', { cert: own.data.certificate, key: own.data.private_key }, vault.caPem);
+      expect(res.status).toBe(200);
       await sidecar.assertAlive();
     } finally {
       app.close();
