@@ -25,10 +25,9 @@ export function cachedRender(
     started.push(at);
     const rendering = render();
     current = rendering;
-    rendering.catch(() => {
-      // A failed render is not kept: the next caller tries again.
-      if (current === rendering) current = undefined;
-    });
+    // A failed render is shared past the budget like a good one: a registry that throws on every
+    // render must not turn a flood into a render per request. Below the budget callers retry.
+    rendering.catch(() => undefined);
     return rendering;
   };
 }
