@@ -66,8 +66,8 @@ export async function configureTestVault(
   await vaultApi(vault, 'PUT', `sys/policies/acl/${APPROLE_ROLE}`, {
     // The policy README.md and deploy/vault-policy.hcl give a sidecar, for this mount and role.
     policy: readFileSync(new URL('../../deploy/vault-policy.hcl', import.meta.url), 'utf8')
-      .replaceAll('pki/sign/orders.default', `${PKI_MOUNT}/sign/${SERVICE_ROLE}`)
-      .replaceAll('"pki/', `"${PKI_MOUNT}/`),
+      .replaceAll('pki_int/sign/orders.default', `${PKI_MOUNT}/sign/${SERVICE_ROLE}`)
+      .replaceAll('"pki_int/', `"${PKI_MOUNT}/`),
   });
   await ignoreExisting(vaultApi(vault, 'POST', `sys/auth/${APPROLE_MOUNT}`, { type: 'approle' }));
   await vaultApi(vault, 'POST', `auth/${APPROLE_MOUNT}/role/${APPROLE_ROLE}`, {
