@@ -67,6 +67,16 @@ export function sidecarConfig(request: SidecarRequest, pod: PodIdentity): Record
   };
 }
 
+/**
+ * The startup probe holds the app until /readyz (a verified certificate, every listener bound).
+ * Waiting for Vault is not a crash: the sidecar keeps retrying (every few seconds while it has no
+ * certificate) and /healthz stays OK, so a restart would only add crash-loop back-off to the
+ * recovery — 60 s (the old threshold) restarted every pod started during an outage every minute.
+ * A day of 1 s probes: the app stays held through any outage worth riding out and starts within
+ * a second of the first certificate. Liveness (/healthz) takes over once started.
+ */
+export const STARTUP_PROBE_TIMING = { periodSeconds: 1, failureThreshold: 86_400 } as const;
+
 export function sidecarContainer(request: SidecarRequest, pod: PodIdentity): Record<string, unknown> {
   const probe = (path: string) => ({ httpGet: { path, port: ADMIN_PORT } });
   return {
@@ -82,7 +92,7 @@ export function sidecarContainer(request: SidecarRequest, pod: PodIdentity): Rec
       ...request.inbound.map((p) => ({ name: `mtls-${p.port}`.slice(0, 15), containerPort: p.port })),
       { name: 'sidecar-admin', containerPort: ADMIN_PORT },
     ],
-    startupProbe: { ...probe('/readyz'), periodSeconds: 1, failureThreshold: 60 },
+    startupProbe: { ...probe('/readyz'), ...STARTUP_PROBE_TIMING },
     readinessProbe: { ...probe('/readyz'), periodSeconds: 5 },
     livenessProbe: { ...probe('/healthz'), periodSeconds: 10 },
     resources: {
