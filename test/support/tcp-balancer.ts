@@ -10,6 +10,8 @@ export interface TcpBalancer {
   readonly address: string;
   /** How many client connections it has accepted. */
   connections(): number;
+  /** Cuts every open connection (a node restarting behind the balancer); new ones are accepted. */
+  dropAll(): void;
   close(): void;
 }
 
@@ -35,6 +37,9 @@ export async function startTcpBalancer(pick: (n: number) => { host: string; port
   return {
     address: `http://127.0.0.1:${port}`,
     connections: () => count,
+    dropAll() {
+      for (const s of sockets) s.destroy();
+    },
     close() {
       for (const s of sockets) s.destroy();
       server.close();
