@@ -3,8 +3,8 @@
 # machine before any test starts, so a missing tool is one message at the start, never a failure
 # deep in the output or a suite skipped by a hook that timed out.
 #
-#   1. Debian tools the tests run as a user would: curl, perl, openssl, nmap, keytool (Java 17),
-#      faketime, promtool (prometheus) and etcd (etcd-server); for the container image and the
+#   1. Debian tools the tests run as a user would: curl, jq (the README's revoke command), perl,
+#      openssl, nmap, keytool (Java 17), faketime, promtool (prometheus) and etcd (etcd-server); for the container image and the
 #      one-node cluster: podman, runc, containerd (and ctr), debootstrap, the CNI plugins
 #      (containernetworking-plugins), ip (iproute2), nsenter and gcc (the pod sandbox binary).
 #      Missing ones are installed with apt-get when we are root on a machine that has it; otherwise
@@ -29,12 +29,12 @@ fail() { printf '[prepare-tests] ERROR %s\n' "$*" >&2; exit 1; }
 
 # command -> Debian package that provides it.
 declare -A PACKAGE=(
-  [curl]=curl [perl]=perl [openssl]=openssl [nmap]=nmap [keytool]=default-jre-headless
+  [curl]=curl [jq]=jq [perl]=perl [openssl]=openssl [nmap]=nmap [keytool]=default-jre-headless
   [faketime]=faketime [promtool]=prometheus [etcd]=etcd-server
   [podman]=podman [runc]=runc [containerd]=containerd [ctr]=containerd [debootstrap]=debootstrap
   [ip]=iproute2 [nsenter]=util-linux [gcc]=gcc [/usr/lib/cni/bridge]=containernetworking-plugins
 )
-ORDER=(curl perl openssl nmap keytool faketime promtool etcd podman runc containerd ctr debootstrap ip nsenter gcc /usr/lib/cni/bridge)
+ORDER=(curl jq perl openssl nmap keytool faketime promtool etcd podman runc containerd ctr debootstrap ip nsenter gcc /usr/lib/cni/bridge)
 
 # A tool is a command on the PATH, or a path (the CNI plugins are not on the PATH).
 # /usr/sbin and /sbin count too: a non-root user's PATH lacks them (debootstrap lives there).
