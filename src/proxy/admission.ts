@@ -14,7 +14,7 @@ import type { TlsContexts } from '../tls/contexts.js';
 import { nameOf, type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { type ConnectionGate, gateConnections, type PeerClass } from './connection-gate.js';
 import { loggedPath } from './forwarded-path.js';
-import type { ListenerDeps } from './listener.js';
+import type { ListenerDeps } from './listener-types.js';
 import { normalizeTarget } from './request-target.js';
 
 export interface InboundMtls {

@@ -7,7 +7,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../errors.js';
 import { sendJsonError } from './json-error.js';
-import type { ListenerDeps } from './listener.js';
+import type { ListenerDeps } from './listener-types.js';
 
 function statusFor(code: string | undefined): 400 | 408 | 431 {
   if (code === 'HPE_HEADER_OVERFLOW') return 431;

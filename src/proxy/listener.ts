@@ -5,36 +5,18 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../config/parse.js';
-import type { AuditLog } from '../telemetry/audit.js';
-import type { Metrics } from '../telemetry/metrics.js';
-import type { TlsContexts } from '../tls/contexts.js';
 import { peerIdentity } from '../tls/peer.js';
 import { answerClientErrors } from './client-errors.js';
 import { exchangeRecorder } from './exchanges.js';
 import { applyHttpLimits, applyRawLimits, type ListenerLimits } from './limits.js';
+import type { Listener, ListenerDeps } from './listener-types.js';
 import { drainRawServer, drainServer, listenOn, trackSockets } from './server-lifecycle.js';
 import { type PeerOf, trackConnections, trackRequests, trackStreams, trackTcpConnections } from './server-metrics.js';
 import type { Upstream } from './upstream.js';
 
-export interface Listener {
-  readonly name: string;
-  readonly direction: 'inbound' | 'outbound';
-  listen(): Promise<AddressInfo>;
-  /** Bound address once listening (port 0 in tests resolves here). */
-  address(): AddressInfo | undefined;
-  /** Stop accepting; finish in-flight requests for up to graceMs. */
-  drain(graceMs: number): Promise<void>;
-}
-
-/** What every listener is built from: the current TLS material and the telemetry it reports to. */
-export interface ListenerDeps {
-  readonly contexts: TlsContexts;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  readonly audit: AuditLog;
-  /** A peer's certificate chained to no CA we trust: the trust bundle may be behind (a new issuer). */
-  readonly onUnknownIssuer?: () => void;
-}
+// The two shapes every mode and its helpers share live in listener-types.ts, so that a helper
+// (client errors, upstream, admission) can name them without importing the listener back.
+export type { Listener, ListenerDeps } from './listener-types.js';
 
 export interface ListenerHandleOptions {
   /** The listener's config entry and its index, for its name, address, limits and error messages. */

@@ -10,7 +10,7 @@ import { formatHostPort } from '../config/parse.js';
 import type { OutboundListenerConfig } from '../config/schema.js';
 import { type ErrorCode, ErrorCodes } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
-import type { ListenerDeps } from './listener.js';
+import type { ListenerDeps } from './listener-types.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
 /** The connection was closed or reset under us (undici's code for a close). */
