@@ -19,7 +19,14 @@ import { watchIdleSessions } from './idle-connections.js';
 import { countRelayedBytes } from './relayed-bytes.js';
 import { streamActive, watchIdleStream } from './stream-idle.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_FLAG_END_STREAM,
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_REFUSED_STREAM,
+} = http2.constants;
 
 /**
  * Headers that describe one hop of the connection, never forwarded: HTTP/1's hop-by-hop set, which
@@ -113,7 +120,21 @@ export function forwardHeaders(
   return out;
 }
 
-/** Relays one incoming stream to the session `session()` returns: its response, body and trailers. */
+/**
+ * How much of a request body is kept until the upstream answers, to send it again when the
+ * upstream refuses the stream unprocessed. A gRPC call's request usually fits; a larger body is
+ * not kept, and its call fails (502) if refused.
+ */
+const REPLAY_LIMIT = 64 * 1024;
+
+/**
+ * Relays one incoming stream to the session `session()` returns: its response, body and trailers.
+ *
+ * A stream the upstream refused unprocessed (REFUSED_STREAM: it arrived after the GOAWAY of the
+ * upstream's idle close or drain, above its last stream id) is sent once more on a new session, as
+ * gRPC clients do themselves (RFC 9113 §8.7): an idle close of the other sidecar racing a new call
+ * failed that call (502, UNAVAILABLE).
+ */
 export function relayStream(
   incoming: http2.ServerHttp2Stream,
   outgoing: http2.OutgoingHttpHeaders,
@@ -122,8 +143,12 @@ export function relayStream(
   /** Count the DATA bytes each way (relayedBytes): the listener's access log is on. */
   countBytes = false,
 ): void {
-  // Reported (onFailure) only while the client can still be told.
+  let upstream: http2.ClientHttp2Stream | undefined;
+  // Reported (onFailure) only while the client can still be told; the rest of its request is
+  // read and dropped, so a large body does not wait on a window nobody opens.
   const fail = (err: Error & { code?: string }) => {
+    if (upstream) incoming.unpipe(upstream);
+    if (!incoming.readableEnded && !incoming.closed) incoming.resume();
     if (!canRespond(incoming)) {
       resetIfOpen(incoming);
       return;
@@ -131,69 +156,104 @@ export function relayStream(
     const failure = onFailure(err);
     answerStream(incoming, failure.status, failure.code, failure.message);
   };
-  let upstream: http2.ClientHttp2Stream;
-  try {
-    // Throws when the session is closing or destroyed (a GOAWAY in the same tick, a dead target).
-    upstream = session().request(outgoing);
-  } catch (err) {
-    fail(err as Error & { code?: string });
-    return;
-  }
-  upstream.on('error', fail);
-  incoming.on('close', () => {
-    if (!upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
-  });
-  incoming.pipe(upstream);
-  // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure)
-  // as it is. Each DATA frame arrives as a fresh buffer: counted for the young collection.
   const bytes = countBytes ? countRelayedBytes(incoming) : undefined;
-  incoming.on('data', (chunk: Buffer) => {
-    streamActive(incoming);
-    youngGarbage.relayed(chunk.length);
-    if (bytes) bytes.received += chunk.length;
-  });
+  // The body sent so far, while it may have to be sent again (no response yet, within REPLAY_LIMIT).
+  let replay: Buffer[] | undefined = [];
+  let replayBytes = 0;
+  let retried = false;
   let answered = false;
-  upstream.on('response', (responseHeaders, flags) => {
-    if (!canRespond(incoming)) {
-      upstream.close(NGHTTP2_CANCEL);
-      return;
-    }
-    if (flags & NGHTTP2_FLAG_END_STREAM) {
-      // Trailers-Only (a gRPC call failed before any message, a 204): one HEADERS frame that ends
-      // the stream, relayed as one. Answered with waitForTrailers it became HEADERS, an empty DATA
-      // that ended the stream and no trailers, and gRPC clients saw INTERNAL ("server closed the
-      // stream without sending trailers") instead of the status, message and details sent.
-      incoming.respond(forwardHeaders(responseHeaders), { endStream: true });
-      upstream.resume();
-      answered = true;
-      dropRestOnceAnswered();
-      return;
-    }
-    incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
-    streamActive(incoming);
-    upstream.pipe(incoming);
-    upstream.on('data', (chunk: Buffer) => {
-      streamActive(incoming);
-      youngGarbage.relayed(chunk.length);
-      if (bytes) bytes.sent += chunk.length;
-    });
-  });
   let trailers: http2.OutgoingHttpHeaders = {};
-  upstream.on('trailers', (received) => {
-    trailers = {};
-    for (const [name, value] of Object.entries(received)) if (typeof value === 'string' || Array.isArray(value)) trailers[name] = value;
-  });
   // The upstream may answer in full before the request is all sent, and stop reading it (RFC 9113
   // §8.1: a gRPC server refusing a call does). Once the client has that whole answer, read and drop
   // the rest of its request, as http mode does: left unread, it waits on a flow-control window
   // that never opens, and the call never ends. (Not RST_STREAM NO_ERROR, what the app itself sends:
   // Node's client never ends a stream reset that way while it still has a write pending.)
   const dropRestOnceAnswered = () => {
-    if (!answered || !upstream.closed || incoming.readableEnded || incoming.closed) return;
+    if (!answered || !upstream?.closed || incoming.readableEnded || incoming.closed) return;
     incoming.unpipe(upstream);
     incoming.resume();
   };
-  upstream.on('close', dropRestOnceAnswered);
+
+  const open = (): http2.ClientHttp2Stream | undefined => {
+    let up: http2.ClientHttp2Stream;
+    try {
+      // Throws when the session is closing or destroyed (a GOAWAY in the same tick, a dead target).
+      up = session().request(outgoing);
+    } catch (err) {
+      fail(err as Error & { code?: string });
+      return undefined;
+    }
+    upstream = up;
+    up.on('error', (err: Error & { code?: string }) => {
+      if (up !== upstream) return;
+      if (up.rstCode === NGHTTP2_REFUSED_STREAM && replay && !retried && canRespond(incoming)) {
+        retried = true;
+        sendAgain(up, replay);
+        return;
+      }
+      fail(err);
+    });
+    up.on('response', (responseHeaders, flags) => {
+      replay = undefined;
+      if (!canRespond(incoming)) {
+        up.close(NGHTTP2_CANCEL);
+        return;
+      }
+      if (flags & NGHTTP2_FLAG_END_STREAM) {
+        // Trailers-Only (a gRPC call failed before any message, a 204): one HEADERS frame that ends
+        // the stream, relayed as one. Answered with waitForTrailers it became HEADERS, an empty DATA
+        // that ended the stream and no trailers, and gRPC clients saw INTERNAL ("server closed the
+        // stream without sending trailers") instead of the status, message and details sent.
+        incoming.respond(forwardHeaders(responseHeaders), { endStream: true });
+        up.resume();
+        answered = true;
+        dropRestOnceAnswered();
+        return;
+      }
+      incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
+      streamActive(incoming);
+      up.pipe(incoming);
+      up.on('data', (chunk: Buffer) => {
+        streamActive(incoming);
+        youngGarbage.relayed(chunk.length);
+        if (bytes) bytes.sent += chunk.length;
+      });
+    });
+    up.on('trailers', (received) => {
+      trailers = {};
+      for (const [name, value] of Object.entries(received)) if (typeof value === 'string' || Array.isArray(value)) trailers[name] = value;
+    });
+    up.on('close', dropRestOnceAnswered);
+    return up;
+  };
+
+  /** The refused stream's body so far goes to a new stream, and the rest follows it there. */
+  const sendAgain = (refused: http2.ClientHttp2Stream, sent: readonly Buffer[]) => {
+    incoming.unpipe(refused);
+    const next = open();
+    if (!next) return;
+    for (const chunk of sent) next.write(chunk);
+    if (incoming.readableEnded) next.end();
+    else incoming.pipe(next);
+  };
+
+  const first = open();
+  if (!first) return;
+  incoming.on('close', () => {
+    if (upstream && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
+  });
+  incoming.pipe(first);
+  // After pipe(): a 'data' listener added then leaves pipe's flow control (pause on backpressure)
+  // as it is. Each DATA frame arrives as a fresh buffer: counted for the young collection.
+  incoming.on('data', (chunk: Buffer) => {
+    streamActive(incoming);
+    youngGarbage.relayed(chunk.length);
+    if (bytes) bytes.received += chunk.length;
+    if (!replay) return;
+    replayBytes += chunk.length;
+    if (replayBytes > REPLAY_LIMIT) replay = undefined;
+    else replay.push(chunk);
+  });
   incoming.on('wantTrailers', () => {
     if (incoming.destroyed || incoming.closed) return;
     try {
