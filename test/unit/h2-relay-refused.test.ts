@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
-import { forwardHeaders, H2Session, relayStream } from '../../src/proxy/h2/h2-forward.js';
+import { forwardHeaders, H2Session, relayStream, replayBytesHeld } from '../../src/proxy/h2/h2-forward.js';
 
 const servers: http2.Http2Server[] = [];
 const sessions: H2Session[] = [];
@@ -90,6 +90,8 @@ it('sends a stream the upstream refused unprocessed again on a new session, with
   expect(answer).toEqual({ status: 200, body: Buffer.from('hello again') });
   // Processed once, on the second session.
   expect(upstream.streams).toEqual([1]);
+  // Nothing kept once the call is answered.
+  expect(replayBytesHeld()).toBe(0);
 });
 
 it('sends the rest of a large body after the part sent before the refusal, on the new stream', async () => {
@@ -101,4 +103,13 @@ it('sends the rest of a large body after the part sent before the refusal, on th
   expect(answer.status).toBe(200);
   expect(answer.body.equals(body)).toBe(true);
   expect(upstream.streams).toEqual([1]);
+  expect(replayBytesHeld()).toBe(0);
+});
+
+it('keeps nothing of a body once the upstream answered, however many calls went through', async () => {
+  const upstream = await refusingUpstream();
+  const port = await relay(upstream.port);
+  const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => post(port, Buffer.alloc(1000 * (i + 1), i))));
+  expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
+  expect(replayBytesHeld()).toBe(0);
 });

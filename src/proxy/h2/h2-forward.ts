@@ -126,6 +126,17 @@ export function forwardHeaders(
  * not kept, and its call fails (502) if refused.
  */
 const REPLAY_LIMIT = 64 * 1024;
+/**
+ * Body bytes kept for that across every stream of the process: streams whose answer comes late (a
+ * client-streaming call) must not hold 64 KiB each without bound. Past it, new bodies are not kept.
+ */
+const REPLAY_BUDGET = 8 * 1024 * 1024;
+let replayHeld = 0;
+
+/** Request body bytes kept for a possible second send, now (for tests: back to 0 once calls end). */
+export function replayBytesHeld(): number {
+  return replayHeld;
+}
 
 /**
  * Relays one incoming stream to the session `session()` returns: its response, body and trailers.
@@ -160,6 +171,11 @@ export function relayStream(
   // The body sent so far, while it may have to be sent again (no response yet, within REPLAY_LIMIT).
   let replay: Buffer[] | undefined = [];
   let replayBytes = 0;
+  const dropReplay = () => {
+    if (!replay) return;
+    replayHeld -= replayBytes;
+    replay = undefined;
+  };
   let retried = false;
   let answered = false;
   let trailers: http2.OutgoingHttpHeaders = {};
@@ -194,7 +210,7 @@ export function relayStream(
       fail(err);
     });
     up.on('response', (responseHeaders, flags) => {
-      replay = undefined;
+      dropReplay();
       if (!canRespond(incoming)) {
         up.close(NGHTTP2_CANCEL);
         return;
@@ -233,6 +249,8 @@ export function relayStream(
     const next = open();
     if (!next) return;
     for (const chunk of sent) next.write(chunk);
+    // Sent once more, never a third time: nothing more to keep.
+    dropReplay();
     if (incoming.readableEnded) next.end();
     else incoming.pipe(next);
   };
@@ -240,6 +258,7 @@ export function relayStream(
   const first = open();
   if (!first) return;
   incoming.on('close', () => {
+    dropReplay();
     if (upstream && !upstream.closed && !upstream.destroyed) upstream.close(NGHTTP2_CANCEL);
   });
   incoming.pipe(first);
@@ -250,9 +269,13 @@ export function relayStream(
     youngGarbage.relayed(chunk.length);
     if (bytes) bytes.received += chunk.length;
     if (!replay) return;
+    if (replayBytes + chunk.length > REPLAY_LIMIT || replayHeld + chunk.length > REPLAY_BUDGET) {
+      dropReplay();
+      return;
+    }
+    replay.push(chunk);
     replayBytes += chunk.length;
-    if (replayBytes > REPLAY_LIMIT) replay = undefined;
-    else replay.push(chunk);
+    replayHeld += chunk.length;
   });
   incoming.on('wantTrailers', () => {
     if (incoming.destroyed || incoming.closed) return;
