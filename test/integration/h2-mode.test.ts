@@ -209,7 +209,7 @@ it('after the app answered early, cuts a caller that falls silent mid-request an
   }
 });
 
-it('keeps a busy session open past idleTimeout: idle means no bytes moved, not time since it connected', async () => {
+it('keeps a busy session open past idleTimeout: idle means no open call for idleTimeout, not time since it connected', async () => {
   const port = await startPair();
   const session = http2.connect(`http://127.0.0.1:${port}`);
   session.on('error', () => undefined);
