@@ -343,13 +343,12 @@ describe('a grpc-go client and server through an outbound and an inbound sidecar
   });
 
   it('closes an idle connection with GOAWAY and the last stream id, outbound and inbound', async () => {
+    // One call, then PINGs every 100 ms (ten times per idleTimeout): still closed, GOAWAY first.
     // Inbound: the probe speaks to the inbound sidecar directly, with a client certificate.
-    for (const [port, args] of [
-      [outbound.listenerAddress('pair').port, []],
-      [inbound.listenerAddress('grpc').port, clientTls],
-    ] as const) {
-      const seen = await probe(port, [...args]);
-      expect(seen).toMatchObject({ callStatus: '0', goaway: true, goawayCode: 'NO_ERROR', lastStreamId: 1, closed: true });
+    const seen = await Promise.all([probe(outbound.listenerAddress('pair').port), probe(inbound.listenerAddress('grpc').port, clientTls)]);
+    for (const one of seen) {
+      expect(one).toMatchObject({ callStatus: '0', goaway: true, goawayCode: 'NO_ERROR', lastStreamId: 1, closed: true });
+      expect(one.pings).toBeGreaterThan(0);
     }
   });
 
