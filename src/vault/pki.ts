@@ -22,12 +22,12 @@ interface IssueResponse {
 }
 
 interface ListResponse {
-  data: { keys?: string[] };
+  /** `key_info[id].key_id` is empty for an issuer whose key is not on the mount (a root imported with its intermediate). */
+  data: { keys?: string[]; key_info?: Record<string, { key_id?: string } | undefined> };
 }
 
 interface IssuerResponse {
-  /** `key_id` is empty for an issuer whose key is not on the mount (a root imported with its intermediate). */
-  data: { certificate: string; ca_chain?: string[]; issuer_name?: string; key_id?: string };
+  data: { certificate: string; ca_chain?: string[]; issuer_name?: string };
 }
 
 export class VaultPkiSource implements CertificateSource {
@@ -109,7 +109,7 @@ export class VaultPkiSource implements CertificateSource {
       // Only an issuer with its key on this mount signs this mount's certificates; a keyless one
       // (the root above an intermediate) anchors chains but never issues a peer's leaf directly:
       // a leaf it signed came from another mount, under another mount's roles.
-      if (issuer.data.key_id !== '') signerPems.push(...splitPemCertificates(issuer.data.certificate));
+      if (listed.data.key_info?.[id]?.key_id !== '') signerPems.push(...splitPemCertificates(issuer.data.certificate));
     }
     const crlPems = new Set<string>();
     const crlMissing: CrlGap[] = [];
