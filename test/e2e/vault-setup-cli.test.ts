@@ -1,6 +1,7 @@
 /**
  * `vault-mtls-sidecar vault setup` as an operator runs it, against a private Vault dev server: the
- * plan printed with --dry-run, the run, a second run with nothing to do, and clear usage errors.
+ * plan printed with --dry-run, the run, a second run with nothing to do, clear usage errors, and
+ * names an earlier version made without the namespace reported and left alone.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { spawnCli } from '../support/cli.js';
 import { type DevServer, startDevServer } from '../support/dev-server.js';
+import { vaultApi } from '../support/vault-api.js';
 
 const vault = inject('vault');
 let server: DevServer;
@@ -32,11 +34,11 @@ it('plans, applies, and then has nothing to do, for every service in a file', as
   const dry = await cli(['--file', file, '--dry-run']);
   expect(dry.code).toBe(0);
   expect(dry.stdout).toContain(`vault setup: orders (shop/orders) on ${server.address} — dry run, nothing written`);
-  expect(dry.stdout).toMatch(/^ {2}\+ create {4}pki_int\/roles\/payments$/m);
+  expect(dry.stdout).toMatch(/^ {2}\+ create {4}pki_int\/roles\/payments\.shop$/m);
 
   const applied = await cli(['--file', file]);
   expect(applied.code).toBe(0);
-  expect(applied.stdout).toMatch(/^ {2}\+ create {4}auth\/kubernetes\/role\/payments$/m);
+  expect(applied.stdout).toMatch(/^ {2}\+ create {4}auth\/kubernetes\/role\/payments\.shop$/m);
 
   const again = await cli(['--file', file]);
   expect(again.code).toBe(0);
@@ -60,4 +62,77 @@ it('says what is missing, one line and a code', async () => {
   expect(denied.stderr.trim()).toBe(
     '✖ vault setup: GET sys/mounts: 403 permission denied; invalid token; VAULT_TOKEN needs a token that may mount secrets engines and write policies and auth roles [SIDECAR_VAULT_PERMISSION_DENIED]',
   );
+});
+
+it('refuses a service or namespace that is not a DNS label before writing anything', async () => {
+  const dotted = await cli(['--service', 'orders.shop', '--namespace', 'dev']);
+  expect(dotted.code).toBe(1);
+  expect(dotted.stderr.trim()).toBe(
+    '✖ vault setup: service "orders.shop" is not a DNS label (lowercase letters, digits and -, at most 63), as Kubernetes names are [SIDECAR_USAGE]',
+  );
+});
+
+it('reports the names an earlier version gave a service without its namespace, and never rewrites them', async () => {
+  const vault = { address: server.address, rootToken: 'root' };
+  // The mounts, then what an earlier vault setup wrote for billing in shop: its role, policy and
+  // auth role named after the service alone.
+  expect((await cli(['--service', 'setup-mounts', '--namespace', 'shop'])).code).toBe(0);
+  const oldRole = {
+    allowed_domains: ['billing', 'billing.shop', 'billing.shop.svc', 'billing.shop.svc.cluster.local'],
+    allow_bare_domains: true,
+    allowed_uri_sans: ['spiffe://cluster.local/ns/shop/sa/billing'],
+    no_store: true,
+  };
+  await vaultApi(vault, 'POST', 'pki_int/roles/billing', oldRole);
+  await vaultApi(vault, 'PUT', 'sys/policies/acl/billing-sidecar', {
+    policy:
+      '# vault-mtls-sidecar: what the billing sidecar may do (written by vault-mtls-sidecar vault setup)\npath "pki_int/sign/billing" {\n  capabilities = ["update"]\n}\n',
+  });
+  await vaultApi(vault, 'POST', 'auth/kubernetes/role/billing', {
+    bound_service_account_names: ['billing'],
+    bound_service_account_namespaces: ['shop'],
+    audience: 'vault',
+    token_policies: ['billing-sidecar'],
+  });
+  const read = async () =>
+    JSON.stringify(
+      await Promise.all(
+        ['pki_int/roles/billing', 'sys/policies/acl/billing-sidecar', 'auth/kubernetes/role/billing'].map(
+          async (p) => (await vaultApi<{ data: unknown }>(vault, 'GET', p)).data,
+        ),
+      ),
+    );
+  const before = await read();
+
+  // billing in dev: its own names are made; shop's old ones are reported, not rebound to dev.
+  const dev = await cli(['--service', 'billing', '--namespace', 'dev']);
+  expect(dev.code).toBe(0);
+  expect(dev.stdout).toMatch(/^ {2}\+ create {4}auth\/kubernetes\/role\/billing\.dev$/m);
+  expect(dev.stdout).toContain('  ! old name  pki_int/roles/billing (names billing in namespace shop; left unchanged)\n');
+  expect(dev.stdout).toContain('  ! old name  sys/policies/acl/billing-sidecar (grants pki_int/sign/billing; left unchanged)\n');
+  expect(dev.stdout).toContain('  ! old name  auth/kubernetes/role/billing (bound to namespace shop; left unchanged)\n');
+  expect(dev.stdout).toContain('3 to create, 0 to update, 8 unchanged, 3 old names to retire');
+  const warning = dev.stderr.trim();
+  expect(warning.split('\n')).toHaveLength(1);
+  expect(warning).toMatch(/^⚠ vault setup: billing \(dev\): Vault still has names without a namespace/);
+  expect(warning).toContain(
+    'then delete the old names: vault delete pki_int/roles/billing; vault policy delete billing-sidecar; vault delete auth/kubernetes/role/billing',
+  );
+  expect(warning).toMatch(/\[SIDECAR_VAULT_SETUP_OLD_NAMES\]$/);
+  expect(await read()).toBe(before);
+  const bound = await vaultApi<{ data: { bound_service_account_namespaces: string[]; token_policies: string[] } }>(
+    vault,
+    'GET',
+    'auth/kubernetes/role/billing.dev',
+  );
+  expect(bound.data).toMatchObject({ bound_service_account_namespaces: ['dev'], token_policies: ['billing.dev-sidecar'] });
+
+  // A dry run reports them too, and once they are deleted the warning is gone.
+  expect((await cli(['--service', 'billing', '--namespace', 'shop', '--dry-run'])).stderr).toContain('[SIDECAR_VAULT_SETUP_OLD_NAMES]');
+  for (const p of ['pki_int/roles/billing', 'sys/policies/acl/billing-sidecar', 'auth/kubernetes/role/billing']) {
+    await vaultApi(vault, 'DELETE', p);
+  }
+  const clean = await cli(['--service', 'billing', '--namespace', 'dev']);
+  expect(clean.stderr).toBe('');
+  expect(clean.stdout).toContain('0 to create, 0 to update, 11 unchanged\n');
 });
