@@ -199,6 +199,23 @@ describe('with Vault', () => {
       expect(check(found, 'trust.bundle')?.status).toBe('pass');
       expect(check(found, 'tls.mutual')?.status).toBe('skip');
     });
+
+    it('✗ vault.policy: revokeOnShutdown.certificate without update on revoke-with-key', async () => {
+      const sign = `path "${vault.pkiMount}/sign/${vault.role}" { capabilities = ["update"] }`;
+      const raw = { ...(await goodVaultConfig()), vault: { ...vaultSection(vault), revokeOnShutdown: { certificate: true } } };
+      const without = await runDoctor(configFile(raw), { VAULT_TOKEN: await tokenWith(sign) });
+      expect(check(without, 'vault.policy')).toMatchObject({
+        status: 'fail',
+        detail: expect.stringContaining(`update on ${vault.pkiMount}/revoke-with-key`),
+        fix: expect.stringContaining(`path "${vault.pkiMount}/revoke-with-key" { capabilities = ["update"] }`),
+      });
+      const revoke = `path "${vault.pkiMount}/revoke-with-key" { capabilities = ["update"] }`;
+      const granted = await runDoctor(configFile(raw), { VAULT_TOKEN: await tokenWith(`${sign}\n${revoke}`) });
+      expect(check(granted, 'vault.policy')).toMatchObject({
+        status: 'pass',
+        detail: expect.stringContaining('revoke its own certificate'),
+      });
+    });
   });
 
   it('✗ trust.bundle: a PKI mount without a CA (the wrong mount named)', async () => {
