@@ -115,14 +115,18 @@ const vaultSection = z.strictObject({
   pki: z.strictObject({
     mount: z._default(z.string(), 'pki'),
     role: z.string().check(z.minLength(1)),
-    /** How often the mount's issuers (trust bundle) and CRLs are fetched again. */
-    refreshInterval: z._default(duration, 300),
     /**
-     * How often the mount's issuer list is checked (one LIST call). A new issuer is fetched at
-     * once, and this sidecar moves onto a new issuer only after trusting it for twice this long,
-     * so its peers (checking as often) trust it first: an issuer rotation fails no handshake.
+     * How often the mount's issuers (trust bundle) and CRLs are fetched again (±10 % jitter): a
+     * revocation reaches this sidecar within this long. Reads are conditional (If-Modified-Since).
      */
-    issuerCheckInterval: z._default(duration, 15),
+    refreshInterval: z._default(duration, 1800),
+    /**
+     * How often the mount's issuer list is checked (one LIST call, ±10 % jitter). A new issuer is
+     * fetched at once, and this sidecar moves onto a new issuer only after trusting it for twice
+     * this long (plus the jitter), so its peers (checking as often) trust it first: an issuer
+     * rotation fails no handshake. Shorter costs Vault more; longer delays the move to a new issuer.
+     */
+    issuerCheckInterval: z._default(duration, 300),
     /**
      * CRL enforcement on inbound and outbound handshakes. soft: when the CRL cannot be refreshed
      * past its nextUpdate, stop checking it (and say so); closed: keep it, so handshakes fail and

@@ -19,6 +19,17 @@ const CRL_RETRY_SECONDS = 15;
  * when the issuer set really changed, which no peer can make happen.
  */
 const HINT_CHECK_GAP_MS = 30_000;
+/**
+ * …and at most this many times per issuer set: a stranger's handshakes, however many and however
+ * long, cost Vault this many LISTs until the mount's issuers really change (which no peer can
+ * cause). A rotation's own first handshakes still find it; after that the periodic check does.
+ */
+export const HINT_CHECKS_PER_ISSUER_SET = 3;
+/**
+ * Every wait (issuer check, full refresh) is its interval ±10 %: sidecars started together (a
+ * rollout, a node restart) spread out instead of reading Vault in the same second forever.
+ */
+export const JITTER = 0.1;
 /** Without an issuer list to check (files), a hint re-reads local files, at most this often. */
 const HINT_LOCAL_REFRESH_GAP_MS = 5000;
 
@@ -33,11 +44,16 @@ export interface TrustRefresherOptions {
   /** True when peers can be verified only with fetched material (Vault: only the mount's issuers are trusted). */
   readonly required?: boolean;
   readonly logger: Logger;
+  /** For tests: the jitter's source of randomness, in [0, 1). */
+  readonly random?: () => number;
 }
 
 export class TrustRefresher {
   #timer: LongTimer | undefined;
-  #check: NodeJS.Timeout | undefined;
+  #check: LongTimer | undefined;
+  #hintChecksLeft = HINT_CHECKS_PER_ISSUER_SET;
+  /** The issuer set the hint budget above was granted for. */
+  #hintVersion: string | undefined;
   #failures = 0;
   #crlRetries = 0;
   #lastHint = Number.NEGATIVE_INFINITY;
@@ -58,10 +74,26 @@ export class TrustRefresher {
     await this.refreshNow();
     const { trustVersion, checkSeconds } = this.opts;
     if (!trustVersion || !checkSeconds) return;
-    // A new issuer (a rotation) is learnt within checkSeconds, not at the next full refresh. While
-    // refreshes fail, the backoff decides when to try again, not the check.
-    this.#check = setInterval(() => this.#checkIssuers(), Math.min(checkSeconds * 1000, MAX_TIMEOUT_MS));
-    this.#check.unref();
+    this.#scheduleCheck(checkSeconds);
+  }
+
+  /**
+   * A new issuer (a rotation) is learnt within checkSeconds (+JITTER), not at the next full
+   * refresh. While refreshes fail, the backoff decides when to try again, not the check.
+   */
+  #scheduleCheck(checkSeconds: number): void {
+    if (!this.#running) return;
+    this.#check = setLongTimeout(
+      () => {
+        this.#checkIssuers();
+        this.#scheduleCheck(checkSeconds);
+      },
+      Math.min(this.#jittered(checkSeconds) * 1000, MAX_TIMEOUT_MS),
+    ).unref();
+  }
+
+  #jittered(seconds: number): number {
+    return seconds * (1 + JITTER * (2 * (this.opts.random ?? Math.random)() - 1));
   }
 
   /** One LIST of the issuers; a changed set fetches the whole bundle. */
@@ -81,23 +113,30 @@ export class TrustRefresher {
 
   /**
    * How long peers with the same settings may take to learn an issuer that appeared just now: two
-   * rounds of whichever comes first, the issuer check or the full refresh.
+   * of the longest rounds (with jitter) of whichever comes first, the issuer check or the full
+   * refresh. A longer issuerCheckInterval costs Vault less and makes this wait longer.
    */
   get propagationMs(): number {
     const { checkSeconds, intervalSeconds } = this.opts;
-    return 2 * Math.min(checkSeconds || intervalSeconds, intervalSeconds) * 1000;
+    return 2 * Math.min(checkSeconds || intervalSeconds, intervalSeconds) * (1 + JITTER) * 1000;
   }
 
   /**
    * A hint that the bundle may be behind: a peer from an issuer we do not know (an issuer
    * rotation we have not seen yet — or any stranger with a self-signed certificate). With an
    * issuer list (Vault) it brings the next issuer check forward, at most once per
-   * HINT_CHECK_GAP_MS counting the periodic checks, so with issuerCheckInterval at or under it a
-   * hint adds no Vault call at all. Without one (files) it re-reads the local files.
+   * HINT_CHECK_GAP_MS counting the periodic checks and at most HINT_CHECKS_PER_ISSUER_SET times
+   * until the issuer set changes. Without one (files) it re-reads the local files.
    */
   hint(now: number = Date.now()): void {
     if (this.opts.trustVersion && this.opts.checkSeconds) {
       if (now - this.#lastCheck < HINT_CHECK_GAP_MS) return;
+      if (this.opts.trust.material.version !== this.#hintVersion) {
+        this.#hintVersion = this.opts.trust.material.version;
+        this.#hintChecksLeft = HINT_CHECKS_PER_ISSUER_SET;
+      }
+      if (this.#hintChecksLeft <= 0) return;
+      this.#hintChecksLeft--;
       this.#checkIssuers();
       return;
     }
@@ -117,7 +156,7 @@ export class TrustRefresher {
   async stop(): Promise<void> {
     this.#running = false;
     this.#timer?.clear();
-    clearInterval(this.#check);
+    this.#check?.clear();
     await this.#inFlight;
   }
 
@@ -174,7 +213,8 @@ export class TrustRefresher {
       this.#softenExpiredCrl();
     }
     if (this.#running) {
-      this.#timer = setLongTimeout(() => void this.refreshNow(), delaySeconds * 1000).unref();
+      const waitSeconds = this.#failures === 0 ? this.#jittered(delaySeconds) : delaySeconds;
+      this.#timer = setLongTimeout(() => void this.refreshNow(), waitSeconds * 1000).unref();
     }
   }
 

@@ -111,7 +111,7 @@ describe('config check', () => {
     expect(out).toContain(`# ${file}: valid.`);
     expect(out).toContain('address: https://vault.svc:8200');
     expect(out).toContain('listen: 0.0.0.0:8443');
-    expect(out).toContain('issuerCheckInterval: 15');
+    expect(out).toContain('issuerCheckInterval: 300');
     expect(out).toContain('token: <redacted>');
     expect(out).not.toContain('very-secret');
   });

@@ -67,7 +67,16 @@ describe('what peers and Vault can make the refresher do', () => {
     const stale = await staleCrl();
     const vault = steadyVault({ caPems: ['ca-a'], crlPems: [stale], crlNextUpdate: new Date(Date.now() - 60_000) });
     const trust = new TrustStore();
-    const refresher = new TrustRefresher({ ...vault, checkSeconds: 15, trust, intervalSeconds: 300, crlMode: 'soft', logger });
+    // No jitter: exactly one check every 15 s.
+    const refresher = new TrustRefresher({
+      ...vault,
+      checkSeconds: 15,
+      trust,
+      intervalSeconds: 300,
+      crlMode: 'soft',
+      logger,
+      random: () => 0.5,
+    });
     await refresher.start();
     expect(trust.material.crlPems).toEqual([]);
     await vi.advanceTimersByTimeAsync(120_000);
