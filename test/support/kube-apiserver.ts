@@ -56,7 +56,12 @@ function started(name: string, command: string, args: string[], children: ChildP
   return { child, tail: () => tail };
 }
 
-export async function startKubeApiServer(): Promise<KubeApiServer> {
+/**
+ * `aggregatorRouting`: the API server calls a Service (a webhook's or an APIService's) at one of
+ * its endpoints' pod IPs instead of its cluster IP (`--enable-aggregator-routing`), so a node
+ * without kube-proxy can still serve webhooks behind a Service.
+ */
+export async function startKubeApiServer(options: { aggregatorRouting?: boolean } = {}): Promise<KubeApiServer> {
   const bin = binaryDir();
   const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-kube-'));
   const children: ChildProcess[] = [];
@@ -102,6 +107,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       `--token-auth-file=${path.join(dir, 'tokens.csv')}`,
       '--authorization-mode=RBAC',
       '--service-cluster-ip-range=10.0.0.0/24',
+      ...(options.aggregatorRouting ? ['--enable-aggregator-routing=true'] : []),
     ],
     children,
   );

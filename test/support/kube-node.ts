@@ -307,7 +307,8 @@ export async function startKubeNode(): Promise<KubeNode> {
   writeFileSync(path.join(dir, 'cni', '10-sidecar-test.conflist'), cniConfig(dir));
 
   const netnsBefore = new Set(podNetns());
-  const kube = await startKubeApiServer();
+  // Webhooks behind a Service are called at their pods' IPs on the bridge: no kube-proxy here.
+  const kube = await startKubeApiServer({ aggregatorRouting: true });
   let containerd: Child | undefined;
   let kubelet: Child | undefined;
   let stopBinder = () => {};
