@@ -105,7 +105,7 @@ describe('a sidecar waiting for Vault', () => {
     const starting = sidecar.start();
     const waiting = sidecar;
     let port = 0;
-    await expect.poll(() => (port = waiting.admin.address()?.port ?? 0)).toBeGreaterThan(0);
+    await expect.poll(() => (port = waiting.admin.address()?.port ?? 0), { timeout: 10_000 }).toBeGreaterThan(0);
     // Past startupTimeout (1 s), several times over: still alive, still waiting, never ready.
     await expect.poll(() => sidecar?.renewer.lastError, { timeout: 5000 }).toBeTruthy();
     for (let i = 0; i < 3; i++) {
