@@ -276,6 +276,12 @@ const limits = z._default(
     maxPendingHandshakes: z._default(z.int().check(z.positive()), LIMIT_DEFAULTS.maxPendingHandshakes),
     /** HTTP/2 streams open at once on one connection (h2 mode). */
     maxConcurrentStreams: z._default(z.int().check(z.positive(), z.lte(1000)), LIMIT_DEFAULTS.maxConcurrentStreams),
+    /**
+     * A connection open this long is closed as if its peer's certificate had expired (GOAWAY in
+     * h2, after the request in flight in http); off when unset. Connections always end with their
+     * peer's certificate (expiry or a CRL revoking it).
+     */
+    maxConnectionLifetime: z.optional(duration),
   }),
   LIMIT_DEFAULTS,
 );

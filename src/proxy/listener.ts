@@ -6,6 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { formatHostPort, type HostPort } from '../config/parse.js';
 import { peerIdentity } from '../tls/peer.js';
+import { deadlinesFor, watchInboundConnections } from './certificate-deadline.js';
 import { answerClientErrors } from './client-errors.js';
 import { exchangeRecorder } from './exchanges.js';
 import { applyHttpLimits, applyRawLimits, type ListenerLimits } from './limits.js';
@@ -42,7 +43,7 @@ export interface ListenerHandleOptions {
    */
   readonly upstream?: Pick<Upstream, 'expectedName'>;
   /** Metrics and audit log the listener reports to. */
-  readonly deps: Pick<ListenerDeps, 'metrics' | 'audit'>;
+  readonly deps: Pick<ListenerDeps, 'metrics' | 'audit'> & Partial<Pick<ListenerDeps, 'contexts'>>;
   readonly logger: Logger;
   /** Runs after the drain: release upstream pools and sessions. */
   readonly afterDrain?: () => void;
@@ -58,6 +59,8 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
   const { name, limits } = opts.config;
   const field = `${direction}[${opts.index}].listen`;
   trackConnections(server, name, direction, metrics);
+  // Outbound listeners watch their upstream connections in their mode's dialler.
+  if (direction === 'inbound') watchInboundConnections(server, opts.kind, deadlinesFor(name, limits, opts.deps));
   const expectedName = opts.upstream?.expectedName;
   const peerOf: PeerOf = expectedName === undefined ? (socket) => peerIdentity(socket as TLSSocket) : () => expectedName;
   const record = exchangeRecorder({

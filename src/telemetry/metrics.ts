@@ -73,6 +73,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly connectionsClosed = new Counter({
+    name: 'sidecar_connections_closed_total',
+    help: "Open connections closed because their peer's certificate ended or they lived too long, by listener and reason (peer_certificate_expired, peer_certificate_revoked, max_lifetime).",
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly badRequests = new Counter({
     name: 'sidecar_bad_requests_total',
     help: 'Requests refused before forwarding because they were malformed, too large or too slow, by listener and reason.',

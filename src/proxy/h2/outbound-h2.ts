@@ -4,8 +4,10 @@
  * replaced after a rotation so new streams present the new certificate.
  */
 import http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import type { OutboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
+import { deadlinesFor } from '../certificate-deadline.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { upstreamFor } from '../upstream.js';
 import { forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
@@ -15,6 +17,17 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
   const upstream = upstreamFor(config, deps);
   const session = new H2Session(`https://${upstream.targetText}`, () => ({ ...upstream.tlsOptions(), ALPNProtocols: ['h2'] }));
   deps.contexts.onChange(() => session.renew());
+  // A session whose server certificate ends is closed (GOAWAY; its streams finish); the next call opens a new one.
+  const deadlines = deadlinesFor(config.name, config.limits, deps);
+  const watched = new WeakSet<http2.ClientHttp2Session>();
+  const current = () => {
+    const s = session.get();
+    if (!watched.has(s)) {
+      watched.add(s);
+      s.once('connect', () => deadlines.watch(s.socket as TLSSocket, () => s.close()));
+    }
+    return s;
+  };
 
   const server = http2.createServer(h2ServerOptions(config.limits.maxConcurrentStreams));
   guardH2Server(server, config, ErrorCodes.UPSTREAM_UNREACHABLE, deps);
@@ -23,13 +36,7 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
     const outgoing = forwardHeaders(headers);
     outgoing[':authority'] = upstream.expectedName;
     outgoing[':scheme'] = 'https';
-    relayStream(
-      stream,
-      outgoing,
-      () => session.get(),
-      (err) => ({ status: 502, ...upstream.failed(err) }),
-      config.accessLog,
-    );
+    relayStream(stream, outgoing, current, (err, accepted) => ({ status: 502, ...upstream.failed(err, accepted) }), config.accessLog);
   });
 
   return listenerHandle({

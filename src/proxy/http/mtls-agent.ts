@@ -8,6 +8,7 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { TlsContexts } from '../../tls/contexts.js';
+import type { ConnectionDeadlines } from '../certificate-deadline.js';
 import type { Upstream } from '../upstream.js';
 
 export class MtlsAgent extends https.Agent {
@@ -23,6 +24,8 @@ export class MtlsAgent extends https.Agent {
     private readonly upstream: Upstream,
     /** TCP connect plus TLS handshake must finish within this. */
     private readonly connectTimeoutMs: number,
+    /** Closes a connection (an upgraded WebSocket) whose server certificate ends. */
+    private readonly deadlines?: ConnectionDeadlines,
   ) {
     super({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, maxCachedSessions: 100 });
     contexts.onChange(() => {
@@ -49,7 +52,10 @@ export class MtlsAgent extends https.Agent {
         ),
       this.connectTimeoutMs,
     );
-    socket.once('secureConnect', () => clearTimeout(timer));
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      this.deadlines?.watch(socket, () => socket.destroy());
+    });
     socket.once('close', () => clearTimeout(timer));
     return socket;
   }

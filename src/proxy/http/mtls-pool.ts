@@ -5,7 +5,9 @@
  * it carries and closes, so no request is dropped and none goes out with the old identity after.
  */
 
+import type { TLSSocket } from 'node:tls';
 import type { TlsContexts } from '../../tls/contexts.js';
+import type { ConnectionDeadlines } from '../certificate-deadline.js';
 import type { Upstream } from '../upstream.js';
 import { buildConnector, Pool } from './undici-pool.js';
 
@@ -19,13 +21,18 @@ export class MtlsPool {
     private readonly connectTimeoutMs: number,
     /** The listener's maxConnections: each client connection can hold one, so slow clients only ever wait on themselves. */
     private readonly connections: number,
+    /** Retires the pool when one of its connections' server certificate ends. */
+    private readonly deadlines?: ConnectionDeadlines,
   ) {
     this.#pool = this.#create();
-    contexts.onChange(() => {
-      const old = this.#pool;
-      this.#pool = this.#create();
-      void old.close().catch(() => undefined);
-    });
+    contexts.onChange(() => this.#retire(this.#pool));
+  }
+
+  /** New requests go to a new pool; `pool` finishes what it carries (each connection after its request) and closes. */
+  #retire(pool: Pool): void {
+    if (pool !== this.#pool) return;
+    this.#pool = this.#create();
+    void pool.close().catch(() => undefined);
   }
 
   /** The pool new requests go to. */
@@ -39,7 +46,18 @@ export class MtlsPool {
   }
 
   #create(): Pool {
-    const connect = buildConnector({ ...this.upstream.tlsOptions(), timeout: this.connectTimeoutMs, maxCachedSessions: 100 });
-    return new Pool(`https://${this.upstream.targetText}`, { connect, connections: this.connections });
+    const dial = buildConnector({ ...this.upstream.tlsOptions(), timeout: this.connectTimeoutMs, maxCachedSessions: 100 });
+    const deadlines = this.deadlines;
+    // undici does not say which of its connections is busy: at a server certificate's end the whole
+    // pool is retired, so the connection closes after its request and the next request dials anew.
+    const connect: typeof dial = deadlines
+      ? (options, callback) =>
+          dial(options, (err, socket) => {
+            if (!err && socket) deadlines.watch(socket as TLSSocket, () => this.#retire(pool));
+            (callback as (e: typeof err, s: typeof socket) => void)(err, socket);
+          })
+      : dial;
+    const pool: Pool = new Pool(`https://${this.upstream.targetText}`, { connect, connections: this.connections });
+    return pool;
   }
 }

@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { OutboundListenerConfig } from '../../config/schema.js';
+import { deadlinesFor } from '../certificate-deadline.js';
 import { sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
@@ -17,8 +18,9 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
   const log = deps.logger.child({ listener: config.name, direction: 'outbound' });
   const upstream = upstreamFor(config, deps);
   const connectTimeoutMs = config.limits.connectTimeout * 1000;
-  const pool = new MtlsPool(deps.contexts, upstream, connectTimeoutMs, config.limits.maxConnections);
-  const upgradeAgent = new MtlsAgent(deps.contexts, upstream, connectTimeoutMs);
+  const deadlines = deadlinesFor(config.name, config.limits, deps);
+  const pool = new MtlsPool(deps.contexts, upstream, connectTimeoutMs, config.limits.maxConnections, deadlines);
+  const upgradeAgent = new MtlsAgent(deps.contexts, upstream, connectTimeoutMs, deadlines);
   const forwarder = createHttpForwarder({
     target: `https://${upstream.targetText}`,
     pool: () => pool.current(),

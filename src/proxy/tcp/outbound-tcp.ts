@@ -5,6 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { OutboundListenerConfig } from '../../config/schema.js';
+import { deadlinesFor } from '../certificate-deadline.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { upstreamFor } from '../upstream.js';
 import { pipeDialled } from './pipe.js';
@@ -12,6 +13,7 @@ import { pipeDialled } from './pipe.js';
 export function createOutboundTcpListener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'tcp' });
   const upstream = upstreamFor(config, deps);
+  const deadlines = deadlinesFor(config.name, config.limits, deps);
 
   // TLS session resumption: a new app connection costs an abbreviated handshake, not a full one.
   // A resumed session carries the identity of the certificate it was made with, so a rotation
@@ -44,6 +46,8 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
     remote.once('secureConnect', () => {
       secured = true;
       remote.disableRenegotiation();
+      // The upstream's certificate expired or was revoked (or maxConnectionLifetime): the pipe ends.
+      deadlines.watch(remote, () => remote.destroy());
       remote.setTimeout(config.limits.idleTimeout * 1000, () => remote.destroy());
     });
     remote.once('error', (err: Error & { code?: string }) => {

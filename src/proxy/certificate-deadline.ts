@@ -1,0 +1,254 @@
+/**
+ * A connection ends with its peer's certificate. TLS checks the peer's certificate at the
+ * handshake only: a kept-alive HTTP/1.1 connection, an h2 session, a WebSocket or a tcp pipe kept
+ * flowing after the certificate expired or was revoked (issue 27, defect 4: 406,069 calls over
+ * 51 s past notAfter in pods). Here each connection gets one timer at the earlier of its peer's
+ * notAfter and `opened + limits.maxConnectionLifetime`, and every CRL change is checked against
+ * the open connections' serials; the connection is then closed the way its protocol allows
+ * (the caller's `close`: GOAWAY for h2, after the request in flight for HTTP/1.1, at once for tcp).
+ *
+ * Timers are unref'd and cleared at the connection's close (a soak opens 100k connections), and
+ * wait in steps past setTimeout's 24.8-day limit (setLongTimeout), for certificates of years.
+ */
+import '../identity/x509-setup.js';
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import type { Server as NetServer } from 'node:net';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { X509Certificate as PeculiarCertificate, X509Crl } from '@peculiar/x509';
+import type { AuditLog } from '../telemetry/audit.js';
+import type { Metrics } from '../telemetry/metrics.js';
+import { type LongTimer, setLongTimeout } from '../timers.js';
+import type { TlsContexts } from '../tls/contexts.js';
+import { closeAfterAnswer } from './closing-connections.js';
+import { closeSessionGracefully } from './h2/idle-connections.js';
+
+export type DeadlineReason = 'peer_certificate_expired' | 'peer_certificate_revoked' | 'max_lifetime';
+
+/** Closes one connection gracefully for `reason` (its protocol's way). */
+export type CloseConnection = (reason: DeadlineReason) => void;
+
+/** Where the CRLs the sidecar enforces come from (TlsContexts: its options' `crl`, and its changes). */
+export interface CrlSource {
+  crlPems(): readonly string[];
+  onChange(listener: () => void): unknown;
+}
+
+export interface ConnectionDeadlinesOptions {
+  readonly listener: string;
+  /** limits.maxConnectionLifetime in ms; undefined or 0: no limit but the certificate's. */
+  readonly maxLifetimeMs?: number | undefined;
+  readonly crls?: CrlSource | undefined;
+  readonly metrics: Pick<Metrics, 'connectionsClosed'>;
+  readonly audit: Pick<AuditLog, 'record'>;
+  readonly now?: () => number;
+}
+
+interface Watched {
+  readonly socket: TLSSocket;
+  readonly close: CloseConnection;
+  readonly serial: string;
+  readonly raw: Buffer;
+  readonly peer: string | undefined;
+  readonly notAfter: number;
+  timer: LongTimer | undefined;
+}
+
+/** A serial as hex without leading zeros, upper case (Node and @peculiar/x509 spell them differently). */
+export function normalizeSerial(serial: string): string {
+  return serial
+    .replace(/[^0-9a-f]/gi, '')
+    .replace(/^0+(?=.)/, '')
+    .toUpperCase();
+}
+
+/** Revoked serials → the issuers (as @peculiar/x509 names them) whose CRL lists them. */
+export function revokedSerials(crlPems: readonly string[]): Map<string, Set<string>> {
+  const revoked = new Map<string, Set<string>>();
+  for (const pem of crlPems) {
+    let crl: X509Crl;
+    try {
+      crl = new X509Crl(pem);
+    } catch {
+      // A CRL we cannot read revokes nothing here; the TLS layer refuses handshakes it covers.
+      continue;
+    }
+    for (const entry of crl.entries) {
+      const serial = normalizeSerial(entry.serialNumber);
+      const issuers = revoked.get(serial) ?? new Set<string>();
+      issuers.add(crl.issuer);
+      revoked.set(serial, issuers);
+    }
+  }
+  return revoked;
+}
+
+function peerName(cert: PeerCertificate): string | undefined {
+  const uri = /URI:([^,]+)/.exec(cert.subjectaltname ?? '')?.[1];
+  const cn = cert.subject?.CN;
+  return uri ?? (Array.isArray(cn) ? cn[0] : cn);
+}
+
+/** The connections of one listener, each watched until its peer's certificate ends. */
+export class ConnectionDeadlines {
+  readonly #open = new Set<Watched>();
+  readonly #now: () => number;
+  #revoked = new Map<string, Set<string>>();
+
+  constructor(private readonly opts: ConnectionDeadlinesOptions) {
+    this.#now = opts.now ?? Date.now;
+    const crls = opts.crls;
+    if (!crls) return;
+    let loaded = crls.crlPems();
+    this.#revoked = revokedSerials(loaded);
+    crls.onChange(() => {
+      // Also called at each rotation of our own certificate: parse only when the CRLs changed.
+      const now = crls.crlPems();
+      if (now.join('') === loaded.join('')) return;
+      loaded = now;
+      this.#revoked = revokedSerials(now);
+      if (this.#revoked.size === 0) return;
+      for (const watched of [...this.#open]) if (this.#isRevoked(watched)) this.#end(watched, 'peer_certificate_revoked');
+    });
+  }
+
+  /** Connections being watched (for tests: back to 0 once they close). */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /**
+   * Watches `socket`, whose handshake completed, until it closes: `close` is called once, at its
+   * peer certificate's expiry, at maxConnectionLifetime, or when a CRL revokes the certificate.
+   */
+  watch(socket: TLSSocket, close: CloseConnection): void {
+    if (socket.destroyed) return;
+    const cert = socket.getPeerCertificate();
+    if (!cert?.raw) return;
+    const notAfter = Date.parse(cert.valid_to);
+    const watched: Watched = {
+      socket,
+      close,
+      serial: normalizeSerial(cert.serialNumber ?? ''),
+      raw: cert.raw,
+      peer: peerName(cert),
+      notAfter,
+      timer: undefined,
+    };
+    const now = this.#now();
+    const lifetime = this.opts.maxLifetimeMs ? now + this.opts.maxLifetimeMs : Infinity;
+    // Past notAfter (inclusive, to the second): one second after it.
+    const expiry = Number.isFinite(notAfter) ? notAfter + 1000 : Infinity;
+    const due = Math.min(lifetime, expiry);
+    if (Number.isFinite(due)) {
+      watched.timer = setLongTimeout(
+        () => this.#end(watched, due === expiry ? 'peer_certificate_expired' : 'max_lifetime'),
+        due - now,
+        this.#now,
+      ).unref();
+    }
+    this.#open.add(watched);
+    socket.once('close', () => {
+      watched.timer?.clear();
+      this.#open.delete(watched);
+    });
+  }
+
+  #isRevoked(watched: Watched): boolean {
+    const issuers = this.#revoked.get(watched.serial);
+    if (!issuers) return false;
+    // Serials are unique per issuer only: parse the certificate (rarely: its serial is listed).
+    try {
+      return issuers.has(new PeculiarCertificate(watched.raw).issuer);
+    } catch {
+      return false;
+    }
+  }
+
+  #end(watched: Watched, reason: DeadlineReason): void {
+    if (!this.#open.delete(watched)) return;
+    watched.timer?.clear();
+    const { listener } = this.opts;
+    this.opts.metrics.connectionsClosed.inc({ listener, reason });
+    const detail =
+      reason === 'max_lifetime'
+        ? `open longer than limits.maxConnectionLifetime (${(this.opts.maxLifetimeMs ?? 0) / 1000}s)`
+        : reason === 'peer_certificate_expired'
+          ? `the peer certificate (serial ${watched.serial}) expired at ${new Date(watched.notAfter).toISOString()}`
+          : `the peer certificate (serial ${watched.serial}) is revoked by a CRL loaded since the handshake`;
+    this.opts.audit.record(
+      { event: 'connection_closed', listener, remoteAddress: watched.socket.remoteAddress, peer: watched.peer, reason, detail },
+      reason === 'max_lifetime'
+        ? 'closing a connection at limits.maxConnectionLifetime'
+        : 'closing a connection whose peer certificate ended',
+    );
+    watched.close(reason);
+  }
+}
+
+/** The CRLs a listener's TLS contexts enforce (the trust bundle's, and the crl: closed sentinel, which lists no serial). */
+export function crlsOf(contexts: Pick<TlsContexts, 'serverOptions' | 'onChange'>): CrlSource {
+  return {
+    crlPems() {
+      let crl: unknown;
+      try {
+        crl = contexts.serverOptions().crl;
+      } catch {
+        return []; // no certificate published yet: no connection either
+      }
+      const list = crl === undefined ? [] : Array.isArray(crl) ? crl : [crl];
+      return list.map((c: unknown) => String(c));
+    },
+    onChange: (listener) => contexts.onChange(listener),
+  };
+}
+
+/** One listener's deadlines, from its limits and its TLS contexts. */
+export function deadlinesFor(
+  listener: string,
+  limits: { readonly maxConnectionLifetime?: number | undefined },
+  deps: { readonly contexts?: Pick<TlsContexts, 'serverOptions' | 'onChange'> | undefined } & Pick<
+    ConnectionDeadlinesOptions,
+    'metrics' | 'audit'
+  >,
+): ConnectionDeadlines {
+  return new ConnectionDeadlines({
+    listener,
+    maxLifetimeMs: limits.maxConnectionLifetime ? limits.maxConnectionLifetime * 1000 : undefined,
+    crls: deps.contexts ? crlsOf(deps.contexts) : undefined,
+    metrics: deps.metrics,
+    audit: deps.audit,
+  });
+}
+
+/**
+ * An HTTP/1.1 connection, gracefully: the response in flight gets `Connection: close` (or, already
+ * started, the connection ends after it) and requests pipelined behind it are ignored; an idle or
+ * upgraded (WebSocket) connection is closed at once.
+ */
+export function closeHttp1(socket: TLSSocket): void {
+  // Node's server keeps the response being written on its socket as _httpMessage.
+  const res = (socket as TLSSocket & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+  if (!res || res.writableEnded || socket.destroyed) {
+    socket.destroy();
+    return;
+  }
+  closeAfterAnswer(socket);
+  if (!res.headersSent) res.shouldKeepAlive = false;
+  else res.once('finish', () => socket.destroySoon());
+  res.once('close', () => socket.destroySoon());
+}
+
+/** Watches every connection of an inbound (TLS) server once its handshake completed. */
+export function watchInboundConnections(server: NetServer, kind: 'http' | 'h2' | 'tcp', deadlines: ConnectionDeadlines): void {
+  if (kind === 'h2') {
+    // GOAWAY with the last stream id, then closed once the streams in flight are done (as an idle close).
+    server.on('session', (session: http2.ServerHttp2Session) =>
+      deadlines.watch(session.socket as TLSSocket, () => closeSessionGracefully(session)),
+    );
+    return;
+  }
+  server.on('secureConnection', (socket: TLSSocket) =>
+    deadlines.watch(socket, kind === 'http' ? () => closeHttp1(socket) : () => socket.destroy()),
+  );
+}
