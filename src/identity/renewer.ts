@@ -163,13 +163,13 @@ export class Renewer {
       this.#lastError = err;
       this.#opts.recordResult?.(isSidecarError(err) && err.code === ErrorCodes.CERT_REFUSED ? 'refused' : 'failure');
       const current = store.current()?.info;
-      // Each wait is capped by what is left of the certificate: from its last third on (or with
-      // none yet), every few seconds, so Vault's return is noticed in time (issue 29).
-      const ceiling = retryCeilingSeconds(current, new Date(this.#now()), this.#opts.maxBackoffSeconds);
-      const backoff = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, ceiling, this.#random());
       // A refusal that only an operator can fix (a role without the name, a policy without the
       // path, a bad credential) is retried at the slow end of the backoff, never in a storm.
       const needsOperator = isSidecarError(err) && OPERATOR_ERRORS.has(err.code);
+      // Each wait is capped by what is left of the certificate: from its last third on (or with
+      // none yet), every few seconds, so Vault's return is noticed in time (issue 29).
+      const ceiling = retryCeilingSeconds(current, new Date(this.#now()), this.#opts.maxBackoffSeconds, needsOperator);
+      const backoff = backoffDelaySeconds(this.#failures++, this.#opts.minBackoffSeconds, ceiling, this.#random());
       const delay = Math.min(ceiling, needsOperator ? Math.max(backoff, ceiling * (0.5 + this.#random() / 2)) : backoff);
       logger.error(
         {

@@ -48,11 +48,21 @@ export const LAST_STRETCH_RETRY_SECONDS = 4;
  * The longest a retry may wait, given how much of the current certificate is left: maxBackoff
  * early on, at most a tenth of the time left before the last third (a 60 s wait with 44 s left
  * renewed 8 s before expiry), and LAST_STRETCH_RETRY_SECONDS from the last third on.
+ *
+ * A refusal only an operator can fix (`operatorError`: a policy or role that does not allow it)
+ * does not get the last-stretch pace, which across a fleet would be a storm of denials: it waits up
+ * to maxBackoff without a certificate, and at most a tenth of the time left with one, so a fix
+ * still lands before the certificate runs out.
  */
-export function retryCeilingSeconds(validity: { notBefore: Date; notAfter: Date } | undefined, now: Date, maxSeconds: number): number {
-  if (!validity) return Math.min(maxSeconds, LAST_STRETCH_RETRY_SECONDS);
+export function retryCeilingSeconds(
+  validity: { notBefore: Date; notAfter: Date } | undefined,
+  now: Date,
+  maxSeconds: number,
+  operatorError = false,
+): number {
+  if (!validity) return operatorError ? maxSeconds : Math.min(maxSeconds, LAST_STRETCH_RETRY_SECONDS);
   const leftSeconds = (validity.notAfter.getTime() - now.getTime()) / 1000;
   const lifetimeSeconds = (validity.notAfter.getTime() - validity.notBefore.getTime()) / 1000;
-  if (leftSeconds <= lifetimeSeconds / 3) return Math.min(maxSeconds, LAST_STRETCH_RETRY_SECONDS);
+  if (!operatorError && leftSeconds <= lifetimeSeconds / 3) return Math.min(maxSeconds, LAST_STRETCH_RETRY_SECONDS);
   return Math.min(maxSeconds, Math.max(LAST_STRETCH_RETRY_SECONDS, leftSeconds / 10));
 }

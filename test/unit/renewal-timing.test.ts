@@ -129,6 +129,12 @@ describe('retryCeilingSeconds', () => {
       expect(retryCeilingSeconds({ notBefore, notAfter }, at(left), 60)).toBeLessThanOrEqual(4);
     expect(retryCeilingSeconds(undefined, notAfter, 60)).toBeLessThanOrEqual(4);
   });
+  it('keeps a refusal only an operator can fix slow, except in the certificate’s last seconds', () => {
+    expect(retryCeilingSeconds(undefined, notAfter, 60, true)).toBe(60);
+    expect(retryCeilingSeconds({ notBefore, notAfter }, at(1200), 60, true)).toBe(60);
+    expect(retryCeilingSeconds({ notBefore, notAfter }, at(300), 60, true)).toBe(30);
+    expect(retryCeilingSeconds({ notBefore, notAfter }, at(20), 60, true)).toBe(4);
+  });
   it('never exceeds maxBackoff', () => {
     expect(retryCeilingSeconds(undefined, notAfter, 0.5)).toBe(0.5);
   });
