@@ -61,11 +61,11 @@ afterAll(async () => {
 });
 
 /** A sidecar with an http, an h2 and a tcp inbound listener in front of the apps. */
-function inboundSidecar(name: string, extra: Record<string, unknown> = {}): Promise<Sidecar> {
+function inboundSidecar(name: string, extra: Record<string, unknown> = {}, ttl = '10m'): Promise<Sidecar> {
   return startSidecar(
     {
       vault: { ...vaultSection(vault), ...extra },
-      identity: { commonName: `${name}.test`, dnsNames: ['localhost'], ttl: '10m' },
+      identity: { commonName: `${name}.test`, dnsNames: ['localhost'], ttl },
       inbound: [
         { name: 'web', listen: '127.0.0.1:0', target: `127.0.0.1:${httpPort}` },
         { name: 'grpc', listen: '127.0.0.1:0', mode: 'h2', target: `127.0.0.1:${h2Port}` },
@@ -249,23 +249,11 @@ it('closes a good connection at limits.maxConnectionLifetime', { timeout: 20_000
   expect(await closedCount(sidecar, 'max_lifetime')).toBe(1);
 });
 
-it('outbound: closes the pooled connection to a peer whose server certificate expires; the next request dials anew', {
-  timeout: 40_000,
-}, async () => {
-  // The peer renews its 10 s certificate at about two thirds of it; the pooled connection keeps the first.
-  const peer = await startSidecar(
-    {
-      vault: vaultSection(vault),
-      identity: { commonName: 'peer.test', dnsNames: ['localhost'], ttl: '10s' },
-      inbound: [{ name: 'web', listen: '127.0.0.1:0', target: `127.0.0.1:${httpPort}` }],
-    },
-    env,
-  );
-  const notAfter = peer.store.current()?.info.notAfter.getTime() ?? 0;
-  // A TCP relay in front of the peer shows each connection the caller's sidecar opens, and its close.
+/** A TCP relay in front of `port`: each connection through it, and when it closed. */
+async function relayTo(port: number): Promise<{ port: number; upstreams: Open[] }> {
   const upstreams: Open[] = [];
   const relay = net.createServer((client) => {
-    const upstream = net.connect(peer.listenerAddress('web').port, '127.0.0.1');
+    const upstream = net.connect(port, '127.0.0.1');
     upstreams.push(track(`upstream-${upstreams.length + 1}`, client));
     client.pipe(upstream).pipe(client);
     client.on('error', () => upstream.destroy());
@@ -275,25 +263,77 @@ it('outbound: closes the pooled connection to a peer whose server certificate ex
   });
   await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
   closers.push(() => relay.close());
+  return { port: (relay.address() as net.AddressInfo).port, upstreams };
+}
+
+it('outbound: closes the http pool connection, the h2 session and the tcp pipe to a peer whose server certificate expires; the next call dials anew', {
+  timeout: 40_000,
+}, async () => {
+  // The peer renews its 10 s certificate at about two thirds of it; open connections keep the first.
+  const peer = await inboundSidecar('peer', {}, '10s');
+  const notAfter = peer.store.current()?.info.notAfter.getTime() ?? 0;
+  // Relays in front of the peer show each connection the caller's sidecar opens, and its close.
+  const relays = {
+    web: await relayTo(peer.listenerAddress('web').port),
+    grpc: await relayTo(peer.listenerAddress('grpc').port),
+    raw: await relayTo(peer.listenerAddress('raw').port),
+  };
+  const outbound = (name: string, mode: string) => ({
+    name: `${name}-out`,
+    listen: '127.0.0.1:0',
+    mode,
+    target: `127.0.0.1:${relays[name as keyof typeof relays].port}`,
+    serverName: 'localhost',
+  });
   const caller = await startSidecar(
     {
       vault: vaultSection(vault),
       identity: { commonName: 'caller.test', ttl: '10m' },
-      outbound: [
-        { name: 'out', listen: '127.0.0.1:0', target: `127.0.0.1:${(relay.address() as net.AddressInfo).port}`, serverName: 'localhost' },
-      ],
+      outbound: [outbound('web', 'http'), outbound('grpc', 'h2'), outbound('raw', 'tcp')],
     },
     env,
   );
-  const out = caller.listenerAddress('out').port;
-  expect((await fetch(`http://127.0.0.1:${out}/first`)).status).toBe(200);
-  expect(upstreams.map((u) => [u.name, u.closedAt])).toEqual([['upstream-1', undefined]]);
+  const httpOut = caller.listenerAddress('web-out').port;
+  expect((await fetch(`http://127.0.0.1:${httpOut}/first`)).status).toBe(200);
+  // The app's own h2 session and tcp connection to its sidecar, over cleartext loopback.
+  const app = http2.connect(`http://127.0.0.1:${caller.listenerAddress('grpc-out').port}`);
+  app.on('error', () => undefined);
+  const h2Call = async () => {
+    const stream = app.request({ ':path': '/', ':method': 'GET' });
+    let body = '';
+    stream.on('data', (c: Buffer) => {
+      body += c.toString();
+    });
+    stream.end();
+    await once(stream, 'close');
+    return body;
+  };
+  expect(await h2Call()).toBe('ok');
+  const pipe = net.connect(caller.listenerAddress('raw-out').port, '127.0.0.1');
+  pipe.on('error', () => undefined);
+  const piped = track('app tcp', pipe);
+  pipe.on('data', (c: Buffer) => {
+    piped.text += c.toString();
+  });
+  pipe.write('hello');
+  await vi.waitFor(() => expect(piped.text).toBe('hello'), { timeout: 5000, interval: 20 });
+  const first = Object.values(relays).map((r) => r.upstreams[0]);
+  expect(first.map((u) => u?.closedAt)).toEqual([undefined, undefined, undefined]);
 
-  await vi.waitFor(() => expect(upstreams[0]?.closedAt).toBeDefined(), { timeout: notAfter - Date.now() + 6000, interval: 100 });
-  expect(upstreams[0]?.closedAt).toBeGreaterThanOrEqual(notAfter);
+  await vi.waitFor(() => expect(first.filter((u) => u?.closedAt === undefined)).toEqual([]), {
+    timeout: notAfter - Date.now() + 6000,
+    interval: 100,
+  });
+  for (const u of first) expect(u?.closedAt).toBeGreaterThanOrEqual(notAfter);
+  await vi.waitFor(() => expect(piped.closedAt).toBeDefined(), { timeout: 2000, interval: 50 });
   const samples = parsePrometheus(await caller.metrics.text());
-  expect(sampleValue(samples, 'sidecar_connections_closed_total', { listener: 'out', reason: 'peer_certificate_expired' })).toBe(1);
+  for (const listener of ['web-out', 'grpc-out', 'raw-out'])
+    expect(sampleValue(samples, 'sidecar_connections_closed_total', { listener, reason: 'peer_certificate_expired' }), listener).toBe(1);
 
-  expect((await fetch(`http://127.0.0.1:${out}/second`)).status).toBe(200);
-  expect(upstreams.map((u) => u.name)).toEqual(['upstream-1', 'upstream-2']);
+  // The next call, on the app's same connections to its sidecar, goes over a new one to the peer.
+  expect((await fetch(`http://127.0.0.1:${httpOut}/second`)).status).toBe(200);
+  expect(await h2Call()).toBe('ok');
+  expect(relays.web.upstreams.map((u) => u.name)).toEqual(['upstream-1', 'upstream-2']);
+  expect(relays.grpc.upstreams.map((u) => u.name)).toEqual(['upstream-1', 'upstream-2']);
+  app.close();
 });
