@@ -26,9 +26,16 @@ let echoPort = 0;
 
 beforeAll(async () => {
   // HTTP/1.1: answers `ok`, after ?hold=ms; an upgrade (WebSocket) gets 101 and an echo that stays open.
+  // ?stream: an answer that never ends (a chunk every 200 ms).
   const app = http.createServer((req, res) => {
-    const hold = Number(new URL(req.url ?? '/', 'http://app').searchParams.get('hold') ?? 0);
-    setTimeout(() => res.end('ok'), hold);
+    const query = new URL(req.url ?? '/', 'http://app').searchParams;
+    if (query.has('stream')) {
+      res.writeHead(200);
+      const tick = setInterval(() => res.write('.'), 200);
+      res.on('close', () => clearInterval(tick));
+      return;
+    }
+    setTimeout(() => res.end('ok'), Number(query.get('hold') ?? 0));
   });
   app.on('upgrade', (_req, socket: net.Socket) => {
     socket.on('error', () => undefined);
@@ -189,6 +196,9 @@ it('closes kept-alive http, h2, WebSocket and tcp connections whose client certi
   const notAfter = Date.parse(new X509Certificate(expiring.cert).validTo);
   // The in-flight request is answered 1.5 s after the sidecar's deadline (notAfter + 1 s).
   const opened = await openEveryKind(sidecar, expiring, notAfter + 2500);
+  // An answer that never ends is cut HTTP1_IN_FLIGHT_GRACE_MS (10 s) after the certificate's end.
+  const streaming = await rawConnection('streaming', sidecar.listenerAddress('web').port, expiring);
+  await exchange(streaming.socket, streaming.open, 'GET /?stream HTTP/1.1\r\nhost: app\r\n\r\n', '.');
   const bystander = await rawConnection('good', sidecar.listenerAddress('web').port, good);
   await exchange(bystander.socket, bystander.open, 'GET / HTTP/1.1\r\nhost: app\r\n\r\n', 'ok');
   expect(opened.filter((o) => o.closedAt !== undefined).map((o) => o.name)).toEqual([]);
@@ -199,9 +209,12 @@ it('closes kept-alive http, h2, WebSocket and tcp connections whose client certi
   });
   // Not before the certificate ended.
   for (const o of opened) expect(o.closedAt, o.name).toBeGreaterThanOrEqual(notAfter);
+  expect(streaming.open.closedAt).toBeUndefined();
+  await vi.waitFor(() => expect(streaming.open.closedAt).toBeDefined(), { timeout: notAfter - Date.now() + 16_000, interval: 100 });
+  expect(streaming.open.closedAt).toBeGreaterThanOrEqual(notAfter + 10_000);
   // The request in flight was answered, with Connection: close; the h2 client got a GOAWAY.
   expectAnsweredThenClosed(opened);
-  expect(await closedCount(sidecar, 'peer_certificate_expired')).toBe(opened.length);
+  expect(await closedCount(sidecar, 'peer_certificate_expired')).toBe(opened.length + 1);
 
   // The good connection beside them is still open and served.
   expect(bystander.open.closedAt).toBeUndefined();
