@@ -65,6 +65,7 @@ identity:
 inbound: [{ name: app, listen: "127.0.0.1:0", target: "127.0.0.1:9" }]
 admin: { listen: "127.0.0.1:0" }
 shutdownDelay: 0s
+drainTimeout: 2s
 `,
   );
   const run = spawnCli(['run', '--config', file], { VAULT_ADDR: server.address, VAULT_TOKEN: sidecarToken });
@@ -100,9 +101,9 @@ it('revokes its certificate on SIGTERM with a vault setup role and policy: the s
   expect(await revokedSerials()).not.toContain(bare(serial));
 
   run.child.kill('SIGTERM');
-  expect(await run.exited).toBe(0);
+  expect(await run.exited, run.stderr()).toBe(0);
   expect(run.stdout()).not.toContain('SIDECAR_SHUTDOWN_REVOKE_FAILED');
-  expect(await revokedSerials()).toContain(bare(serial));
+  expect(await revokedSerials(), run.stdout()).toContain(bare(serial));
 }, 60_000);
 
 it("revokes a running sidecar's certificate with the README's command, where its serial revokes nothing", async () => {
@@ -130,5 +131,5 @@ it("revokes a running sidecar's certificate with the README's command, where its
   });
   expect(await revokedSerials()).toContain(bare(serial));
   run.child.kill('SIGTERM');
-  expect(await run.exited).toBe(0);
+  expect(await run.exited, run.stderr()).toBe(0);
 }, 60_000);
