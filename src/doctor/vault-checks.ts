@@ -16,6 +16,7 @@ import { verifyBundle } from '../identity/verify.js';
 import { requestedIdentity } from '../sidecar.js';
 import { VaultSession } from '../vault/auth.js';
 import { createVaultClient, readVaultCa } from '../vault/client.js';
+import { vaultStatus } from '../vault/errors.js';
 import { VaultPkiSource } from '../vault/pki.js';
 import { type CheckResult, fail, pass, roughDuration, skip, warn } from './report.js';
 
@@ -184,7 +185,7 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
   const vault = config.vault;
   if (!vault) return { checks: [] };
   const checks = await health(vault);
-  const afterLogin = ['vault.policy', 'pki.role', 'trust.bundle', 'trust.crl'];
+  const afterLogin = ['vault.policy', 'pki.role', 'trust.bundle', 'trust.crl', 'trust.conditional'];
   if (checks[0]?.status === 'fail') {
     return { checks: [...checks, ...['vault.auth', ...afterLogin].map((id) => skip(id, 'needs vault.reachable'))] };
   }
@@ -286,14 +287,44 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
           `check vault.pki.mount: a PKI mount with a CA (vault list ${mount}/issuers); with a namespace, vault.namespace`,
         ),
       );
-      checks.push(skip('trust.crl', 'needs trust.bundle'));
+      checks.push(skip('trust.crl', 'needs trust.bundle'), skip('trust.conditional', 'needs trust.bundle'));
       return { checks, ...(bundle ? { bundle } : {}) };
     }
-    checks.push(crlResult(vault.pki.crl, trust));
+    checks.push(crlResult(vault.pki.crl, trust), await conditionalReads(session, mount));
     return { checks, ...(bundle ? { bundle, trust } : { trust }) };
   } finally {
     session.close();
   }
+}
+
+/**
+ * Whether the mount passes If-Modified-Since through to PKI, so the sidecar's issuer and CRL reads
+ * answer 304 when nothing changed: asks for the default issuer "if modified since tomorrow",
+ * which PKI answers 304 and a mount without the passthrough answers 200 (unauthenticated read).
+ */
+async function conditionalReads(session: VaultSession, mount: string): Promise<CheckResult> {
+  const tomorrow = new Date(Date.now() + 86_400_000).toUTCString();
+  let status: number;
+  try {
+    status = await session.call('read-issuer', `read the default issuer of ${mount}`, (c) =>
+      c.read(`${mount}/issuer/default/json`, { headers: { 'If-Modified-Since': tomorrow } }).then(
+        () => 200,
+        (err: unknown) => {
+          if (vaultStatus(err) === 304) return 304;
+          throw err;
+        },
+      ),
+    );
+  } catch (err) {
+    return warn('trust.conditional', `cannot ask Vault (${errorMessage(err)})`, 'trust.bundle above shows whether the issuers can be read');
+  }
+  if (status === 304)
+    return pass('trust.conditional', `unchanged issuers and CRLs of ${mount} answer 304 (If-Modified-Since passes through)`);
+  return warn(
+    'trust.conditional',
+    `${mount} does not pass If-Modified-Since through, so every trust refresh reads every issuer and CRL in full`,
+    `vault secrets tune -passthrough-request-headers=If-Modified-Since ${mount} (vault setup does it; needs Vault 1.12 or later)`,
+  );
 }
 
 function roleResult(bundle: CertificateBundle, requestedTtl: number, issuePath: string): CheckResult {

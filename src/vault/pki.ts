@@ -8,6 +8,8 @@ import { createKeyAndCsr, type KeyType } from '../identity/csr.js';
 import type { CertificateSource, RequestedIdentity } from '../identity/source.js';
 import type { CrlGap, TrustMaterial } from '../identity/trust.js';
 import type { VaultSession } from './auth.js';
+import type { VaultClient } from './client.js';
+import { vaultStatus } from './errors.js';
 import { crlDistributionPoints, vaultCrlRead } from './parent-crl.js';
 
 interface IssueResponse {
@@ -37,6 +39,14 @@ export class VaultPkiSource implements CertificateSource {
   #last: { serial: string; keyPem: string; certPem: string } | undefined;
   /** The last CRL read per issuer id: kept in use while a later read fails. */
   #crls = new Map<string, string>();
+  /** Conditional reads (see #readIfModified): the last answer per path, and when it was read (our clock). */
+  #cached = new Map<string, { readonly readAt: number; readonly body: unknown }>();
+  /**
+   * How far ahead of Vault's clock ours can be, at most: learnt from the last certificate (our
+   * clock when its answer came, minus the notBefore Vault wrote). Undefined until one is issued;
+   * until then every read is unconditional.
+   */
+  #skewBoundMs: number | undefined;
 
   constructor(
     readonly session: VaultSession,
@@ -65,6 +75,7 @@ export class VaultPkiSource implements CertificateSource {
     // The operation label stays "issue" for both, so metrics and messages read the same.
     const response = await this.session.call<IssueResponse>('issue', `issue from ${path}`, (client) => client.write(path, body));
     const data = response.data;
+    this.#learnSkew(data.certificate);
     const keyPem = ours?.keyPem ?? data.private_key ?? '';
     const caChain = (data.ca_chain ?? (data.issuing_ca ? [data.issuing_ca] : [])).flatMap(splitPemCertificates);
     // Send intermediates after the leaf; self-signed roots are only trust anchors.
@@ -102,7 +113,7 @@ export class VaultPkiSource implements CertificateSource {
     const signerPems: string[] = [];
     for (const id of ids) {
       const issuer = await this.session.call<IssuerResponse>('read-issuer', `read issuer ${id} of ${this.mount}`, (client) =>
-        client.read(`${this.mount}/issuer/${id}/json`),
+        this.#readIfModified(client, `${this.mount}/issuer/${id}/json`),
       );
       const pems = [issuer.data.certificate, ...(issuer.data.ca_chain ?? [])].flatMap(splitPemCertificates);
       issuers.push({ id, name: issuer.data.issuer_name || id, pems: [...new Set(pems)] });
@@ -118,7 +129,7 @@ export class VaultPkiSource implements CertificateSource {
       /** Reads a CRL, or falls back to the last one read from the same place. */
       const readCrl = async (key: string, label: string, path: string, field: 'crl' | 'certificate'): Promise<string | Error> => {
         const pem = await this.session
-          .call<{ data: Record<string, string | undefined> }>('read-crl', label, (client) => client.read(path))
+          .call<{ data: Record<string, string | undefined> }>('read-crl', label, (client) => this.#readIfModified(client, path))
           .then(
             (response) => response.data[field] || new Error('Vault returned no CRL'),
             (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
@@ -175,6 +186,41 @@ export class VaultPkiSource implements CertificateSource {
   }
 
   /**
+   * A read that Vault answers 304 (no body) when nothing changed since the last one: PKI honours
+   * If-Modified-Since on issuer and CRL reads (Vault 1.12+) when the mount passes the header
+   * through (`vault secrets tune -passthrough-request-headers=If-Modified-Since`, which `vault
+   * setup` sets and `doctor` checks); without it Vault answers 200 and nothing is lost. The date
+   * sent is our clock at the previous read minus how far ahead of Vault it may be (#skewBoundMs)
+   * and 10 s of drift: Vault compares it with its own clock's modification time, so a date
+   * ahead of Vault's would hide a change made just after our read. Too early only costs a body.
+   */
+  async #readIfModified<T>(client: VaultClient, path: string): Promise<T> {
+    const startedAt = Date.now();
+    const cached = this.#cached.get(path);
+    const since = cached && this.#skewBoundMs !== undefined ? cached.readAt - this.#skewBoundMs - SKEW_SLACK_MS : undefined;
+    try {
+      const body: unknown = await client.read(
+        path,
+        since === undefined ? undefined : { headers: { 'If-Modified-Since': new Date(since).toUTCString() } },
+      );
+      this.#cached.set(path, { readAt: startedAt, body });
+      return body as T;
+    } catch (err) {
+      if (vaultStatus(err) !== 304 || !cached) throw err;
+      this.#cached.set(path, { readAt: startedAt, body: cached.body });
+      return cached.body as T;
+    }
+  }
+
+  #learnSkew(certPem: string): void {
+    try {
+      this.#skewBoundMs = Math.max(0, Date.now() - new X509Certificate(certPem).validFromDate.getTime());
+    } catch {
+      // The renewer reports a certificate it cannot parse; reads stay unconditional.
+    }
+  }
+
+  /**
    * Revokes what the configuration asks for, then stops the session. The certificate is revoked
    * with `revoke-with-key` (the key proves ownership), so the policy needs no power to revoke
    * other services' certificates. It sends the certificate, not its serial: a role with
@@ -199,6 +245,9 @@ export class VaultPkiSource implements CertificateSource {
     return problems;
   }
 }
+
+/** Clock drift allowed between two reads of the same path, on top of the skew measured at issue. */
+const SKEW_SLACK_MS = 10_000;
 
 /** The issuer set as one comparable string, whatever order Vault lists it in. */
 function issuerVersion(ids: string[] | undefined): string {

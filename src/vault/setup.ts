@@ -90,6 +90,19 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
     issuing_certificates: [`${admin.address}/v1/${mount}/ca`],
     crl_distribution_points: [`${admin.address}/v1/${mount}/crl`],
   });
+  // Sidecars read issuers and CRLs with If-Modified-Since, which reaches PKI only when the mount
+  // passes the header through: then an unchanged issuer or CRL answers 304 without a body.
+  const passIfModifiedSince = async (mount: string) => {
+    const tune = (await mounted(mount)) ? await api.get(`sys/mounts/${mount}/tune`) : undefined;
+    const headers = (tune?.passthrough_request_headers as string[] | undefined) ?? [];
+    const desired = { passthrough_request_headers: [...new Set([...headers, 'If-Modified-Since'])] };
+    await step(
+      `${mount}/ passes If-Modified-Since through`,
+      async () => tune,
+      desired,
+      () => api.post(`sys/mounts/${mount}/tune`, desired),
+    );
+  };
 
   // 1. The root: a PKI mount with a CA that only signs intermediates.
   await step(
@@ -116,6 +129,7 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
     urls(mounts.root),
     () => api.post(`${mounts.root}/config/urls`, urls(mounts.root)),
   );
+  await passIfModifiedSince(mounts.root);
 
   // 2. The intermediate that issues leaves, signed by the root.
   await step(
@@ -146,6 +160,7 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
     urls(mounts.intermediate),
     () => api.post(`${mounts.intermediate}/config/urls`, urls(mounts.intermediate)),
   );
+  await passIfModifiedSince(mounts.intermediate);
   const tidy = { enabled: true, tidy_cert_store: true, tidy_revoked_certs: true, tidy_expired_issuers: true, interval_duration: 43200 };
   await step(
     `${mounts.intermediate}/config/auto-tidy`,

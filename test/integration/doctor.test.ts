@@ -78,6 +78,7 @@ describe('with Vault', () => {
       'pki.role',
       'trust.bundle',
       'trust.crl',
+      'trust.conditional',
       'tls.mutual',
       'listen.web',
       'listen.upstream',
