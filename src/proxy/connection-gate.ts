@@ -20,10 +20,12 @@
  *
  * Every shed connection is counted (`sidecar_connections_shed_total`) and audited.
  */
+import type http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { closeSessionGracefully } from './h2/idle-connections.js';
 import { hasRequestInFlight } from './requests-in-flight.js';
 
 export interface GateLimits {
@@ -85,6 +87,13 @@ export function gateConnections(
   // Established connections per peer identity, oldest first.
   const byIdentity = new Map<string, Set<TLSSocket>>();
   const identityOf = new WeakMap<TLSSocket, string>();
+  // The h2 session of each connection of an h2 server, by its TCP socket (a session's socket is a
+  // proxy of the TLS socket, whose _parent is the TCP socket: see rawSocketOf).
+  const sessions = new WeakMap<Socket, http2.ServerHttp2Session>();
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    const raw = (session.socket as (Socket & { _parent?: Socket }) | undefined)?._parent;
+    if (raw) sessions.set(raw, session);
+  });
 
   const forget = (socket: TLSSocket) => {
     established.delete(socket);
@@ -116,7 +125,12 @@ export function gateConnections(
   const evict = (socket: TLSSocket, reason: 'denied_peer' | 'identity_share', detail: string, message: string) => {
     forget(socket);
     const remoteAddress = socket.remoteAddress;
-    socket.destroy();
+    // An h2 connection gets GOAWAY with its last stream id first, so its client stops sending
+    // calls on it instead of losing the one it sends as the socket is cut (issue 29, defect 2).
+    const raw = rawSocketOf(socket);
+    const session = raw ? sessions.get(raw) : undefined;
+    if (session) closeSessionGracefully(session);
+    else socket.destroy();
     metrics.connectionsShed.inc({ listener, reason });
     audit.record({ event: 'connection_evicted', listener, remoteAddress, peer: identityOf.get(socket), reason, detail }, message);
   };

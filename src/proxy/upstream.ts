@@ -13,8 +13,8 @@ import { handshakeFailureReason } from '../telemetry/metrics.js';
 import type { ListenerDeps } from './listener-types.js';
 
 const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
-/** The connection was closed or reset under us (undici's code for a close). */
-const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE']);
+/** The connection was closed or reset under us (undici's code for a close; EOF: an h2 session's end). */
+const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'EOF']);
 /** HTTP/2: the stream or session was refused or reset after the connection was up. */
 const RESET_ERRORS = new Set([
   'ERR_HTTP2_STREAM_ERROR',
@@ -57,6 +57,16 @@ const NOT_HANDSHAKE_FAILURES: readonly {
   },
 ];
 
+/** A close or reset of a connection the server had accepted (see Upstream.failed). */
+const CLOSED_AFTER_ACCEPT = {
+  codes: CLOSED_ERRORS,
+  event: 'upstream_reset',
+  log: 'upstream closed the connection mid-request',
+  code: ErrorCodes.UPSTREAM_RESET,
+  message: (target: string, detail: string) =>
+    `${target} closed the connection mid-request (${detail}) after accepting it; it may have crashed or be restarting`,
+};
+
 export interface UpstreamFailure {
   readonly code: ErrorCode;
   readonly message: string;
@@ -69,8 +79,12 @@ export interface Upstream {
   readonly servername: string | undefined;
   /** TLS options for a dial, read at dial time so a rotation applies to the next one. */
   tlsOptions(): tls.ConnectionOptions;
-  /** Classifies a failed dial or request; handshake failures are counted and audited here. */
-  failed(err: Error & { code?: string }): UpstreamFailure;
+  /**
+   * Classifies a failed dial or request; handshake failures are counted and audited here.
+   * `accepted`: the server is known to have accepted the connection (h2: its SETTINGS came), so
+   * a close or reset is the peer going away mid-request, not a refused certificate.
+   */
+  failed(err: Error & { code?: string }, accepted?: boolean): UpstreamFailure;
 }
 
 export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps): Upstream {
@@ -92,7 +106,7 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
     expectedName,
     servername,
     tlsOptions: () => ({ secureContext: contexts.clientContext(), servername, checkServerIdentity, rejectUnauthorized: true }),
-    failed(failure) {
+    failed(failure, accepted = false) {
       // An h2 stream cancelled because its session failed carries the session's error as its cause.
       const cause = failure.cause as (Error & { code?: string }) | undefined;
       const err = failure.code === 'ERR_HTTP2_STREAM_CANCEL' && cause instanceof Error ? cause : failure;
@@ -101,7 +115,9 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
       const detail = code ?? err.message;
       // Silence, an unreachable target, or a stream reset on an established h2 session: not a
       // handshake failure, so a rate-limited warning and no handshake metric.
-      const kind = NOT_HANDSHAKE_FAILURES.find((k) => k.codes.has(detail));
+      // A peer that accepted the connection and then closed or reset it (a sidecar that crashed or
+      // restarted mid-request) is a reset: it says nothing about trust.
+      const kind = accepted && CLOSED_ERRORS.has(detail) ? CLOSED_AFTER_ACCEPT : NOT_HANDSHAKE_FAILURES.find((k) => k.codes.has(detail));
       if (kind) {
         audit.warn({ event: kind.event, listener: config.name, remoteAddress: targetText, reason: detail }, kind.log);
         return { code: kind.code, message: kind.message(targetText, detail) };

@@ -9,7 +9,7 @@
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import type tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Pem } from '../support/pki.js';
 import {
   goodGet,
@@ -114,13 +114,17 @@ describe('h2 mode', () => {
       await once(session, 'remoteSettings');
       sessions.push({ session, socket });
     }
+    const goaways = sessions.map(() => 0);
+    sessions.forEach(({ session }, i) => session.on('goaway', () => goaways[i]++));
     // The oldest session keeps a call open (its body never ends): it is busy, not idle.
     const busy = sessions[0]?.session.request({ ':method': 'GET', ':path': '/health' }, { endStream: false });
     busy?.on('error', () => undefined);
     await new Promise((r) => setTimeout(r, 200));
     expect((await h2Get(sidecar, 'grpc', '/orders')).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 200));
+    // The evicted session gets GOAWAY first, then its socket is closed (issue 29, defect 2).
+    await vi.waitFor(() => expect(isOpen(sessions[1]?.socket as tls.TLSSocket)).toBe(false), { timeout: 5000 });
     expect(sessions.map((s) => isOpen(s.socket))).toEqual([true, false, true]);
+    expect(goaways).toEqual([0, 1, 0]);
     for (const { session } of sessions) session.destroy();
   });
 });

@@ -8,7 +8,7 @@
  * checks first and is guarded. A peer reset, a dead app or a cancelled call ends one stream.
  */
 import http2 from 'node:http2';
-import type { ErrorCode } from '../../errors.js';
+import { type ErrorCode, ErrorCodes } from '../../errors.js';
 import type { AuditLog } from '../../telemetry/audit.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { youngGarbage } from '../../young-garbage.js';
@@ -40,6 +40,30 @@ const OLD_SESSION_CLOSE_DELAY_MS = 1000;
 /** Swallows an error event whose consequence (a closed stream or session) is handled where it matters. */
 const ignore = () => undefined;
 
+/** The frame type of HEADERS: a frameError on it means the header block could not be sent. */
+const HEADERS_FRAME = 0x1;
+
+/**
+ * Client sessions whose server sent its SETTINGS: it completed its side of the TLS handshake and
+ * accepted the connection (in TLS 1.3 a server checks the client's certificate after the client
+ * sees its handshake done, so only this tells a crash mid-request from a refused certificate).
+ */
+const accepted = new WeakSet<http2.ClientHttp2Session>();
+
+/** Whether the server of `session` accepted it (sent its SETTINGS). */
+export function sessionAccepted(session: http2.ClientHttp2Session | undefined): boolean {
+  return session !== undefined && accepted.has(session);
+}
+
+/**
+ * The error that really ended a stream: Node cancels the streams of a failed session with
+ * ERR_HTTP2_STREAM_CANCEL and the session's error (ECONNREFUSED, a TLS alert) as its cause.
+ */
+export function rootCause(err: Error & { code?: string }): Error & { code?: string } {
+  const cause = err.cause as (Error & { code?: string }) | undefined;
+  return err.code === 'ERR_HTTP2_STREAM_CANCEL' && cause instanceof Error ? cause : err;
+}
+
 export class H2Session {
   #session: http2.ClientHttp2Session | undefined;
 
@@ -52,6 +76,7 @@ export class H2Session {
     if (!this.#session || this.#session.closed || this.#session.destroyed) {
       const session = http2.connect(this.authority, this.options());
       session.on('error', () => session.destroy());
+      session.once('remoteSettings', () => accepted.add(session));
       session.on('close', () => {
         if (this.#session === session) this.#session = undefined;
       });
@@ -102,6 +127,35 @@ export function answerStream(stream: http2.ServerHttp2Stream, status: number, co
   stream.end(jsonErrorBody(code, message));
 }
 
+/**
+ * A request whose header block is too large to forward is refused clearly: gRPC calls get
+ * RESOURCE_EXHAUSTED (8) Trailers-Only, others 431 — not a reset, which gRPC clients see as
+ * UNAVAILABLE and retry for ever.
+ */
+export function answerHeadersTooLarge(stream: http2.ServerHttp2Stream, request: http2.OutgoingHttpHeaders): void {
+  const message =
+    'the request headers are too large to forward over HTTP/2 (at most 64 KiB per header block); send large values in the body';
+  if (!canRespond(stream)) {
+    resetIfOpen(stream);
+    return;
+  }
+  if (String(request['content-type'] ?? '').startsWith('application/grpc')) {
+    stream.respond(
+      {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'grpc-status': '8',
+        // Printable ASCII without '%': a valid grpc-message as it is.
+        'grpc-message': message,
+        'x-sidecar-error': ErrorCodes.HEADERS_TOO_LARGE,
+      },
+      { endStream: true },
+    );
+    return;
+  }
+  answerStream(stream, 431, ErrorCodes.HEADERS_TOO_LARGE, message);
+}
+
 /** The headers to send on: without connection-specific ones and those `drop` names; `extra` ([name, value, …]) set last. */
 export function forwardHeaders(
   headers: http2.IncomingHttpHeaders,
@@ -150,23 +204,30 @@ export function relayStream(
   incoming: http2.ServerHttp2Stream,
   outgoing: http2.OutgoingHttpHeaders,
   session: () => http2.ClientHttp2Session,
-  onFailure: (err: Error & { code?: string }) => RelayFailure,
+  /** `accepted`: the upstream's server had accepted the connection (sessionAccepted). */
+  onFailure: (err: Error & { code?: string }, accepted: boolean) => RelayFailure,
   /** Count the DATA bytes each way (relayedBytes): the listener's access log is on. */
   countBytes = false,
 ): void {
   let upstream: http2.ClientHttp2Stream | undefined;
+  let upstreamSession: http2.ClientHttp2Session | undefined;
+  let failed = false;
   // Reported (onFailure) only while the client can still be told; the rest of its request is
   // read and dropped, so a large body does not wait on a window nobody opens.
-  const fail = (err: Error & { code?: string }) => {
+  const fail = (err: Error & { code?: string }, answer?: () => void) => {
+    failed = true;
     if (upstream) incoming.unpipe(upstream);
     if (!incoming.readableEnded && !incoming.closed) incoming.resume();
     if (!canRespond(incoming)) {
       resetIfOpen(incoming);
       return;
     }
-    const failure = onFailure(err);
+    if (answer) return answer();
+    const failure = onFailure(err, sessionAccepted(upstreamSession));
     answerStream(incoming, failure.status, failure.code, failure.message);
   };
+  let headersTooLarge = false;
+  let responded = false;
   const bytes = countBytes ? countRelayedBytes(incoming) : undefined;
   // The body sent so far, while it may have to be sent again (no response yet, within REPLAY_LIMIT).
   let replay: Buffer[] | undefined = [];
@@ -194,14 +255,25 @@ export function relayStream(
     let up: http2.ClientHttp2Stream;
     try {
       // Throws when the session is closing or destroyed (a GOAWAY in the same tick, a dead target).
-      up = session().request(outgoing);
+      upstreamSession = session();
+      up = upstreamSession.request(outgoing);
     } catch (err) {
       fail(err as Error & { code?: string });
       return undefined;
     }
     upstream = up;
+    const own = upstreamSession;
+    // The header block could not be sent (past Node's maxSendHeaderBlockLength, 64 KiB, or the
+    // peer's header list limit): the stream is then refused, which is no reason to send it again.
+    up.on('frameError', (type: number) => {
+      if (type === HEADERS_FRAME) headersTooLarge = true;
+    });
     up.on('error', (err: Error & { code?: string }) => {
       if (up !== upstream) return;
+      if (headersTooLarge) {
+        fail(err, () => answerHeadersTooLarge(incoming, outgoing));
+        return;
+      }
       if (up.rstCode === NGHTTP2_REFUSED_STREAM && replay && !retried && canRespond(incoming)) {
         retried = true;
         sendAgain(up, replay);
@@ -210,6 +282,7 @@ export function relayStream(
       fail(err);
     });
     up.on('response', (responseHeaders, flags) => {
+      responded = true;
       dropReplay();
       if (!canRespond(incoming)) {
         up.close(NGHTTP2_CANCEL);
@@ -239,7 +312,19 @@ export function relayStream(
       trailers = {};
       for (const [name, value] of Object.entries(received)) if (typeof value === 'string' || Array.isArray(value)) trailers[name] = value;
     });
-    up.on('close', dropRestOnceAnswered);
+    up.on('close', () => {
+      dropRestOnceAnswered();
+      if (up !== upstream || responded || failed) return;
+      // Closed before an answer without an error: the upstream cancelled the stream, or its
+      // connection ended (a peer that crashed: its FIN). Left alone, the client waited for
+      // idleTimeout; with a reset it was reported as a failed handshake.
+      const ended = own?.closed === true || own?.destroyed === true;
+      fail(
+        ended
+          ? Object.assign(new Error('the connection ended before an answer'), { code: 'EOF' })
+          : Object.assign(new Error('the stream was cancelled before an answer'), { code: 'ERR_HTTP2_STREAM_CANCEL' }),
+      );
+    });
     return up;
   };
 
@@ -319,6 +404,8 @@ export function h2ServerOptions(maxConcurrentStreams: number): http2.ServerOptio
  * so gRPC clients cancelling calls on deadline are fine) gets GOAWAY(ENHANCE_YOUR_CALM).
  */
 const RAPID_RESET_MIN_STREAMS = 200;
+/** Socket errors of a client going away, not of anything it sent. */
+const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
 /** Time for a GOAWAY to reach an abusive peer before its connection is destroyed. */
 const GOAWAY_GRACE_MS = 200;
 
@@ -353,6 +440,12 @@ export function guardH2Server(
   watchIdleSessions(server, idleTimeoutMs);
   // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
   server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
+    // A client that went away (its process exited, its host rebooted: a TCP reset) did nothing
+    // wrong: not counted or audited as a protocol error, which the README calls abuse.
+    if (CLIENT_GONE.has(err.code ?? '')) {
+      session?.destroy();
+      return;
+    }
     metrics.h2SessionsRefused.inc({ listener, reason: 'protocol_error' });
     audit.warn(
       {

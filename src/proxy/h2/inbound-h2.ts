@@ -14,9 +14,18 @@ import { rememberForwardedPath } from '../forwarded-path.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { h2HostProblem } from '../request-host.js';
 import { requestInFlight } from '../requests-in-flight.js';
-import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
+import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream, rootCause } from './h2-forward.js';
 
 const dropFromRequest = (name: string) => name === 'host' || isCallerHeader(name);
+
+/** What went wrong with the app, in words that point at it. */
+function appFailureMessage(target: string, detail: string): string {
+  if (detail === 'ECONNREFUSED')
+    return `the app refused the connection to ${target} (ECONNREFUSED); check that it listens there over HTTP/2`;
+  if (detail === 'EOF' || detail === 'ECONNRESET' || detail === 'EPIPE')
+    return `the app at ${target} closed the connection before answering (${detail}); it may have crashed or be restarting`;
+  return `the app at ${target} did not answer over HTTP/2 (${detail})`;
+}
 
 export function createInboundH2Listener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'h2' });
@@ -58,16 +67,16 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
       stream,
       outgoing,
       () => app.get(),
-      (err) => {
+      (failure) => {
+        // The stream of a session that never connected is cancelled with the connect's error as
+        // its cause: that error (ECONNREFUSED) is the one to name, not ERR_HTTP2_STREAM_CANCEL.
+        const err = rootCause(failure);
+        const detail = err.code ?? err.message;
         deps.audit.warn(
-          { event: 'app_unreachable', listener: config.name, remoteAddress: targetText, reason: err.code ?? err.message },
+          { event: 'app_unreachable', listener: config.name, remoteAddress: targetText, reason: detail },
           'app request failed',
         );
-        return {
-          status: 502,
-          code: ErrorCodes.APP_UNREACHABLE,
-          message: `the app at ${targetText} did not answer over HTTP/2 (${err.code ?? err.message})`,
-        };
+        return { status: 502, code: ErrorCodes.APP_UNREACHABLE, message: appFailureMessage(targetText, detail) };
       },
       config.accessLog,
     );
