@@ -350,3 +350,26 @@ it('outbound: closes the http pool connection, the h2 session and the tcp pipe t
   expect(relays.grpc.upstreams.map((u) => u.name)).toEqual(['upstream-1', 'upstream-2']);
   app.close();
 });
+
+it('outbound: an http answer still streaming when the peer certificate ends is cut 10 s later', { timeout: 40_000 }, async () => {
+  const peer = await inboundSidecar('streaming-peer', {}, '10s');
+  const notAfter = peer.store.current()?.info.notAfter.getTime() ?? 0;
+  const relay = await relayTo(peer.listenerAddress('web').port);
+  const caller = await startSidecar(
+    {
+      vault: vaultSection(vault),
+      identity: { commonName: 'caller.test', ttl: '10m' },
+      outbound: [{ name: 'out', listen: '127.0.0.1:0', target: `127.0.0.1:${relay.port}`, serverName: 'localhost' }],
+    },
+    env,
+  );
+  const answer = await fetch(`http://127.0.0.1:${caller.listenerAddress('out').port}/?stream`);
+  const reader = answer.body?.getReader();
+  void (async () => {
+    while (reader && !(await reader.read().catch(() => ({ done: true }))).done);
+  })();
+  await vi.waitFor(() => expect(relay.upstreams[0]?.closedAt).toBeDefined(), { timeout: notAfter - Date.now() + 16_000, interval: 100 });
+  expect(relay.upstreams[0]?.closedAt).toBeGreaterThanOrEqual(notAfter + 10_000);
+  const samples = parsePrometheus(await caller.metrics.text());
+  expect(sampleValue(samples, 'sidecar_connections_closed_total', { listener: 'out', reason: 'peer_certificate_expired' })).toBe(1);
+});

@@ -5,9 +5,10 @@
  * it carries and closes, so no request is dropped and none goes out with the old identity after.
  */
 
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { TlsContexts } from '../../tls/contexts.js';
-import type { ConnectionDeadlines } from '../certificate-deadline.js';
+import { type ConnectionDeadlines, HTTP1_IN_FLIGHT_GRACE_MS } from '../certificate-deadline.js';
 import type { Upstream } from '../upstream.js';
 import { buildConnector, Pool } from './undici-pool.js';
 
@@ -28,8 +29,16 @@ export class MtlsPool {
     contexts.onChange(() => this.#retire(this.#pool));
   }
 
-  /** New requests go to a new pool; `pool` finishes what it carries (each connection after its request) and closes. */
-  #retire(pool: Pool): void {
+  /**
+   * New requests go to a new pool; `pool` finishes what it carries (each connection after its
+   * request) and closes. `ended`, a connection whose server certificate ended, is cut if its
+   * request still runs HTTP1_IN_FLIGHT_GRACE_MS later.
+   */
+  #retire(pool: Pool, ended?: Duplex): void {
+    if (ended) {
+      const cut = setTimeout(() => ended.destroy(), HTTP1_IN_FLIGHT_GRACE_MS).unref();
+      ended.once('close', () => clearTimeout(cut));
+    }
     if (pool !== this.#pool) return;
     this.#pool = this.#create();
     void pool.close().catch(() => undefined);
@@ -53,7 +62,7 @@ export class MtlsPool {
     const connect: typeof dial = deadlines
       ? (options, callback) =>
           dial(options, (err, socket) => {
-            if (!err && socket) deadlines.watch(socket as TLSSocket, () => this.#retire(pool));
+            if (!err && socket) deadlines.watch(socket as TLSSocket, () => this.#retire(pool, socket));
             (callback as (e: typeof err, s: typeof socket) => void)(err, socket);
           })
       : dial;
