@@ -79,3 +79,27 @@ it('renews once a refresh shows the current issuer gone, and not while it stays'
   trust.update({ caPems: ['other', 'new'], crlPems: [] });
   expect(renewals).toBe(1);
 });
+
+it("a renewal's ca_chain naming an issuer not in the bundle fetches the mount's issuers once; the chain itself is never trusted", async () => {
+  const trust = new TrustStore();
+  trust.update({ caPems: ['old'], crlPems: [] }, new Date(0));
+  const signal = new AbortController().signal;
+  let fetches = 0;
+  // The mount lists the new issuer (a rotation not seen yet): that one fetch brings it in.
+  const rotation: HandoverOptions = {
+    ...handoverOptions(trust),
+    propagationMs: 0,
+    refresh: async () => {
+      fetches++;
+      trust.update({ caPems: ['old', 'new'], crlPems: [] });
+    },
+  };
+  await holdForIssuerHandover(bundle(['new']), rotation, signal);
+  await holdForIssuerHandover(bundle(['new']), rotation, signal);
+  expect(fetches).toBe(1);
+  // An answer naming a CA the mount does not list (a tampered response): fetched for, not trusted.
+  const forged: HandoverOptions = { ...rotation, refresh: async () => void fetches++ };
+  await holdForIssuerHandover(bundle(['forged']), forged, signal);
+  expect(fetches).toBe(2);
+  expect(trust.has('forged')).toBe(false);
+});
