@@ -222,15 +222,16 @@ export function deadlinesFor(
 }
 
 /**
- * How long an HTTP/1.1 response in flight may still run once its connection's peer certificate
- * ended: a streamed or long-polled answer must not keep a revoked peer connected for ever (h2
- * streams get about 2 s, closeSessionGracefully's two grace periods).
+ * How long an HTTP/1.1 response in flight (or an outbound h2 stream) may still run once its
+ * connection's peer certificate ended: a streamed or long-polled answer must not keep a revoked
+ * peer connected for ever (inbound h2 streams get about 2 s, closeSessionGracefully's two grace
+ * periods, as at an idle close).
  */
-export const HTTP1_IN_FLIGHT_GRACE_MS = 10_000;
+export const IN_FLIGHT_GRACE_MS = 10_000;
 
 /**
  * An HTTP/1.1 connection, gracefully: the response in flight gets `Connection: close` (or, already
- * started, the connection ends after it; at most HTTP1_IN_FLIGHT_GRACE_MS later) and requests
+ * started, the connection ends after it; at most IN_FLIGHT_GRACE_MS later) and requests
  * pipelined behind it are ignored; an idle or upgraded (WebSocket) connection is closed at once.
  */
 export function closeHttp1(socket: TLSSocket): void {
@@ -244,7 +245,7 @@ export function closeHttp1(socket: TLSSocket): void {
   if (!res.headersSent) res.shouldKeepAlive = false;
   else res.once('finish', () => socket.destroySoon());
   res.once('close', () => socket.destroySoon());
-  const cut = setTimeout(() => socket.destroy(), HTTP1_IN_FLIGHT_GRACE_MS).unref();
+  const cut = setTimeout(() => socket.destroy(), IN_FLIGHT_GRACE_MS).unref();
   socket.once('close', () => clearTimeout(cut));
 }
 

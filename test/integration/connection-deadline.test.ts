@@ -43,10 +43,12 @@ beforeAll(async () => {
     socket.on('data', (d: Buffer) => socket.write(d));
   });
   const h2app = http2.createServer();
-  h2app.on('stream', (stream) => {
+  h2app.on('stream', (stream, headers) => {
     stream.on('error', () => undefined);
     stream.respond({ ':status': 200 });
-    stream.end('ok');
+    if (!String(headers[':path']).includes('stream')) return stream.end('ok');
+    const tick = setInterval(() => stream.write('.'), 200);
+    stream.on('close', () => clearInterval(tick));
   });
   const echo = net.createServer((socket) => {
     socket.on('error', () => undefined);
@@ -196,7 +198,7 @@ it('closes kept-alive http, h2, WebSocket and tcp connections whose client certi
   const notAfter = Date.parse(new X509Certificate(expiring.cert).validTo);
   // The in-flight request is answered 1.5 s after the sidecar's deadline (notAfter + 1 s).
   const opened = await openEveryKind(sidecar, expiring, notAfter + 2500);
-  // An answer that never ends is cut HTTP1_IN_FLIGHT_GRACE_MS (10 s) after the certificate's end.
+  // An answer that never ends is cut IN_FLIGHT_GRACE_MS (10 s) after the certificate's end.
   const streaming = await rawConnection('streaming', sidecar.listenerAddress('web').port, expiring);
   await exchange(streaming.socket, streaming.open, 'GET /?stream HTTP/1.1\r\nhost: app\r\n\r\n', '.');
   const bystander = await rawConnection('good', sidecar.listenerAddress('web').port, good);
@@ -351,15 +353,21 @@ it('outbound: closes the http pool connection, the h2 session and the tcp pipe t
   app.close();
 });
 
-it('outbound: an http answer still streaming when the peer certificate ends is cut 10 s later', { timeout: 40_000 }, async () => {
+it('outbound: an http answer or h2 stream still running when the peer certificate ends is cut 10 s later', {
+  timeout: 40_000,
+}, async () => {
   const peer = await inboundSidecar('streaming-peer', {}, '10s');
   const notAfter = peer.store.current()?.info.notAfter.getTime() ?? 0;
-  const relay = await relayTo(peer.listenerAddress('web').port);
+  const web = await relayTo(peer.listenerAddress('web').port);
+  const grpc = await relayTo(peer.listenerAddress('grpc').port);
   const caller = await startSidecar(
     {
       vault: vaultSection(vault),
       identity: { commonName: 'caller.test', ttl: '10m' },
-      outbound: [{ name: 'out', listen: '127.0.0.1:0', target: `127.0.0.1:${relay.port}`, serverName: 'localhost' }],
+      outbound: [
+        { name: 'out', listen: '127.0.0.1:0', target: `127.0.0.1:${web.port}`, serverName: 'localhost' },
+        { name: 'grpc-out', listen: '127.0.0.1:0', mode: 'h2', target: `127.0.0.1:${grpc.port}`, serverName: 'localhost' },
+      ],
     },
     env,
   );
@@ -368,8 +376,20 @@ it('outbound: an http answer still streaming when the peer certificate ends is c
   void (async () => {
     while (reader && !(await reader.read().catch(() => ({ done: true }))).done);
   })();
-  await vi.waitFor(() => expect(relay.upstreams[0]?.closedAt).toBeDefined(), { timeout: notAfter - Date.now() + 16_000, interval: 100 });
-  expect(relay.upstreams[0]?.closedAt).toBeGreaterThanOrEqual(notAfter + 10_000);
+  const app = http2.connect(`http://127.0.0.1:${caller.listenerAddress('grpc-out').port}`);
+  app.on('error', () => undefined);
+  const stream = app.request({ ':path': '/stream', ':method': 'GET' });
+  stream.on('error', () => undefined);
+  stream.resume();
+  stream.end();
+  const first = [web.upstreams, grpc.upstreams];
+  await vi.waitFor(() => expect(first.map((u) => u[0]?.closedAt).filter((at) => at === undefined)).toEqual([]), {
+    timeout: notAfter - Date.now() + 16_000,
+    interval: 100,
+  });
+  for (const upstreams of first) expect(upstreams[0]?.closedAt).toBeGreaterThanOrEqual(notAfter + 10_000);
   const samples = parsePrometheus(await caller.metrics.text());
-  expect(sampleValue(samples, 'sidecar_connections_closed_total', { listener: 'out', reason: 'peer_certificate_expired' })).toBe(1);
+  for (const listener of ['out', 'grpc-out'])
+    expect(sampleValue(samples, 'sidecar_connections_closed_total', { listener, reason: 'peer_certificate_expired' }), listener).toBe(1);
+  app.destroy();
 });

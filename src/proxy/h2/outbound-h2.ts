@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { OutboundListenerConfig } from '../../config/schema.js';
 import { ErrorCodes } from '../../errors.js';
-import { deadlinesFor } from '../certificate-deadline.js';
+import { deadlinesFor, IN_FLIGHT_GRACE_MS } from '../certificate-deadline.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { upstreamFor } from '../upstream.js';
 import { forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
@@ -17,14 +17,20 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
   const upstream = upstreamFor(config, deps);
   const session = new H2Session(`https://${upstream.targetText}`, () => ({ ...upstream.tlsOptions(), ALPNProtocols: ['h2'] }));
   deps.contexts.onChange(() => session.renew());
-  // A session whose server certificate ends is closed (GOAWAY; its streams finish); the next call opens a new one.
+  // A session whose server certificate ends is closed (GOAWAY; its streams get IN_FLIGHT_GRACE_MS to finish); the next call opens a new one.
   const deadlines = deadlinesFor(config.name, config.limits, deps);
   const watched = new WeakSet<http2.ClientHttp2Session>();
   const current = () => {
     const s = session.get();
     if (!watched.has(s)) {
       watched.add(s);
-      s.once('connect', () => deadlines.watch(s.socket as TLSSocket, () => s.close()));
+      s.once('connect', () =>
+        deadlines.watch(s.socket as TLSSocket, () => {
+          s.close();
+          const cut = setTimeout(() => s.destroy(), IN_FLIGHT_GRACE_MS).unref();
+          s.once('close', () => clearTimeout(cut));
+        }),
+      );
     }
     return s;
   };

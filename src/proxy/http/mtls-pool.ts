@@ -8,7 +8,7 @@
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { TlsContexts } from '../../tls/contexts.js';
-import { type ConnectionDeadlines, HTTP1_IN_FLIGHT_GRACE_MS } from '../certificate-deadline.js';
+import { type ConnectionDeadlines, IN_FLIGHT_GRACE_MS } from '../certificate-deadline.js';
 import type { Upstream } from '../upstream.js';
 import { buildConnector, Pool } from './undici-pool.js';
 
@@ -32,11 +32,11 @@ export class MtlsPool {
   /**
    * New requests go to a new pool; `pool` finishes what it carries (each connection after its
    * request) and closes. `ended`, a connection whose server certificate ended, is cut if its
-   * request still runs HTTP1_IN_FLIGHT_GRACE_MS later.
+   * request still runs IN_FLIGHT_GRACE_MS later.
    */
   #retire(pool: Pool, ended?: Duplex): void {
     if (ended) {
-      const cut = setTimeout(() => ended.destroy(), HTTP1_IN_FLIGHT_GRACE_MS).unref();
+      const cut = setTimeout(() => ended.destroy(), IN_FLIGHT_GRACE_MS).unref();
       ended.once('close', () => clearTimeout(cut));
     }
     if (pool !== this.#pool) return;
