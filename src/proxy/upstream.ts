@@ -129,12 +129,13 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
         { event: 'upstream_handshake_failed', listener: config.name, remoteAddress: targetText, peer: expectedName, reason, detail },
         'mTLS handshake with the upstream failed',
       );
-      // A server that refuses our certificate after a TLS 1.3 handshake just closes the connection.
+      // A server that refuses our certificate after a TLS 1.3 handshake (the client's side done)
+      // often just closes the connection, before accepting it: that, or a server going away then.
       const closedOnUs = CLOSED_ERRORS.has(detail);
       return {
         code: ErrorCodes.UPSTREAM_HANDSHAKE_FAILED,
         message: closedOnUs
-          ? `${targetText} closed the mTLS connection before answering (${detail}); check that it trusts this sidecar's CA and allows its identity`
+          ? `${targetText} closed the mTLS connection before accepting it (${detail}); check that it trusts this sidecar's CA and allows its identity, or whether it was restarting`
           : `mTLS to ${targetText} failed (${detail}); the server must present a certificate for "${expectedName}" from the trusted CA`,
       };
     },
