@@ -114,8 +114,13 @@ describe('h2 mode', () => {
       await once(session, 'remoteSettings');
       sessions.push({ session, socket });
     }
-    const goaways = sessions.map(() => 0);
-    sessions.forEach(({ session }, i) => session.on('goaway', () => goaways[i]++));
+    const goaways: number[] = [];
+    sessions.forEach(({ session }, i) => {
+      goaways[i] = 0;
+      session.on('goaway', () => {
+        goaways[i] = (goaways[i] ?? 0) + 1;
+      });
+    });
     // The oldest session keeps a call open (its body never ends): it is busy, not idle.
     const busy = sessions[0]?.session.request({ ':method': 'GET', ':path': '/health' }, { endStream: false });
     busy?.on('error', () => undefined);
