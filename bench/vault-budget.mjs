@@ -111,6 +111,8 @@ await api(address, 'POST', 'pki_int/roles/budget.default', {
   no_store: true,
 });
 await api(address, 'PUT', 'sys/audit/budget', { type: 'file', options: { file_path: auditFile } });
+// The audit log shows the If-Modified-Since each read sent (not hashed: it is only a date).
+await api(address, 'PUT', 'sys/config/auditing/request-headers/If-Modified-Since', { hmac: false });
 
 // 2. One sidecar: default trust intervals and a 1h certificate, all scaled.
 const defaults = { refreshInterval: 1800, issuerCheckInterval: 300 };

@@ -214,7 +214,7 @@ export class VaultPkiSource implements CertificateSource {
 
   #learnSkew(certPem: string): void {
     try {
-      this.#skewBoundMs = Math.max(0, Date.now() - new X509Certificate(certPem).validFromDate.getTime());
+      this.#skewBoundMs = Math.max(0, Date.now() - new Date(new X509Certificate(certPem).validFrom).getTime());
     } catch {
       // The renewer reports a certificate it cannot parse; reads stay unconditional.
     }
