@@ -110,18 +110,23 @@ export class VaultPkiSource implements CertificateSource {
       throw new SidecarError(ErrorCodes.TRUST_REFRESH_FAILED, `the PKI mount ${this.mount} lists no issuers`);
     }
     const issuers: { id: string; name: string; pems: string[] }[] = [];
-    const signerPems: string[] = [];
     for (const id of ids) {
       const issuer = await this.session.call<IssuerResponse>('read-issuer', `read issuer ${id} of ${this.mount}`, (client) =>
         this.#readIfModified(client, `${this.mount}/issuer/${id}/json`),
       );
       const pems = [issuer.data.certificate, ...(issuer.data.ca_chain ?? [])].flatMap(splitPemCertificates);
       issuers.push({ id, name: issuer.data.issuer_name || id, pems: [...new Set(pems)] });
-      // Only an issuer with its key on this mount signs this mount's certificates; a keyless one
-      // (the root above an intermediate) anchors chains but never issues a peer's leaf directly:
-      // a leaf it signed came from another mount, under another mount's roles.
-      if (listed.data.key_info?.[id]?.key_id !== '') signerPems.push(...splitPemCertificates(issuer.data.certificate));
     }
+    // The root above an intermediate (a keyless issuer that is the parent of another listed one)
+    // anchors chains but never issues a peer's leaf directly: a leaf it signed came from another
+    // mount, under another mount's roles. Any other issuer signs peers — a keyless one too: an old
+    // CA imported without its key is the overlap step of a CA replacement, its leaves still live.
+    const signerPems = issuers
+      .filter((issuer) => {
+        if (listed.data.key_info?.[issuer.id]?.key_id !== '') return true;
+        return !issuers.some((other) => other.pems.some((pem, i) => other.pems[i + 1] === issuer.pems[0] && pem !== issuer.pems[0]));
+      })
+      .flatMap((issuer) => issuer.pems.slice(0, 1));
     const crlPems = new Set<string>();
     const crlMissing: CrlGap[] = [];
     if (this.crlMode !== 'off') {
