@@ -23,6 +23,8 @@ const RESET_ERRORS = new Set([
   'ERR_HTTP2_STREAM_CANCEL',
   'ERR_HTTP2_INVALID_SESSION',
 ]);
+/** The upstream answered something no HTTP client may be given (h2: a :status outside 200–599). */
+const PROTOCOL_ERRORS = new Set(['ERR_HTTP2_STATUS_INVALID']);
 /** The upstream connected but then went silent past limits.idleTimeout (undici's codes). */
 const SILENCE_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -47,6 +49,13 @@ const NOT_HANDSHAKE_FAILURES: readonly {
     log: 'upstream unreachable',
     code: ErrorCodes.UPSTREAM_UNREACHABLE,
     message: (target, detail) => `cannot reach ${target} (${detail})`,
+  },
+  {
+    codes: PROTOCOL_ERRORS,
+    event: 'upstream_protocol_error',
+    log: 'upstream answered something that cannot be relayed',
+    code: ErrorCodes.UPSTREAM_PROTOCOL_ERROR,
+    message: (target, detail) => `${target} answered with a status outside 200–599 (${detail}); fix the server behind it`,
   },
   {
     codes: RESET_ERRORS,

@@ -25,6 +25,7 @@ const {
   NGHTTP2_ENHANCE_YOUR_CALM,
   NGHTTP2_FLAG_END_STREAM,
   NGHTTP2_NO_ERROR,
+  NGHTTP2_PROTOCOL_ERROR,
   NGHTTP2_REFUSED_STREAM,
 } = http2.constants;
 
@@ -32,7 +33,7 @@ const {
  * Headers that describe one hop of the connection, never forwarded: HTTP/1's hop-by-hop set, which
  * Node's HTTP/2 refuses to send, except `trailer`, which announces gRPC's trailers.
  */
-const CONNECTION_HEADERS = new Set([...HOP_BY_HOP].filter((name) => name !== 'trailer'));
+const CONNECTION_HEADERS = new Set([...[...HOP_BY_HOP].filter((name) => name !== 'trailer'), 'http2-settings']);
 
 /** How long a replaced session keeps taking the streams already sent its way before it is closed. */
 const OLD_SESSION_CLOSE_DELAY_MS = 1000;
@@ -49,6 +50,43 @@ const HEADERS_FRAME = 0x1;
  * sees its handshake done, so only this tells a crash mid-request from a refused certificate).
  */
 const accepted = new WeakSet<http2.ClientHttp2Session>();
+
+/**
+ * The last stream id of the GOAWAY each client session received. RFC 9113 §6.8: only streams above
+ * it were never processed. Node gives every stream of a session ended by GOAWAY(code) rstCode
+ * `code`, so a GOAWAY(REFUSED_STREAM) that covers a stream the server had read looks like the
+ * stream was refused — sending such a stream again made the app see a POST twice.
+ */
+const goawayLastStream = new WeakMap<http2.ClientHttp2Session, number>();
+
+/** Records the GOAWAY of `session` (once per session, whoever created it). */
+function watchGoaway(session: http2.ClientHttp2Session): void {
+  if (goawayLastStream.has(session)) return;
+  goawayLastStream.set(session, Number.POSITIVE_INFINITY);
+  session.once('goaway', (_code: number, lastStreamID: number) => goawayLastStream.set(session, lastStreamID));
+}
+
+/**
+ * Whether the upstream refused `stream` without processing it, so that sending it again is safe:
+ * above the last stream id of the session's GOAWAY, or reset by the peer itself with
+ * REFUSED_STREAM while no GOAWAY came (a session-wide code is not a statement about this stream).
+ */
+function refusedUnprocessed(stream: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): boolean {
+  if (stream.rstCode !== NGHTTP2_REFUSED_STREAM || typeof stream.id !== 'number') return false;
+  const lastStreamID = goawayLastStream.get(session);
+  // No GOAWAY (its 'goaway' event comes before the streams' errors): the peer's own RST_STREAM(7).
+  if (lastStreamID === undefined || lastStreamID === Number.POSITIVE_INFINITY) return true;
+  return stream.id > lastStreamID;
+}
+
+/**
+ * A response status the relay can give on: HTTP/2 allows any three digits, Node's server only
+ * 200–599 (1xx never reach 'response'); respond() throws on the rest.
+ */
+function relayableStatus(headers: http2.IncomingHttpHeaders): boolean {
+  const status = Number(headers[':status']);
+  return Number.isInteger(status) && status >= 200 && status <= 599;
+}
 
 /** Whether the server of `session` accepted it (sent its SETTINGS). */
 export function sessionAccepted(session: http2.ClientHttp2Session | undefined): boolean {
@@ -251,11 +289,41 @@ export function relayStream(
     incoming.resume();
   };
 
+  /**
+   * Starts the client's response with the upstream's headers. respond() throws on headers Node will
+   * not send (an invalid status, a connection-specific header): that upstream answer ends as a 502,
+   * never as an exception out of an event handler, which would end the process.
+   */
+  const respondOrFail = (
+    up: http2.ClientHttp2Stream,
+    responseHeaders: http2.IncomingHttpHeaders,
+    options: http2.ServerStreamResponseOptions,
+  ): boolean => {
+    const invalid = relayableStatus(responseHeaders)
+      ? undefined
+      : `the upstream answered :status ${String(responseHeaders[':status'])}, outside 200–599`;
+    if (!invalid) {
+      try {
+        incoming.respond(forwardHeaders(responseHeaders), options);
+        return true;
+      } catch (err) {
+        return respondFailed(up, err as Error & { code?: string });
+      }
+    }
+    return respondFailed(up, Object.assign(new Error(invalid), { code: 'ERR_HTTP2_STATUS_INVALID' }));
+  };
+  const respondFailed = (up: http2.ClientHttp2Stream, err: Error & { code?: string }): false => {
+    up.close(NGHTTP2_PROTOCOL_ERROR);
+    fail(err);
+    return false;
+  };
+
   const open = (): http2.ClientHttp2Stream | undefined => {
     let up: http2.ClientHttp2Stream;
     try {
       // Throws when the session is closing or destroyed (a GOAWAY in the same tick, a dead target).
       upstreamSession = session();
+      watchGoaway(upstreamSession);
       up = upstreamSession.request(outgoing);
     } catch (err) {
       fail(err as Error & { code?: string });
@@ -269,12 +337,13 @@ export function relayStream(
       if (type === HEADERS_FRAME) headersTooLarge = true;
     });
     up.on('error', (err: Error & { code?: string }) => {
-      if (up !== upstream) return;
+      // After a failure already answered (respondFailed closes the stream itself), nothing to add.
+      if (up !== upstream || failed) return;
       if (headersTooLarge) {
         fail(err, () => answerHeadersTooLarge(incoming, outgoing));
         return;
       }
-      if (up.rstCode === NGHTTP2_REFUSED_STREAM && replay && !retried && canRespond(incoming)) {
+      if (replay && !retried && canRespond(incoming) && refusedUnprocessed(up, own)) {
         retried = true;
         sendAgain(up, replay);
         return;
@@ -293,13 +362,13 @@ export function relayStream(
         // the stream, relayed as one. Answered with waitForTrailers it became HEADERS, an empty DATA
         // that ended the stream and no trailers, and gRPC clients saw INTERNAL ("server closed the
         // stream without sending trailers") instead of the status, message and details sent.
-        incoming.respond(forwardHeaders(responseHeaders), { endStream: true });
+        if (!respondOrFail(up, responseHeaders, { endStream: true })) return;
         up.resume();
         answered = true;
         dropRestOnceAnswered();
         return;
       }
-      incoming.respond(forwardHeaders(responseHeaders), { waitForTrailers: true });
+      if (!respondOrFail(up, responseHeaders, { waitForTrailers: true })) return;
       streamActive(incoming);
       up.pipe(incoming);
       up.on('data', (chunk: Buffer) => {

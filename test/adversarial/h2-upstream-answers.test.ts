@@ -1,0 +1,203 @@
+/**
+ * What a hostile or broken upstream may answer on an h2 relay, found by an outside review:
+ * - GOAWAY(REFUSED_STREAM) naming a stream it had already read as processed (last stream id ≥ the
+ *   stream): Node gives the streams of that session rstCode 7, and the relay took that for "refused
+ *   unprocessed" and sent the POST again — the app saw it twice. RFC 9113 §6.8: only streams above
+ *   the last stream id may be retried.
+ * - a response `:status` Node's server side will not send (999, 099): respond() threw
+ *   ERR_HTTP2_STATUS_INVALID out of an event handler, which ended the process.
+ * Real HTTP/2 client and relay; the second upstream writes frames by hand, since no library sends
+ * a status outside 200–599.
+ */
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { afterEach, expect, it } from 'vitest';
+import { ErrorCodes } from '../../src/errors.js';
+import { forwardHeaders, H2Session, relayStream } from '../../src/proxy/h2/h2-forward.js';
+import { TestPki } from '../support/pki.js';
+import { startSidecarUnderAttack } from './harness.js';
+import { Flags, FrameType, frame, hpack, settings } from './h2-frames.js';
+
+const closers: (() => void)[] = [];
+
+afterEach(() => {
+  for (const close of closers.splice(0)) close();
+});
+
+async function listen(server: net.Server): Promise<number> {
+  closers.push(() => server.close());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+/** A relay in front of `upstreamPort`, as the h2 listeners relay; failures answer 502 with the error's code. */
+async function relay(upstreamPort: number): Promise<number> {
+  const upstream = new H2Session(`http://127.0.0.1:${upstreamPort}`, () => ({}));
+  closers.push(() => upstream.close());
+  const server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    stream.on('error', () => undefined);
+    relayStream(
+      stream,
+      forwardHeaders(headers),
+      () => upstream.get(),
+      (err) => ({ status: 502, code: ErrorCodes.UPSTREAM_RESET, message: err.code ?? err.message }),
+    );
+  });
+  return listen(server);
+}
+
+async function post(port: number, body: string): Promise<{ status: unknown; error: unknown; body: string }> {
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  client.on('error', () => undefined);
+  try {
+    const req = client.request({ ':method': 'POST', ':path': '/pay' });
+    let status: unknown;
+    let error: unknown;
+    const chunks: Buffer[] = [];
+    req.on('response', (h) => {
+      status = h[':status'];
+    });
+    req.on('error', (err: Error & { code?: string }) => {
+      error = err.code;
+    });
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.end(body);
+    await once(req, 'close');
+    return { status, error, body: Buffer.concat(chunks).toString() };
+  } finally {
+    client.close();
+  }
+}
+
+it('does not send a POST again when the upstream read it and then sent GOAWAY(REFUSED_STREAM) covering it', async () => {
+  const seen: string[] = [];
+  const server = http2.createServer();
+  server.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      seen.push(Buffer.concat(chunks).toString());
+      // Processed (the payment is made), then the session ends with REFUSED_STREAM, last stream
+      // id = this stream: the stream is not one the client may retry.
+      stream.session?.goaway(http2.constants.NGHTTP2_REFUSED_STREAM, stream.id ?? 0);
+      setTimeout(() => stream.session?.destroy(), 50);
+    });
+  });
+  const port = await relay(await listen(server));
+  const answer = await post(port, 'pay 100');
+  // Give a second send the time to arrive.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(seen).toEqual(['pay 100']);
+  expect(answer.status).toBe(502);
+});
+
+it('still sends again a stream the upstream refused above the last stream id of its GOAWAY(REFUSED_STREAM)', async () => {
+  const seen: string[] = [];
+  let sessions = 0;
+  const server = http2.createServer();
+  server.on('session', (session) => {
+    // The first session refuses everything: last stream id 0, nothing processed.
+    if (sessions++ === 0) session.goaway(http2.constants.NGHTTP2_REFUSED_STREAM, 0);
+  });
+  server.on('stream', (stream) => {
+    stream.on('error', () => undefined);
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      seen.push(Buffer.concat(chunks).toString());
+      stream.respond({ ':status': 200 });
+      stream.end('paid');
+    });
+  });
+  const port = await relay(await listen(server));
+  const answer = await post(port, 'pay 100');
+  expect(answer).toMatchObject({ status: 200, body: 'paid' });
+  expect(seen).toEqual(['pay 100']);
+});
+
+/**
+ * An h2c upstream written by hand: answers each request with `:status` `status`, in one HEADERS
+ * frame that ends the stream (Trailers-Only) or HEADERS then DATA.
+ */
+async function rawUpstream(status: string, endStream: boolean): Promise<number> {
+  return listen(net.createServer(answerRaw(status, endStream)));
+}
+
+/** The connection handler of a hand-written h2 server answering every request with `:status` `status`. */
+function answerRaw(status: string, endStream: boolean): (socket: net.Socket) => void {
+  return (socket) => {
+    socket.on('error', () => undefined);
+    socket.write(settings());
+    let pending = Buffer.alloc(0);
+    let prefaceRead = false;
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      if (!prefaceRead) {
+        if (pending.length < 24) return;
+        pending = pending.subarray(24);
+        prefaceRead = true;
+      }
+      while (pending.length >= 9) {
+        const length = pending.readUIntBE(0, 3);
+        if (pending.length < 9 + length) return;
+        const type = pending.readUInt8(3);
+        const flags = pending.readUInt8(4);
+        const streamId = pending.readUInt32BE(5) & 0x7fffffff;
+        pending = pending.subarray(9 + length);
+        if (type === FrameType.SETTINGS && !(flags & Flags.ACK)) socket.write(frame(FrameType.SETTINGS, Flags.ACK, 0));
+        if (type === FrameType.HEADERS) {
+          const block = hpack([[':status', status]]);
+          socket.write(frame(FrameType.HEADERS, Flags.END_HEADERS | (endStream ? Flags.END_STREAM : 0), streamId, block));
+          if (!endStream) socket.write(frame(FrameType.DATA, Flags.END_STREAM, streamId, Buffer.from('odd')));
+        }
+      }
+    });
+  };
+}
+
+for (const status of ['999', '099', '600']) {
+  for (const endStream of [true, false]) {
+    it(`answers 502, and lives on, when the upstream answers :status ${status}${endStream ? ' (Trailers-Only)' : ''}`, async () => {
+      const port = await relay(await rawUpstream(status, endStream));
+      const answer = await post(port, 'hello');
+      expect(answer.status).toBe(502);
+      // The relay's failure names what went wrong (the listeners map it to their error code);
+      // nghttp2 itself refuses a status below 100 (a stream error).
+      expect(answer.body).toContain(status === '099' ? 'ERR_HTTP2_STREAM_ERROR' : 'ERR_HTTP2_STATUS_INVALID');
+      // The relay still serves: a second call gets the same clear answer.
+      expect((await post(port, 'again')).status).toBe(502);
+    });
+  }
+}
+
+it('answers the app SIDECAR_UPSTREAM_PROTOCOL_ERROR, and lives on, when an mTLS upstream answers :status 999', async () => {
+  const pki = TestPki.create();
+  const cert = pki.leaf('upstream', { cn: 'upstream.test', dns: ['localhost'] });
+  const server = tls.createServer(
+    { cert: cert.cert, key: cert.key, ca: pki.ca.cert, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] },
+    answerRaw('999', false),
+  );
+  server.on('tlsClientError', () => undefined);
+  const sidecar = await startSidecarUnderAttack({
+    pki,
+    outbound: [{ name: 'odd', mode: 'h2', target: `127.0.0.1:${await listen(server)}`, serverName: 'localhost' }],
+  });
+  const session = http2.connect(`http://127.0.0.1:${sidecar.port('odd')}`);
+  session.on('error', () => undefined);
+  for (let i = 0; i < 3; i++) {
+    const req = session.request({ ':method': 'GET', ':path': '/' });
+    req.end();
+    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+    req.resume();
+    expect(headers[':status']).toBe(502);
+    expect(headers['x-sidecar-error']).toBe(ErrorCodes.UPSTREAM_PROTOCOL_ERROR);
+  }
+  session.close();
+  expect(sidecar.logs('upstream_handshake_failed')).toEqual([]);
+  await sidecar.assertAlive();
+});
