@@ -17,8 +17,8 @@ import { afterEach, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
 import { forwardHeaders, H2Session, relayStream } from '../../src/proxy/h2/h2-forward.js';
 import { TestPki } from '../support/pki.js';
-import { startSidecarUnderAttack } from './harness.js';
 import { Flags, FrameType, frame, hpack, settings } from './h2-frames.js';
+import { startSidecarUnderAttack } from './harness.js';
 
 const closers: (() => void)[] = [];
 
