@@ -14,7 +14,6 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnCli, waitFor } from '../support/cli.js';
-import { type DevServer, startDevServer } from '../support/dev-server.js';
 import { processFacts, productImage } from '../support/image.js';
 import { hostState, type KubeNode, startKubeNode } from '../support/kube-node.js';
 import { TestPki } from '../support/pki.js';
@@ -22,12 +21,13 @@ import { containerPid, curlInPod, execInContainer, isReady, type Pod, podEvents,
 import { freePort } from '../support/ports.js';
 import { preparedPath } from '../support/prepared.js';
 import { vaultApi } from '../support/vault-api.js';
+import { type PersistentVault, startPersistentVault } from '../support/vault-persistent.js';
 
 const image = productImage();
 const NS = 'shop';
 const WEBHOOK_NS = 'vault-mtls-sidecar';
 let node: KubeNode;
-let vault: DevServer;
+let vault: PersistentVault;
 let payments: Pod;
 let orders: Pod;
 let hostBefore: Awaited<ReturnType<typeof hostState>>;
@@ -265,10 +265,10 @@ async function setUpVault(): Promise<void> {
     file,
     `- { name: orders, namespace: ${NS} }\n- { name: payments, namespace: ${NS} }\n- { name: batch, namespace: ${NS} }\n`,
   );
-  const setup = spawnCli(['vault', 'setup', '--file', file], { VAULT_ADDR: vault.address, VAULT_TOKEN: 'root' });
+  const setup = spawnCli(['vault', 'setup', '--file', file], { VAULT_ADDR: vault.address, VAULT_TOKEN: vault.rootToken });
   if ((await setup.exited) !== 0) throw new Error(`vault setup failed: ${setup.stderr()}`);
   // Vault outside the cluster: it calls the TokenReview API with a reviewer token of its own.
-  await vaultApi({ address: vault.address, rootToken: 'root' }, 'POST', 'auth/kubernetes/config', {
+  await vaultApi({ address: vault.address, rootToken: vault.rootToken }, 'POST', 'auth/kubernetes/config', {
     kubernetes_host: node.kube.url,
     kubernetes_ca_cert: node.kube.caPem,
     token_reviewer_jwt: node.kube.adminToken,
@@ -282,8 +282,9 @@ beforeAll(async () => {
   try {
     await node.importImage(image.archive);
     node.kube.startControllerManager(['deployment', 'replicaset', 'serviceaccount', 'job']);
-    // Vault on the bridge's address: the sidecars in the pods reach it there.
-    vault = await startDevServer(process.env.BAO_BIN ?? preparedPath('openbao'), undefined, { host: node.gateway });
+    // Vault on the bridge's address: the sidecars in the pods reach it there. A server with raft
+    // storage, as production runs it: it comes back from a restart with its roles and tokens.
+    vault = await startPersistentVault(process.env.BAO_BIN ?? preparedPath('openbao'), { host: node.gateway });
     await setUpVault();
     await startWebhook();
     await create('/api/v1/namespaces', {
@@ -441,6 +442,54 @@ describe('rotation and restarts', () => {
     expect(node.containerLog(payments, 'mtls-sidecar')).toContain('"msg":"draining"');
     expect(JSON.parse((await ordersApp('/call')).body)).toMatchObject({ status: 200 });
   }, 120_000);
+
+  it('fails no request while Vault restarts under a steady request loop, and renews once it is back', async () => {
+    const paymentsSidecar = await containerPid(node, payments, 'mtls-sidecar');
+    const serial = async () => (JSON.parse((await curlInPod(paymentsSidecar, 15000, '/certs')).body) as { serial: string }).serial;
+    const calls = async () => (JSON.parse((await ordersApp('/loop/status')).body) as { calls: number }).calls;
+    const before = await serial();
+    await ordersApp('/loop/start');
+    await waitFor(async () => (await calls()) >= 20, 60_000, 'the loop to make 20 calls');
+    const down = await calls();
+    await vault.stopNode(0);
+    // Calls go on while Vault is away: the certificates in hand are still good.
+    await waitFor(async () => (await calls()) >= down + 20, 60_000, 'the loop to make 20 calls while Vault is down');
+    await vault.startNode(0);
+    // A rotation asked for now needs Vault: the sidecar's token and role survived the restart.
+    expect((await curlInPod(paymentsSidecar, 15000, '/rotate', { method: 'POST' })).status).toBe(202);
+    await waitFor(async () => (await serial()) !== before, 60_000, "payments' sidecar to renew from the restarted Vault");
+    const back = await calls();
+    await waitFor(async () => (await calls()) >= back + 20, 60_000, 'the loop to make 20 calls after the renewal');
+    const result = JSON.parse((await ordersApp('/loop/stop', 60)).body) as { ok: number; calls: number; failed: unknown[] };
+    expect(result.failed).toEqual([]);
+    expect(result.ok).toBe(result.calls);
+    console.log(`vault restart loop: ${result.calls} calls, ${result.calls - down} from Vault's stop on`);
+  }, 240_000);
+
+  it('restarts a frozen sidecar through its liveness probe (SIGSTOP: the process lives, /healthz does not answer), and the pod recovers', async () => {
+    const before = status(orders, 'mtls-sidecar')?.restartCount ?? 0;
+    const pid = await containerPid(node, orders, 'mtls-sidecar');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      orders = await waitForPod(
+        node,
+        NS,
+        'app=orders',
+        (p) => isReady(p) && (status(p, 'mtls-sidecar')?.restartCount ?? 0) > before,
+        "the kubelet to restart orders' frozen sidecar (liveness probe) and the pod to be ready",
+        180_000,
+      );
+    } finally {
+      // Only if the kubelet never got to it: a stopped process left behind holds the test node.
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {}
+    }
+    expect(status(orders, 'app')?.restartCount).toBe(0);
+    const events = await podEvents(node.kube, orders);
+    expect(events.some((e) => e.reason === 'Unhealthy' && /Liveness probe failed/.test(e.message ?? ''))).toBe(true);
+    expect(JSON.parse((await ordersApp('/call')).body)).toMatchObject({ status: 200 });
+  }, 240_000);
 
   it('restarts a sidecar killed in the pod, and the pod recovers', async () => {
     const id = status(orders, 'mtls-sidecar')?.containerID?.replace(/^containerd:\/\//, '') ?? '';
