@@ -152,6 +152,10 @@ export class ConnectionDeadlines {
       watched.timer?.clear();
       this.#open.delete(watched);
     });
+    // Node binds a connection's secure context when it accepts the TCP connection: a handshake a
+    // peer held back until after a CRL refresh completed on the context without that CRL. The
+    // CRLs loaded now decide, as they did for the connections open at the refresh.
+    if (this.#isRevoked(watched)) this.#end(watched, 'peer_certificate_revoked');
   }
 
   #isRevoked(watched: Watched): boolean {
@@ -175,7 +179,7 @@ export class ConnectionDeadlines {
         ? `open longer than limits.maxConnectionLifetime (${(this.opts.maxLifetimeMs ?? 0) / 1000}s)`
         : reason === 'peer_certificate_expired'
           ? `the peer certificate (serial ${watched.serial}) expired at ${new Date(watched.notAfter).toISOString()}`
-          : `the peer certificate (serial ${watched.serial}) is revoked by a CRL loaded since the handshake`;
+          : `the peer certificate (serial ${watched.serial}) is revoked by a CRL loaded since the connection was accepted`;
     this.opts.audit.record(
       { event: 'connection_closed', listener, remoteAddress: watched.socket.remoteAddress, peer: watched.peer, reason, detail },
       reason === 'max_lifetime'

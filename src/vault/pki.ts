@@ -198,11 +198,18 @@ export class VaultPkiSource implements CertificateSource {
    * sent is our clock at the previous read minus how far ahead of Vault it may be (#skewBoundMs)
    * and 10 s of drift: Vault compares it with its own clock's modification time, so a date
    * ahead of Vault's would hide a change made just after our read. Too early only costs a body.
+   *
+   * The previous read is the last full (200) one: a 304 does not move it, so a change a 304 hid
+   * (Vault's clock lagging ours by more than the bound, after a failover) is read once a renewal
+   * learns the larger skew. And a body older than FULL_READ_AFTER_MS is read unconditionally, so
+   * no clock error keeps a revocation hidden longer than that.
    */
   async #readIfModified<T>(client: VaultClient, path: string): Promise<T> {
     const startedAt = Date.now();
     const cached = this.#cached.get(path);
-    const since = cached && this.#skewBoundMs !== undefined ? cached.readAt - this.#skewBoundMs - SKEW_SLACK_MS : undefined;
+    const conditional =
+      cached !== undefined && this.#skewBoundMs !== undefined && Math.abs(startedAt - cached.readAt) < FULL_READ_AFTER_MS;
+    const since = conditional ? cached.readAt - (this.#skewBoundMs ?? 0) - SKEW_SLACK_MS : undefined;
     try {
       const body: unknown = await client.read(
         path,
@@ -212,7 +219,6 @@ export class VaultPkiSource implements CertificateSource {
       return body as T;
     } catch (err) {
       if (vaultStatus(err) !== 304 || !cached) throw err;
-      this.#cached.set(path, { readAt: startedAt, body: cached.body });
       return cached.body as T;
     }
   }
@@ -253,6 +259,8 @@ export class VaultPkiSource implements CertificateSource {
 
 /** Clock drift allowed between two reads of the same path, on top of the skew measured at issue. */
 const SKEW_SLACK_MS = 10_000;
+/** How old a body may get before it is read again without If-Modified-Since (a bound on any clock error). */
+const FULL_READ_AFTER_MS = 2 * 60 * 60 * 1000;
 
 /** The issuer set as one comparable string, whatever order Vault lists it in. */
 function issuerVersion(ids: string[] | undefined): string {
