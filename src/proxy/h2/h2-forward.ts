@@ -9,9 +9,9 @@
  */
 import http2 from 'node:http2';
 import { type ErrorCode, ErrorCodes } from '../../errors.js';
+import { youngGarbage } from '../../memory/young-garbage.js';
 import type { AuditLog } from '../../telemetry/audit.js';
 import type { Metrics } from '../../telemetry/metrics.js';
-import { youngGarbage } from '../../young-garbage.js';
 import { HOP_BY_HOP } from '../hop-by-hop.js';
 import { jsonErrorBody } from '../json-error.js';
 import type { ListenerLimits } from '../limits.js';
