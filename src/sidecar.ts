@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
 import { formatHostPort } from './config/parse.js';
-import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema.js';
+import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema/index.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
 import type { CertificateBundle } from './identity/bundle.js';
 import { holdForIssuerHandover, renewWhenIssuerRemoved } from './identity/issuer-handover.js';

@@ -6,7 +6,7 @@
  */
 import { pino } from 'pino';
 import { Agent, request } from 'undici';
-import type { Config, VaultConfig } from '../config/schema.js';
+import type { Config, VaultConfig } from '../config/schema/index.js';
 import { errorMessage } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { describeBundle } from '../identity/bundle.js';

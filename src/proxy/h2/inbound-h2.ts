@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../../config/parse.js';
-import type { InboundListenerConfig } from '../../config/schema.js';
+import type { InboundListenerConfig } from '../../config/schema/index.js';
 import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';

@@ -5,7 +5,7 @@
  */
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import type { OutboundListenerConfig } from '../../config/schema.js';
+import type { OutboundListenerConfig } from '../../config/schema/index.js';
 import { ErrorCodes } from '../../errors.js';
 import { deadlinesFor, IN_FLIGHT_GRACE_MS } from '../certificate-deadline.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
