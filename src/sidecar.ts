@@ -7,12 +7,13 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
 import { formatHostPort } from './config/parse.js';
-import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema.js';
+import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema/index.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
 import type { CertificateBundle } from './identity/bundle.js';
+import { createSource, requestedIdentity, type SourceParts } from './identity/create-source.js';
 import { holdForIssuerHandover, renewWhenIssuerRemoved } from './identity/issuer-handover.js';
 import { Renewer } from './identity/renewer.js';
-import type { CertificateSource, RequestedIdentity } from './identity/source.js';
+import type { CertificateSource } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
 import { TrustStore } from './identity/trust.js';
 import { TrustRefresher } from './identity/trust-refresher.js';
@@ -20,7 +21,7 @@ import type { Listener, ListenerDeps } from './proxy/listener.js';
 import { AuditLog } from './telemetry/audit.js';
 import { Metrics } from './telemetry/metrics.js';
 import { type PeerTrust, TlsContexts } from './tls/contexts.js';
-import type { VaultSession } from './vault/auth.js';
+import { peerTrustFor } from './tls/peer-trust.js';
 
 type ListenerFactory<C> = (config: C, index: number, deps: ListenerDeps) => Listener;
 
@@ -45,78 +46,6 @@ export interface SidecarOptions {
   readonly source?: CertificateSource;
   /** Audit events go here (tests count them); the main logger otherwise. */
   readonly auditLogger?: Logger;
-}
-
-export function requestedIdentity(config: Config): RequestedIdentity {
-  const { commonName, dnsNames, ipSans, uriSans, ttl } = config.identity;
-  // validateConfig requires commonName for every source but files, whose certificate names itself.
-  return { commonName: commonName ?? '', dnsNames, ipSans, uriSans, ttl };
-}
-
-/** The parts that depend on where certificates come from. */
-interface SourceParts {
-  readonly source: CertificateSource;
-  readonly session?: VaultSession;
-  readonly startupHint: string;
-}
-
-/**
- * How peers are checked for this config and source. A source that lists its issuers (Vault) is
- * the only authority on them; `crl: closed` loads the sentinel CRL so that no state — every CRL
- * read failing, the first fetch failing — leaves revocation unchecked.
- */
-async function peerTrustFor(config: Config, source: CertificateSource): Promise<PeerTrust> {
-  const listed = source.fetchTrust !== undefined && source.trustVersion !== undefined;
-  const closed = listed && config.vault?.pki.crl === 'closed';
-  const files = config.identity.source === 'files' ? config.identity.files : undefined;
-  return {
-    anchors: listed ? 'listed' : 'bundle',
-    directIssuer: !(files?.peerIntermediates ?? false),
-    ...(closed ? { crlSentinel: await (await import('./tls/crl-sentinel.js')).createCrlSentinel() } : {}),
-  };
-}
-
-async function createSource(config: Config, logger: Logger, metrics: Metrics): Promise<SourceParts> {
-  if (config.identity.source === 'files' && config.identity.files) {
-    const { FileCertificateSource } = await import('./identity/file-source.js');
-    const source = new FileCertificateSource(config.identity.files);
-    return { source, startupHint: 'check the identity.files paths and that the certificate matches its key and CA' };
-  }
-  if (config.identity.source === 'dev') {
-    logger.warn('identity.source is dev: certificates come from an in-memory CA that no other pod trusts');
-    const { DevCertificateAuthority, DevCertificateSource } = await import('./identity/dev-ca.js');
-    return { source: new DevCertificateSource(await DevCertificateAuthority.create()), startupHint: 'the dev CA failed to issue' };
-  }
-  const vault = config.vault;
-  if (!vault) throw new Error('unreachable: validateConfig requires vault for identity.source vault');
-  const [{ createVaultClient }, { VaultSession }, { VaultPkiSource }] = await Promise.all([
-    import('./vault/client.js'),
-    import('./vault/auth.js'),
-    import('./vault/pki.js'),
-  ]);
-  const client = createVaultClient(vault);
-  const session = new VaultSession(
-    client,
-    vault.auth,
-    vault.address,
-    logger.child({ module: 'vault' }),
-    vault.token,
-    { request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds) },
-    vault.requestTimeout * 1000,
-  );
-  return {
-    source: new VaultPkiSource(
-      session,
-      vault.pki.mount,
-      vault.pki.role,
-      vault.pki.crl,
-      vault.revokeOnShutdown,
-      vault.pki.method,
-      config.identity.keyType,
-    ),
-    session,
-    startupHint: `check the Vault address (${vault.address}), the ${vault.auth.method} auth role and its policy, and the PKI role ${vault.pki.mount}/roles/${vault.pki.role}`,
-  };
 }
 
 export class Sidecar {

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import type { Argv } from 'yargs';
 import { CONFIG_ENV, type Environment, loadConfig } from '../config/load.js';
 import { formatHostPort, type HostPort } from '../config/parse.js';
-import type { Config } from '../config/schema.js';
+import type { Config } from '../config/schema/index.js';
 import { configFlags, type RunArgs, runOptions } from './run.js';
 
 /** Fields whose values are credentials: shown as set or not, never as they are. */

@@ -2,8 +2,8 @@
 import type { Logger } from 'pino';
 import type { Argv } from 'yargs';
 import { type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
-import type { Config } from '../config/schema.js';
-import { IdleHeap } from '../idle-heap.js';
+import type { Config } from '../config/schema/index.js';
+import { IdleHeap } from '../memory/idle-heap.js';
 import { Sidecar } from '../sidecar.js';
 import { createLogger } from '../telemetry/logger.js';
 import { serveUntilSignal } from './signals.js';

@@ -54,7 +54,8 @@ export async function vaultSetupCommand(
   out: NodeJS.WritableStream = process.stdout,
   err: NodeJS.WritableStream = process.stderr,
 ): Promise<number> {
-  const { findOldNames, oldNamesMessage, setupService } = await import('../vault/setup.js');
+  const { setupService } = await import('../vault/setup.js');
+  const { findOldNames, oldNamesMessage } = await import('../vault/setup-old-names.js');
   const usage = (message: string): never => {
     throw new SidecarError(ErrorCodes.USAGE, `vault setup: ${message}`);
   };

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { describeIssues } from './problems.js';
-import { type Config, configSchema } from './schema.js';
+import { type Config, configSchema } from './schema/index.js';
 import { validateConfig } from './validate.js';
 
 /** Flags that override the file (see cli/run.ts). */

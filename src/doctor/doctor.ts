@@ -4,7 +4,7 @@
  * input failed is skipped, so the first ✗ is the one to fix.
  */
 import { CONFIG_ENV, type ConfigFlags, type Environment, loadConfig } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import type { Config } from '../config/schema/index.js';
 import { errorMessage } from '../errors.js';
 import { fileChecks } from './file-checks.js';
 import { contextsFor, outboundChecks, portChecks, selfHandshake } from './network-checks.js';

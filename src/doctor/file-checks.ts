@@ -3,7 +3,7 @@
  * the key matches the certificate, the chain verifies against the CA, the dates, the names.
  */
 import { X509Certificate } from 'node:crypto';
-import type { Config } from '../config/schema.js';
+import type { Config } from '../config/schema/index.js';
 import { errorMessage } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { describeCertificate } from '../identity/bundle.js';

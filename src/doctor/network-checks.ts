@@ -7,7 +7,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { pino } from 'pino';
 import { formatHostPort, type HostPort } from '../config/parse.js';
-import type { Config, OutboundListenerConfig } from '../config/schema.js';
+import type { Config, OutboundListenerConfig } from '../config/schema/index.js';
 import { errorMessage } from '../errors.js';
 import type { CertificateBundle } from '../identity/bundle.js';
 import { IdentityStore } from '../identity/store.js';

@@ -1,9 +1,9 @@
 /**
  * `inject` on Kubernetes YAML: finds the pod template of each object (Pod, Deployment,
  * StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, and the items of any object with items, as
- * kubectl reads lists), decides what to do
- * with it (pod-plan.ts), and adds, updates or removes the sidecar in place — editing the YAML
- * document, so everything else (comments, order, the user's own containers) stays as written.
+ * kubectl reads lists), decides what to do with it (pod-plan.ts), and adds, updates or removes
+ * the sidecar in place (template-edit.ts) — editing the YAML document, so everything else
+ * (comments, order, the user's own containers) stays as written.
  * Idempotent: the sidecar it added (marked by the status annotation) is replaced, so a second run
  * changes nothing and a changed annotation updates it. `uninject` removes exactly what inject
  * added (a collection it emptied goes too), and nothing a user wrote.
@@ -11,15 +11,13 @@
  * Any input has an answer: YAML it cannot read or edit (too deep, alias bombs, aliases where the
  * sidecar goes) is one SidecarError naming the file or the object, never a crash.
  */
-import { type Document, isMap, isScalar, isSeq, parseAllDocuments, type Tags, visit } from 'yaml';
+import { type Document, isScalar, parseAllDocuments, type Tags, visit } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
-import { type InjectDefaults, STATUS_INJECTED } from './annotations.js';
+import type { InjectDefaults } from './annotations.js';
 import { MAX_DEPTH, tooDeep, yamlTooDeep } from './json-depth.js';
 import { boundedProblems, objectLabel } from './messages.js';
-import { injectedByUs, isRecord, MARKS, type PodPlan, planPod } from './pod-plan.js';
-import { CONTAINER_NAME, sidecarContainer, TOKEN_VOLUME, tokenVolume } from './sidecar-spec.js';
-
-type Path = (string | number)[];
+import { injectedByUs, isRecord, type PodPlan, planPod } from './pod-plan.js';
+import { applyPlan, type Path } from './template-edit.js';
 
 /** Where the pod template's metadata and spec are, per kind (relative to the object). */
 const POD_TEMPLATE: Record<string, Path> = {
@@ -234,7 +232,7 @@ function injectObject(
     );
   }
   try {
-    apply(doc, plan, specPath, metaPath);
+    applyPlan(doc, plan, specPath, metaPath);
   } catch (err) {
     // Aliases or merge keys where the sidecar goes: the document cannot be edited in place.
     problems.push(`${name}: cannot edit its pod template in place (${unreadable(err)}); write it without YAML aliases or merge keys`);
@@ -246,59 +244,6 @@ function injectObject(
   else if (plan.kind === 'remove')
     report.push(`${name}: ${options.uninject ? 'uninjected' : `sidecar removed (not annotated vault-mtls-sidecar/inject: "true")`}`);
   else report.push(`${name}: skipped (${plan.reason})`);
-}
-
-function apply(doc: Document, plan: PodPlan, specPath: Path, metaPath: Path): void {
-  if (plan.kind === 'remove') {
-    remove(doc, specPath, metaPath);
-    return;
-  }
-  if (plan.kind !== 'inject') return;
-  // Only the injector's own sidecar is here to replace (planPod refused any other).
-  removeNamed(doc, [...specPath, 'containers'], CONTAINER_NAME);
-  upsertNamed(doc, [...specPath, 'initContainers'], sidecarContainer(plan.request, plan), 'first');
-  upsertNamed(doc, [...specPath, 'volumes'], tokenVolume(), 'last');
-  doc.setIn([...metaPath, 'labels', MARKS.label], 'true');
-  doc.setIn([...metaPath, 'annotations', MARKS.annotation], STATUS_INJECTED);
-}
-
-function remove(doc: Document, specPath: Path, metaPath: Path): void {
-  removeNamed(doc, [...specPath, 'initContainers'], CONTAINER_NAME);
-  removeNamed(doc, [...specPath, 'containers'], CONTAINER_NAME);
-  removeNamed(doc, [...specPath, 'volumes'], TOKEN_VOLUME);
-  doc.deleteIn([...metaPath, 'labels', MARKS.label]);
-  doc.deleteIn([...metaPath, 'annotations', MARKS.annotation]);
-  dropIfEmpty(doc, [...metaPath, 'labels']);
-  dropIfEmpty(doc, [...metaPath, 'annotations']);
-  dropIfEmpty(doc, metaPath);
-}
-
-/** Replaces the item with `value.name` in the list at `path`, or adds it (first or last). */
-function upsertNamed(doc: Document, path: Path, value: Record<string, unknown>, where: 'first' | 'last'): void {
-  const seq = doc.getIn(path, true);
-  const node = doc.createNode(value);
-  if (!isSeq(seq)) {
-    doc.setIn(path, doc.createNode([value]));
-    return;
-  }
-  const i = seq.items.findIndex((item) => isMap(item) && item.get('name') === value.name);
-  if (i >= 0) seq.items[i] = node;
-  else if (where === 'first') seq.items.unshift(node);
-  else seq.items.push(node);
-}
-
-function removeNamed(doc: Document, path: Path, name: string): void {
-  const seq = doc.getIn(path, true);
-  if (!isSeq(seq)) return;
-  const kept = seq.items.filter((item) => !(isMap(item) && item.get('name') === name));
-  if (kept.length === seq.items.length) return;
-  seq.items = kept;
-  dropIfEmpty(doc, path);
-}
-
-function dropIfEmpty(doc: Document, path: Path): void {
-  const node = doc.getIn(path, true);
-  if ((isSeq(node) || isMap(node)) && node.items.length === 0) doc.deleteIn(path);
 }
 
 function get(object: Record<string, unknown>, path: Path): unknown {

@@ -5,7 +5,7 @@
  */
 import type tls from 'node:tls';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
-import type { InboundListenerConfig } from '../config/schema.js';
+import type { InboundListenerConfig } from '../config/schema/index.js';
 import { type ErrorCode, ErrorCodes } from '../errors.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';

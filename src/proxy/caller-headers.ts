@@ -6,7 +6,7 @@
  * `Connection: x-forwarded-client-cert` only names a header the client sent).
  */
 import type { TLSSocket } from 'node:tls';
-import type { InboundListenerConfig } from '../config/schema.js';
+import type { InboundListenerConfig } from '../config/schema/index.js';
 import { formatXfcc, type PeerIdentity, rfc9440Headers } from '../tls/peer.js';
 
 const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'] as const;

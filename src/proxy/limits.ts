@@ -2,7 +2,7 @@
 import type http from 'node:http';
 import type https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
-import type { InboundListenerConfig } from '../config/schema.js';
+import type { InboundListenerConfig } from '../config/schema/index.js';
 
 /** Every listener's `limits`, inbound and outbound alike (the schema defines them once). */
 export type ListenerLimits = InboundListenerConfig['limits'];

@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
-import type { OutboundListenerConfig } from '../config/schema.js';
+import type { OutboundListenerConfig } from '../config/schema/index.js';
 import { type ErrorCode, ErrorCodes } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
 import type { ListenerDeps } from './listener-types.js';

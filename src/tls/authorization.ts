@@ -4,7 +4,7 @@
  * compiled once per listener; evaluating one is a few regex tests. Paths are checked on the
  * normalized target (see proxy/request-target.ts), which is also what the app receives.
  */
-import type { AuthorizationConfig } from '../config/schema.js';
+import type { AuthorizationConfig } from '../config/schema/index.js';
 import type { PeerIdentity } from './peer.js';
 
 export interface RequestFacts {

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { VaultAuthConfig } from '../config/schema.js';
+import type { VaultAuthConfig } from '../config/schema/index.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
 import type { VaultClient } from './client.js';

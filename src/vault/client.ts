@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import nodeVault from 'node-vault';
-import type { VaultConfig } from '../config/schema.js';
+import type { VaultConfig } from '../config/schema/index.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { createVaultRequest } from './http.js';
 

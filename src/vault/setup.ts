@@ -12,12 +12,12 @@
  * per-service run but cannot pin DNS names per service, and its effect is invisible in the role.
  *
  * Names are per service and namespace (names.ts). What an earlier version made under the bare
- * service name is found by `findOldNames` and reported, never written: rewriting it would rebind
- * the pods that still log in with it.
+ * service name is found by `findOldNames` (setup-old-names.ts) and reported, never written:
+ * rewriting it would rebind the pods that still log in with it.
  */
-import { Agent, request } from 'undici';
 import { ErrorCodes, SidecarError } from '../errors.js';
-import { serviceNameProblems, unqualifiedNames, vaultNames } from './names.js';
+import { serviceNameProblems, vaultNames } from './names.js';
+import { type Json, type VaultAdmin, vaultAdminApi } from './setup-admin-api.js';
 
 export interface ServiceSpec {
   name: string;
@@ -46,14 +46,6 @@ export interface Step {
   detail?: string;
 }
 
-export interface VaultAdmin {
-  address: string;
-  token: string;
-  caPem?: string | undefined;
-}
-
-type Json = Record<string, unknown>;
-
 /** The certificate names a service gets: its Service DNS names and its service account's SPIFFE ID. */
 export function serviceNames(spec: ServiceSpec): { dnsNames: string[]; spiffeId: string } {
   const { name, namespace } = spec;
@@ -67,7 +59,7 @@ export function policyName(spec: ServiceSpec): string {
   return vaultNames(spec.name, spec.namespace).policy;
 }
 
-function checkSpec(spec: ServiceSpec): void {
+export function checkSpec(spec: ServiceSpec): void {
   const problems = serviceNameProblems(spec);
   if (problems.length > 0) throw new SidecarError(ErrorCodes.USAGE, `vault setup: ${problems.join('; ')}`);
 }
@@ -238,125 +230,7 @@ export async function setupService(admin: VaultAdmin, spec: ServiceSpec, mounts:
   return steps;
 }
 
-/** A name an earlier vault setup gave a service without its namespace, still in Vault. */
-export interface OldName {
-  /** Its Vault path, e.g. auth/kubernetes/role/orders. */
-  path: string;
-  /** Whom it serves today, as far as Vault says (the namespaces it is bound to or names). */
-  serves: string;
-  /** The command that deletes it, once no sidecar uses it. */
-  remove: string;
-}
-
-/**
- * The unqualified role, policy and auth role of the service (names.ts), if Vault has them. Only
- * read: pods that still log in with them keep working until they are moved to the new names.
- */
-export async function findOldNames(admin: VaultAdmin, spec: ServiceSpec, mounts: Mounts): Promise<OldName[]> {
-  checkSpec(spec);
-  const api = vaultAdminApi(admin);
-  const old = unqualifiedNames(spec.name);
-  const found: OldName[] = [];
-  const strings = (value: unknown): string[] =>
-    Array.isArray(value) ? value.map(String) : typeof value === 'string' && value ? value.split(',') : [];
-
-  const role = await api.get(`${mounts.intermediate}/roles/${old.pkiRole}`);
-  if (role) {
-    // allowed_domains holds <service>.<namespace> among the longer names.
-    const namespaces = strings(role.allowed_domains).flatMap((d) => {
-      const rest = d.startsWith(`${spec.name}.`) ? d.slice(spec.name.length + 1) : '';
-      return rest && !rest.includes('.') ? [rest] : [];
-    });
-    found.push({
-      path: `${mounts.intermediate}/roles/${old.pkiRole}`,
-      serves:
-        namespaces.length > 0
-          ? `names ${spec.name} in namespace ${[...new Set(namespaces)].join(', ')}`
-          : 'names no namespace of this service',
-      remove: `vault delete ${mounts.intermediate}/roles/${old.pkiRole}`,
-    });
-  }
-  const policy = await api.get(`sys/policies/acl/${old.policy}`);
-  if (policy) {
-    const text = typeof policy.policy === 'string' ? policy.policy : '';
-    found.push({
-      path: `sys/policies/acl/${old.policy}`,
-      serves: text.includes(`${mounts.intermediate}/sign/${old.pkiRole}"`)
-        ? `grants ${mounts.intermediate}/sign/${old.pkiRole}`
-        : 'a policy of that name',
-      remove: `vault policy delete ${old.policy}`,
-    });
-  }
-  const authRole = await api.get(`auth/${mounts.auth}/role/${old.authRole}`);
-  if (authRole) {
-    const namespaces = strings(authRole.bound_service_account_namespaces);
-    found.push({
-      path: `auth/${mounts.auth}/role/${old.authRole}`,
-      serves: `bound to namespace ${namespaces.join(', ') || '(none)'}`,
-      remove: `vault delete auth/${mounts.auth}/role/${old.authRole}`,
-    });
-  }
-  return found;
-}
-
-/** One line that says what was found, that it was left alone, and what to do. */
-export function oldNamesMessage(spec: ServiceSpec, found: OldName[]): string {
-  const ids = vaultNames(spec.name, spec.namespace);
-  return (
-    `vault setup: ${spec.name} (${spec.namespace}): Vault still has names without a namespace, as an earlier vault setup made them: ` +
-    `${found.map((f) => `${f.path} (${f.serves})`).join(', ')}; left unchanged, so sidecars that use them keep working. ` +
-    `Move those sidecars to vault.pki.role and vault.auth.role "${ids.pkiRole}" (re-run inject, or restart pods under the webhook), ` +
-    `then delete the old names: ${found.map((f) => f.remove).join('; ')}`
-  );
-}
-
-/** Vault's "2 errors occurred:\n\t* a\n\t* b" as ["a", "b"]: error lines stay one line. */
-function oneLine(message: string): string[] {
-  return message
-    .replace(/^\d+ errors? occurred:/, '')
-    .split(/\n\s*\*?\s*/)
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
-
 function same(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => same(x, b[i]));
   return a === b;
-}
-
-function vaultAdminApi(admin: VaultAdmin) {
-  const dispatcher = admin.caPem ? new Agent({ connect: { ca: admin.caPem } }) : undefined;
-  const call = async (method: 'GET' | 'POST' | 'LIST', path: string, body?: unknown): Promise<Json | undefined> => {
-    const res = await request(`${admin.address}/v1/${path}`, {
-      method: method === 'LIST' ? 'GET' : method,
-      headers: {
-        'x-vault-token': admin.token,
-        'content-type': 'application/json',
-        ...(method === 'LIST' ? { 'x-vault-list': 'true' } : {}),
-      },
-      ...(method === 'LIST' ? { query: { list: 'true' } } : {}),
-      body: body === undefined ? undefined : JSON.stringify(body),
-      ...(dispatcher ? { dispatcher } : {}),
-    }).catch((err: Error) => {
-      throw new SidecarError(ErrorCodes.VAULT_UNREACHABLE, `vault setup: cannot reach ${admin.address} (${err.message}); check VAULT_ADDR`);
-    });
-    const text = await res.body.text();
-    if (res.statusCode === 404 && method !== 'POST') return undefined;
-    if (res.statusCode >= 400) {
-      const errors = ((JSON.parse(text || '{}') as { errors?: string[] }).errors ?? [text]).flatMap(oneLine).join('; ');
-      const denied = res.statusCode === 403;
-      throw new SidecarError(
-        denied ? ErrorCodes.VAULT_PERMISSION_DENIED : ErrorCodes.VAULT_REQUEST_FAILED,
-        `vault setup: ${method} ${path}: ${res.statusCode} ${errors}${denied ? '; VAULT_TOKEN needs a token that may mount secrets engines and write policies and auth roles' : ''}`,
-      );
-    }
-    if (!text) return {};
-    const parsed = JSON.parse(text) as { data?: Json };
-    return (parsed.data ?? parsed) as Json;
-  };
-  return {
-    get: (path: string) => call('GET', path),
-    list: (path: string) => call('LIST', path),
-    post: (path: string, body: unknown) => call('POST', path, body),
-  };
 }

@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DevCertificateAuthority, DevCertificateSource } from '../../src/identity/dev-ca.js';
-import { H2Session } from '../../src/proxy/h2/h2-forward.js';
+import { H2Session } from '../../src/proxy/h2/h2-session.js';
 import type { Sidecar } from '../../src/sidecar.js';
 import { waitFor } from '../support/cli.js';
 import { startSidecar, stopAllSidecars } from '../support/sidecars.js';

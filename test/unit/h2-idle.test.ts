@@ -10,9 +10,9 @@ import { once } from 'node:events';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
+import { v8Gc } from '../../src/memory/v8-gc.js';
 import { closeSessionGracefully, watchIdleSessions } from '../../src/proxy/h2/idle-connections.js';
 import { streamActive, watchIdleStream } from '../../src/proxy/h2/stream-idle.js';
-import { v8Gc } from '../../src/v8-gc.js';
 
 const IDLE_MS = 400;
 const servers: http2.Http2Server[] = [];

@@ -10,7 +10,9 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
-import { forwardHeaders, H2Session, relayStream, replayBytesHeld } from '../../src/proxy/h2/h2-forward.js';
+import { forwardHeaders } from '../../src/proxy/h2/h2-answers.js';
+import { relayStream, replayBytesHeld } from '../../src/proxy/h2/h2-relay.js';
+import { H2Session } from '../../src/proxy/h2/h2-session.js';
 
 const servers: http2.Http2Server[] = [];
 const sessions: H2Session[] = [];

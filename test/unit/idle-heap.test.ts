@@ -4,7 +4,7 @@
  */
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { GROWTH_BYTES, IDLE_UTILIZATION, IdleHeap, memoryReducingCollect } from '../../src/idle-heap.js';
+import { GROWTH_BYTES, IDLE_UTILIZATION, IdleHeap, memoryReducingCollect } from '../../src/memory/idle-heap.js';
 
 const MB = 1024 * 1024;
 

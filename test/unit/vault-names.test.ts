@@ -7,7 +7,8 @@ import { parse } from 'yaml';
 import type { SidecarRequest } from '../../src/kubernetes/annotations.js';
 import { sidecarConfig } from '../../src/kubernetes/sidecar-spec.js';
 import { serviceNameProblems, unqualifiedNames, vaultNames } from '../../src/vault/names.js';
-import { oldNamesMessage, policyName } from '../../src/vault/setup.js';
+import { policyName } from '../../src/vault/setup.js';
+import { oldNamesMessage } from '../../src/vault/setup-old-names.js';
 
 const spec = {
   name: 'orders',

@@ -3,8 +3,8 @@
  * collector, and against V8 itself: dead buffers outside the heap are freed by the real one.
  */
 import { describe, expect, it } from 'vitest';
-import { v8Gc } from '../../src/v8-gc.js';
-import { SCAVENGE_EVERY_BYTES, YoungGarbage } from '../../src/young-garbage.js';
+import { v8Gc } from '../../src/memory/v8-gc.js';
+import { SCAVENGE_EVERY_BYTES, YoungGarbage } from '../../src/memory/young-garbage.js';
 
 const MB = 1024 * 1024;
 

@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../../config/parse.js';
-import type { InboundListenerConfig } from '../../config/schema.js';
+import type { InboundListenerConfig } from '../../config/schema/index.js';
 import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
@@ -14,7 +14,10 @@ import { rememberForwardedPath } from '../forwarded-path.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { h2HostProblem } from '../request-host.js';
 import { requestInFlight } from '../requests-in-flight.js';
-import { answerStream, forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream, rootCause } from './h2-forward.js';
+import { answerStream, forwardHeaders } from './h2-answers.js';
+import { relayStream } from './h2-relay.js';
+import { guardH2Server, h2ServerOptions } from './h2-server-guards.js';
+import { H2Session, rootCause } from './h2-session.js';
 
 const dropFromRequest = (name: string) => name === 'host' || isCallerHeader(name);
 

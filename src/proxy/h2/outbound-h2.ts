@@ -5,12 +5,15 @@
  */
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import type { OutboundListenerConfig } from '../../config/schema.js';
+import type { OutboundListenerConfig } from '../../config/schema/index.js';
 import { ErrorCodes } from '../../errors.js';
 import { deadlinesFor, IN_FLIGHT_GRACE_MS } from '../certificate-deadline.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { upstreamFor } from '../upstream.js';
-import { forwardHeaders, guardH2Server, H2Session, h2ServerOptions, relayStream } from './h2-forward.js';
+import { forwardHeaders } from './h2-answers.js';
+import { relayStream } from './h2-relay.js';
+import { guardH2Server, h2ServerOptions } from './h2-server-guards.js';
+import { H2Session } from './h2-session.js';
 
 export function createOutboundH2Listener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'h2' });

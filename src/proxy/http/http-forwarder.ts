@@ -12,7 +12,7 @@ import type { Agent } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
-import { youngGarbage } from '../../young-garbage.js';
+import { youngGarbage } from '../../memory/young-garbage.js';
 import { hopByHop } from '../hop-by-hop.js';
 import { requestHasBody } from '../limits.js';
 import { upstreamBody } from './request-body.js';

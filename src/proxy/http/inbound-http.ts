@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { formatHostPort } from '../../config/parse.js';
-import type { InboundListenerConfig } from '../../config/schema.js';
+import type { InboundListenerConfig } from '../../config/schema/index.js';
 import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls, type RequestRefusal } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';

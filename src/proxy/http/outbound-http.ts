@@ -4,7 +4,7 @@
  * that the server carries the expected name.
  */
 import http from 'node:http';
-import type { OutboundListenerConfig } from '../../config/schema.js';
+import type { OutboundListenerConfig } from '../../config/schema/index.js';
 import { deadlinesFor } from '../certificate-deadline.js';
 import { sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';

@@ -11,7 +11,7 @@
  * (bodyIdleTimeout, requestTimeout) still bound how long that takes.
  */
 import type http from 'node:http';
-import { youngGarbage } from '../../young-garbage.js';
+import { youngGarbage } from '../../memory/young-garbage.js';
 
 export async function* upstreamBody(req: http.IncomingMessage): AsyncGenerator<Buffer> {
   try {

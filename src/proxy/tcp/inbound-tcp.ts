@@ -5,7 +5,7 @@
  */
 import tls from 'node:tls';
 import { formatHostPort } from '../../config/parse.js';
-import type { InboundListenerConfig } from '../../config/schema.js';
+import type { InboundListenerConfig } from '../../config/schema/index.js';
 import { peerIdentity } from '../../tls/peer.js';
 import { inboundMtls, refusal } from '../admission.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';

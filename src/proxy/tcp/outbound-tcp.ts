@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import type { OutboundListenerConfig } from '../../config/schema.js';
+import type { OutboundListenerConfig } from '../../config/schema/index.js';
 import { deadlinesFor } from '../certificate-deadline.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { upstreamFor } from '../upstream.js';

@@ -1,0 +1,97 @@
+/**
+ * The client side of h2 forwarding: one multiplexed session per target, reconnected when it closes
+ * and replaced after a rotation, and what the relay needs to know about a session — whether its
+ * server accepted it, and which streams its GOAWAY left unprocessed.
+ */
+import http2 from 'node:http2';
+
+const { NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+/** How long a replaced session keeps taking the streams already sent its way before it is closed. */
+const OLD_SESSION_CLOSE_DELAY_MS = 1000;
+
+/**
+ * Client sessions whose server sent its SETTINGS: it completed its side of the TLS handshake and
+ * accepted the connection (in TLS 1.3 a server checks the client's certificate after the client
+ * sees its handshake done, so only this tells a crash mid-request from a refused certificate).
+ */
+const accepted = new WeakSet<http2.ClientHttp2Session>();
+
+/**
+ * The last stream id of the GOAWAY each client session received. RFC 9113 §6.8: only streams above
+ * it were never processed. Node gives every stream of a session ended by GOAWAY(code) rstCode
+ * `code`, so a GOAWAY(REFUSED_STREAM) that covers a stream the server had read looks like the
+ * stream was refused — sending such a stream again made the app see a POST twice.
+ */
+const goawayLastStream = new WeakMap<http2.ClientHttp2Session, number>();
+
+/** Records the GOAWAY of `session` (once per session, whoever created it). */
+export function watchGoaway(session: http2.ClientHttp2Session): void {
+  if (goawayLastStream.has(session)) return;
+  goawayLastStream.set(session, Number.POSITIVE_INFINITY);
+  session.once('goaway', (_code: number, lastStreamID: number) => goawayLastStream.set(session, lastStreamID));
+}
+
+/**
+ * Whether the upstream refused `stream` without processing it, so that sending it again is safe:
+ * above the last stream id of the session's GOAWAY, or reset by the peer itself with
+ * REFUSED_STREAM while no GOAWAY came (a session-wide code is not a statement about this stream).
+ */
+export function refusedUnprocessed(stream: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): boolean {
+  if (stream.rstCode !== NGHTTP2_REFUSED_STREAM || typeof stream.id !== 'number') return false;
+  const lastStreamID = goawayLastStream.get(session);
+  // No GOAWAY (its 'goaway' event comes before the streams' errors): the peer's own RST_STREAM(7).
+  if (lastStreamID === undefined || lastStreamID === Number.POSITIVE_INFINITY) return true;
+  return stream.id > lastStreamID;
+}
+
+/** Whether the server of `session` accepted it (sent its SETTINGS). */
+export function sessionAccepted(session: http2.ClientHttp2Session | undefined): boolean {
+  return session !== undefined && accepted.has(session);
+}
+
+/**
+ * The error that really ended a stream: Node cancels the streams of a failed session with
+ * ERR_HTTP2_STREAM_CANCEL and the session's error (ECONNREFUSED, a TLS alert) as its cause.
+ */
+export function rootCause(err: Error & { code?: string }): Error & { code?: string } {
+  const cause = err.cause as (Error & { code?: string }) | undefined;
+  return err.code === 'ERR_HTTP2_STREAM_CANCEL' && cause instanceof Error ? cause : err;
+}
+
+export class H2Session {
+  #session: http2.ClientHttp2Session | undefined;
+
+  constructor(
+    private readonly authority: string,
+    private readonly options: () => http2.SecureClientSessionOptions | http2.ClientSessionOptions,
+  ) {}
+
+  get(): http2.ClientHttp2Session {
+    if (!this.#session || this.#session.closed || this.#session.destroyed) {
+      const session = http2.connect(this.authority, this.options());
+      session.on('error', () => session.destroy());
+      session.once('remoteSettings', () => accepted.add(session));
+      session.on('close', () => {
+        if (this.#session === session) this.#session = undefined;
+      });
+      this.#session = session;
+    }
+    return this.#session;
+  }
+
+  /**
+   * New streams go to a new session; the old one finishes its streams and closes. Not at once:
+   * streams submitted to it just before may not be on the wire yet, and the GOAWAY of close()
+   * would refuse them (REFUSED_STREAM, a 502 for the app) — a few per rotation under load.
+   */
+  renew(): void {
+    const old = this.#session;
+    this.#session = undefined;
+    if (old) setTimeout(() => old.close(), OLD_SESSION_CLOSE_DELAY_MS).unref();
+  }
+
+  close(): void {
+    this.#session?.close();
+  }
+}
