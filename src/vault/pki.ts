@@ -207,8 +207,7 @@ export class VaultPkiSource implements CertificateSource {
   async #readIfModified<T>(client: VaultClient, path: string): Promise<T> {
     const startedAt = Date.now();
     const cached = this.#cached.get(path);
-    const conditional =
-      cached !== undefined && this.#skewBoundMs !== undefined && Math.abs(startedAt - cached.readAt) < FULL_READ_AFTER_MS;
+    const conditional = cached !== undefined && this.#skewBoundMs !== undefined && Math.abs(startedAt - cached.readAt) < FULL_READ_AFTER_MS;
     const since = conditional ? cached.readAt - (this.#skewBoundMs ?? 0) - SKEW_SLACK_MS : undefined;
     try {
       const body: unknown = await client.read(
