@@ -24,7 +24,7 @@ const RESET_ERRORS = new Set([
   'ERR_HTTP2_INVALID_SESSION',
 ]);
 /** The upstream answered something no HTTP client may be given (h2: a :status outside 200–599). */
-const PROTOCOL_ERRORS = new Set(['ERR_HTTP2_STATUS_INVALID']);
+const PROTOCOL_ERRORS = new Set(['ERR_HTTP2_STATUS_INVALID', 'ERR_HTTP2_INVALID_RESPONSE']);
 /** The upstream connected but then went silent past limits.idleTimeout (undici's codes). */
 const SILENCE_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
@@ -55,7 +55,8 @@ const NOT_HANDSHAKE_FAILURES: readonly {
     event: 'upstream_protocol_error',
     log: 'upstream answered something that cannot be relayed',
     code: ErrorCodes.UPSTREAM_PROTOCOL_ERROR,
-    message: (target, detail) => `${target} answered with a status outside 200–599 (${detail}); fix the server behind it`,
+    message: (target, detail) =>
+      `${target} answered with a response that cannot be relayed (${detail}: a :status outside 200–599 or headers HTTP/2 forbids); fix the server behind it`,
   },
   {
     codes: RESET_ERRORS,

@@ -16,10 +16,10 @@ import tls from 'node:tls';
 import { afterEach, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
 import { forwardHeaders } from '../../src/proxy/h2/h2-answers.js';
-import { relayStream } from '../../src/proxy/h2/h2-relay.js';
+import { relayStream, replayBytesHeld } from '../../src/proxy/h2/h2-relay.js';
 import { H2Session } from '../../src/proxy/h2/h2-session.js';
 import { TestPki } from '../support/pki.js';
-import { Flags, FrameType, frame, hpack, settings } from './h2-frames.js';
+import { Flags, FrameType, frame, hpack, rstStream, settings } from './h2-frames.js';
 import { startSidecarUnderAttack } from './harness.js';
 
 const closers: (() => void)[] = [];
@@ -202,4 +202,156 @@ it('answers the app SIDECAR_UPSTREAM_PROTOCOL_ERROR, and lives on, when an mTLS 
   session.close();
   expect(sidecar.logs('upstream_handshake_failed')).toEqual([]);
   await sidecar.assertAlive();
+});
+
+/** GOAWAY with `lastStreamId` and error `code`. */
+function goaway(lastStreamId: number, code: number): Buffer {
+  const payload = Buffer.alloc(8);
+  payload.writeUInt32BE(lastStreamId & 0x7fffffff, 0);
+  payload.writeUInt32BE(code, 4);
+  return frame(FrameType.GOAWAY, 0, 0, payload);
+}
+
+interface RawConnection {
+  readonly socket: net.Socket;
+  /** 0 for the first connection the upstream accepted, 1 for the next… */
+  readonly index: number;
+}
+
+/**
+ * An h2c upstream written by hand: `onOpen` at a request's HEADERS, `onRequest` once its body has
+ * ended (the request is then processed, and counted).
+ */
+async function scriptedUpstream(
+  onRequest: (c: RawConnection, streamId: number) => void,
+  onOpen: (c: RawConnection, streamId: number) => void = () => undefined,
+): Promise<{ port: number; processed: string[] }> {
+  const processed: string[] = [];
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    const connection = { socket, index: connections++ };
+    socket.on('error', () => undefined);
+    socket.write(settings());
+    let pending = Buffer.alloc(0);
+    let prefaceRead = false;
+    const bodies = new Map<number, string>();
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      if (!prefaceRead) {
+        if (pending.length < 24) return;
+        pending = pending.subarray(24);
+        prefaceRead = true;
+      }
+      while (pending.length >= 9) {
+        const length = pending.readUIntBE(0, 3);
+        if (pending.length < 9 + length) return;
+        const type = pending.readUInt8(3);
+        const flags = pending.readUInt8(4);
+        const id = pending.readUInt32BE(5) & 0x7fffffff;
+        const payload = pending.subarray(9, 9 + length);
+        pending = pending.subarray(9 + length);
+        if (type === FrameType.SETTINGS && !(flags & Flags.ACK)) socket.write(frame(FrameType.SETTINGS, Flags.ACK, 0));
+        if (type === FrameType.HEADERS) {
+          bodies.set(id, '');
+          onOpen(connection, id);
+        }
+        if (type === FrameType.DATA) bodies.set(id, (bodies.get(id) ?? '') + payload.toString());
+        if ((type === FrameType.HEADERS || type === FrameType.DATA) && flags & Flags.END_STREAM) {
+          processed.push(bodies.get(id) ?? '');
+          onRequest(connection, id);
+        }
+      }
+    });
+  });
+  return { port: await listen(server), processed };
+}
+
+const ok = (id: number) => frame(FrameType.HEADERS, Flags.END_HEADERS | Flags.END_STREAM, id, hpack([[':status', '200']]));
+
+it('answers 502, not 431, when RST_STREAM(REFUSED_STREAM) and a GOAWAY covering the stream come in one write (review finding)', async () => {
+  const upstream = await scriptedUpstream((c, id) => {
+    if (c.index === 0) c.socket.write(Buffer.concat([rstStream(id, 7), goaway(id, 0)]));
+    else c.socket.write(ok(id));
+  });
+  const answer = await post(await relay(upstream.port), 'pay 100');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  expect(answer.status).toBe(502);
+  expect(answer.body).not.toContain(ErrorCodes.HEADERS_TOO_LARGE);
+  expect(upstream.processed).toEqual(['pay 100']);
+  expect(replayBytesHeld()).toBe(0);
+});
+
+it('sends again a stream above the last stream id of the second GOAWAY of a graceful two-step shutdown (review finding)', async () => {
+  const upstream = await scriptedUpstream(
+    (c, id) => {
+      if (c.index !== 0) c.socket.write(ok(id));
+    },
+    (c) => {
+      // nghttp2's shutdown notice, then the real last stream id: nothing processed.
+      if (c.index === 0) c.socket.write(Buffer.concat([goaway(0x7fffffff, 0), goaway(0, 0)]));
+    },
+  );
+  const answer = await post(await relay(upstream.port), 'pay 100');
+  expect(answer.status).toBe(200);
+  expect(upstream.processed.filter((b) => b === 'pay 100').length).toBeGreaterThanOrEqual(1);
+});
+
+it('passes grpc-status on when the trailers also carry a connection-specific header (review finding)', async () => {
+  const upstream = await scriptedUpstream((c, id) => {
+    c.socket.write(
+      frame(
+        FrameType.HEADERS,
+        Flags.END_HEADERS,
+        id,
+        hpack([
+          [':status', '200'],
+          ['content-type', 'application/grpc'],
+        ]),
+      ),
+    );
+    c.socket.write(frame(FrameType.DATA, 0, id, Buffer.from([0, 0, 0, 0, 0])));
+    c.socket.write(
+      frame(
+        FrameType.HEADERS,
+        Flags.END_HEADERS | Flags.END_STREAM,
+        id,
+        hpack([
+          ['grpc-status', '5'],
+          ['http2-settings', 'AAAA'],
+        ]),
+      ),
+    );
+  });
+  const port = await relay(upstream.port);
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  client.on('error', () => undefined);
+  const req = client.request({ ':method': 'POST', ':path': '/svc/Call', 'content-type': 'application/grpc' });
+  req.on('error', () => undefined);
+  req.resume();
+  req.end(Buffer.from([0, 0, 0, 0, 0]));
+  const [trailers] = (await once(req, 'trailers')) as [http2.IncomingHttpHeaders];
+  client.close();
+  expect(trailers['grpc-status']).toBe('5');
+  expect(trailers['http2-settings']).toBeUndefined();
+});
+
+it('keeps none of a body once the call failed, while the client goes on sending (review finding)', async () => {
+  const upstream = await scriptedUpstream(
+    () => undefined,
+    (c, id) => c.socket.write(rstStream(id, 1 /* PROTOCOL_ERROR */)),
+  );
+  const port = await relay(upstream.port);
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  client.on('error', () => undefined);
+  const req = client.request({ ':method': 'POST', ':path': '/upload' });
+  req.on('error', () => undefined);
+  const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+  expect(headers[':status']).toBe(502);
+  req.resume();
+  for (let i = 0; i < 16; i++) req.write(Buffer.alloc(4096, i));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The stream is still open (the client has not ended it): nothing of it kept for a second send.
+  expect(replayBytesHeld()).toBe(0);
+  req.close();
+  client.close();
 });

@@ -15,7 +15,7 @@ import { refusedUnprocessed, sessionAccepted, watchGoaway } from './h2-session.j
 import { countRelayedBytes } from './relayed-bytes.js';
 import { streamActive } from './stream-idle.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_FRAME_SIZE_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
 /** The frame type of HEADERS: a frameError on it means the header block could not be sent. */
 const HEADERS_FRAME = 0x1;
@@ -77,6 +77,8 @@ export function relayStream(
   // read and dropped, so a large body does not wait on a window nobody opens.
   const fail = (err: Error & { code?: string }, answer?: () => void) => {
     failed = true;
+    // Nothing will be sent again: the rest of the body must not fill the shared replay budget.
+    dropReplay();
     if (upstream) incoming.unpipe(upstream);
     if (!incoming.readableEnded && !incoming.closed) incoming.resume();
     if (!canRespond(incoming)) {
@@ -130,7 +132,14 @@ export function relayStream(
         incoming.respond(forwardHeaders(responseHeaders), options);
         return true;
       } catch (err) {
-        return respondFailed(up, err as Error & { code?: string });
+        // Whatever Node refused (a header value, a pseudo-header), it is the upstream's answer.
+        const refused = err as Error & { code?: string };
+        return respondFailed(
+          up,
+          Object.assign(new Error(`the upstream's response headers cannot be relayed (${refused.code ?? refused.message})`), {
+            code: 'ERR_HTTP2_INVALID_RESPONSE',
+          }),
+        );
       }
     }
     return respondFailed(up, Object.assign(new Error(invalid), { code: 'ERR_HTTP2_STATUS_INVALID' }));
@@ -156,8 +165,10 @@ export function relayStream(
     const own = upstreamSession;
     // The header block could not be sent (past Node's maxSendHeaderBlockLength, 64 KiB, or the
     // peer's header list limit): the stream is then refused, which is no reason to send it again.
-    up.on('frameError', (type: number) => {
-      if (type === HEADERS_FRAME) headersTooLarge = true;
+    // Only a size error says that: a HEADERS frame a GOAWAY arriving with it kept from being sent
+    // (code 2) made a refused call a 431, which gRPC clients never retry.
+    up.on('frameError', (type: number, code: number) => {
+      if (type === HEADERS_FRAME && code === NGHTTP2_FRAME_SIZE_ERROR) headersTooLarge = true;
     });
     up.on('error', (err: Error & { code?: string }) => {
       // After a failure already answered (respondFailed closes the stream itself), nothing to add.
@@ -200,9 +211,10 @@ export function relayStream(
         if (bytes) bytes.sent += chunk.length;
       });
     });
+    // Without connection-specific names, which sendTrailers() refuses: one such trailer threw and
+    // the client lost every trailer (grpc-status included) to a reset.
     up.on('trailers', (received) => {
-      trailers = {};
-      for (const [name, value] of Object.entries(received)) if (typeof value === 'string' || Array.isArray(value)) trailers[name] = value;
+      trailers = forwardHeaders(received);
     });
     up.on('close', () => {
       dropRestOnceAnswered();

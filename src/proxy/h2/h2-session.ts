@@ -25,11 +25,17 @@ const accepted = new WeakSet<http2.ClientHttp2Session>();
  */
 const goawayLastStream = new WeakMap<http2.ClientHttp2Session, number>();
 
-/** Records the GOAWAY of `session` (once per session, whoever created it). */
+/**
+ * Records the GOAWAYs of `session` (watched once per session, whoever created it). The smallest
+ * last stream id counts: a graceful shutdown sends GOAWAY(2^31-1) first, then the real one
+ * (nghttp2's shutdown notice, Envoy's drain), and nghttp2 refused the streams above each as it came.
+ */
 export function watchGoaway(session: http2.ClientHttp2Session): void {
   if (goawayLastStream.has(session)) return;
   goawayLastStream.set(session, Number.POSITIVE_INFINITY);
-  session.once('goaway', (_code: number, lastStreamID: number) => goawayLastStream.set(session, lastStreamID));
+  session.on('goaway', (_code: number, lastStreamID: number) =>
+    goawayLastStream.set(session, Math.min(goawayLastStream.get(session) ?? Number.POSITIVE_INFINITY, lastStreamID)),
+  );
 }
 
 /**

@@ -27,8 +27,8 @@ function appFailureMessage(target: string, detail: string): string {
     return `the app refused the connection to ${target} (ECONNREFUSED); check that it listens there over HTTP/2`;
   if (detail === 'EOF' || detail === 'ECONNRESET' || detail === 'EPIPE')
     return `the app at ${target} closed the connection before answering (${detail}); it may have crashed or be restarting`;
-  if (detail === 'ERR_HTTP2_STATUS_INVALID')
-    return `the app at ${target} answered with a status outside 200–599 (${detail}); HTTP clients cannot be given it`;
+  if (detail === 'ERR_HTTP2_STATUS_INVALID' || detail === 'ERR_HTTP2_INVALID_RESPONSE')
+    return `the app at ${target} answered with a response that cannot be relayed (${detail}: a :status outside 200–599 or headers HTTP/2 forbids)`;
   return `the app at ${target} did not answer over HTTP/2 (${detail})`;
 }
 
