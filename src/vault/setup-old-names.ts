@@ -14,6 +14,8 @@ export interface OldName {
   serves: string;
   /** The command that deletes it, once no sidecar uses it. */
   remove: string;
+  /** The namespaces whose sidecars it serves, where Vault says (bound or named). */
+  namespaces: string[];
 }
 
 /**
@@ -42,6 +44,7 @@ export async function findOldNames(admin: VaultAdmin, spec: ServiceSpec, mounts:
           ? `names ${spec.name} in namespace ${[...new Set(namespaces)].join(', ')}`
           : 'names no namespace of this service',
       remove: `vault delete ${mounts.intermediate}/roles/${old.pkiRole}`,
+      namespaces: [...new Set(namespaces)],
     });
   }
   const policy = await api.get(`sys/policies/acl/${old.policy}`);
@@ -53,6 +56,7 @@ export async function findOldNames(admin: VaultAdmin, spec: ServiceSpec, mounts:
         ? `grants ${mounts.intermediate}/sign/${old.pkiRole}`
         : 'a policy of that name',
       remove: `vault policy delete ${old.policy}`,
+      namespaces: [],
     });
   }
   const authRole = await api.get(`auth/${mounts.auth}/role/${old.authRole}`);
@@ -62,18 +66,29 @@ export async function findOldNames(admin: VaultAdmin, spec: ServiceSpec, mounts:
       path: `auth/${mounts.auth}/role/${old.authRole}`,
       serves: `bound to namespace ${namespaces.join(', ') || '(none)'}`,
       remove: `vault delete auth/${mounts.auth}/role/${old.authRole}`,
+      namespaces,
     });
   }
   return found;
 }
 
-/** One line that says what was found, that it was left alone, and what to do. */
+/**
+ * One line that says what was found, that it was left alone, and what to do. The old names may
+ * serve other namespaces than this run's: each namespace's sidecars move to that namespace's own
+ * names (which need a vault setup of their own), never to this one's, where they could not log in.
+ */
 export function oldNamesMessage(spec: ServiceSpec, found: OldName[]): string {
-  const ids = vaultNames(spec.name, spec.namespace);
+  const served = [...new Set(found.flatMap((f) => f.namespaces))];
+  const namespaces = served.length > 0 ? served : [spec.namespace];
+  const moves = namespaces.map((ns) => `"${vaultNames(spec.name, ns).pkiRole}" for namespace ${ns}`).join(', ');
+  const setUpFirst = namespaces.filter((ns) => ns !== spec.namespace);
   return (
     `vault setup: ${spec.name} (${spec.namespace}): Vault still has names without a namespace, as an earlier vault setup made them: ` +
     `${found.map((f) => `${f.path} (${f.serves})`).join(', ')}; left unchanged, so sidecars that use them keep working. ` +
-    `Move those sidecars to vault.pki.role and vault.auth.role "${ids.pkiRole}" (re-run inject, or restart pods under the webhook), ` +
-    `then delete the old names: ${found.map((f) => f.remove).join('; ')}`
+    `Move the sidecars of each namespace to its own names, vault.pki.role and vault.auth.role ${moves}` +
+    (setUpFirst.length > 0
+      ? ` (run vault setup for ${spec.name} in ${setUpFirst.join(', ')} first: this run made only "${vaultNames(spec.name, spec.namespace).pkiRole}")`
+      : '') +
+    ` (re-run inject, or restart pods under the webhook); once no sidecar uses the old names, delete them: ${found.map((f) => f.remove).join('; ')}`
   );
 }

@@ -123,8 +123,10 @@ it('reports the names an earlier version gave a service without its namespace, a
   expect(warning.split('\n')).toHaveLength(1);
   expect(warning).toMatch(/^⚠ vault setup: billing \(dev\): Vault still has names without a namespace/);
   expect(warning).toContain(
-    'then delete the old names: vault delete pki_int/roles/billing; vault policy delete billing-sidecar; vault delete auth/kubernetes/role/billing',
+    'once no sidecar uses the old names, delete them: vault delete pki_int/roles/billing; vault policy delete billing-sidecar; vault delete auth/kubernetes/role/billing',
   );
+  // The old names serve billing in shop: shop's sidecars go to shop's own names, not dev's.
+  expect(warning).toContain('"billing.shop" for namespace shop (run vault setup for billing in shop first');
   expect(warning).toMatch(/\[SIDECAR_VAULT_SETUP_OLD_NAMES\]$/);
   expect(await read()).toBe(before);
   const bound = await vaultApi<{ data: { bound_service_account_namespaces: string[]; token_policies: string[] } }>(

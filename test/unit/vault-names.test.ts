@@ -65,13 +65,41 @@ describe('vault names', () => {
 
   it('tells the operator what was found, that it was left alone, and how to retire it, in one line', () => {
     const message = oldNamesMessage(spec, [
-      { path: 'pki_int/roles/orders', serves: 'names orders in namespace dev', remove: 'vault delete pki_int/roles/orders' },
-      { path: 'auth/kubernetes/role/orders', serves: 'bound to namespace dev', remove: 'vault delete auth/kubernetes/role/orders' },
+      {
+        path: 'pki_int/roles/orders',
+        serves: 'names orders in namespace shop',
+        remove: 'vault delete pki_int/roles/orders',
+        namespaces: ['shop'],
+      },
+      {
+        path: 'auth/kubernetes/role/orders',
+        serves: 'bound to namespace shop',
+        remove: 'vault delete auth/kubernetes/role/orders',
+        namespaces: ['shop'],
+      },
     ]);
     expect(message).not.toContain('\n');
-    expect(message).toContain('pki_int/roles/orders (names orders in namespace dev), auth/kubernetes/role/orders (bound to namespace dev)');
+    expect(message).toContain(
+      'pki_int/roles/orders (names orders in namespace shop), auth/kubernetes/role/orders (bound to namespace shop)',
+    );
     expect(message).toContain('left unchanged');
-    expect(message).toContain('vault.pki.role and vault.auth.role "orders.shop"');
-    expect(message).toMatch(/then delete the old names: vault delete pki_int\/roles\/orders; vault delete auth\/kubernetes\/role\/orders$/);
+    expect(message).toContain('vault.pki.role and vault.auth.role "orders.shop" for namespace shop (re-run inject');
+    expect(message).toMatch(/delete them: vault delete pki_int\/roles\/orders; vault delete auth\/kubernetes\/role\/orders$/);
+  });
+
+  it("sends the sidecars of another namespace the old names serve to that namespace's names, never to this run's (review finding)", () => {
+    // vault setup for orders in shop, while the old names serve orders in dev and staging.
+    const message = oldNamesMessage(spec, [
+      {
+        path: 'auth/kubernetes/role/orders',
+        serves: 'bound to namespace dev, staging',
+        remove: 'vault delete auth/kubernetes/role/orders',
+        namespaces: ['dev', 'staging'],
+      },
+    ]);
+    expect(message).toContain('"orders.dev" for namespace dev, "orders.staging" for namespace staging');
+    expect(message).toContain('run vault setup for orders in dev, staging first: this run made only "orders.shop"');
+    expect(message).not.toContain('"orders.shop" for namespace');
+    expect(message).toContain('once no sidecar uses the old names, delete them');
   });
 });
