@@ -3,7 +3,7 @@
 # Node 24 LTS. The bundle carries every dependency but pino-pretty (log.format: pretty): the image
 # gets pino-pretty and its dependencies only, not the whole production node_modules.
 #
-# Builds with docker or podman (`podman build .`, see README "Building the image without Docker").
+# Builds with docker or podman (`podman build .`, see docs/kubernetes.md "Building the image without Docker").
 
 FROM node:24-bookworm-slim AS build
 # Marks the build stage's images (they are not part of the product) so a build script can prune

@@ -2,7 +2,7 @@
  * npm run build: bundles src/main.ts and everything it imports into dist/ with esbuild, so the
  * sidecar starts as a few files instead of ~700 modules. Why: every module's source stays in
  * V8's heap (for lazy compilation), and the heap is what a full collection walks; a bundle without
- * comments and whitespace, tree-shaken, keeps the idle heap and RSS down (README "Footprint").
+ * comments and whitespace, tree-shaken, keeps the idle heap and RSS down (docs/benchmark.md "Footprint").
  * Lazy `import()`s stay lazy (their own chunks). Identifiers are not minified, so stack traces stay
  * legible. keepNames stays on although its __name() calls cost about 1% of http mode's CPU per
  * request: without it, esbuild's renames of colliding names (`string2`, `visit2`, …) change

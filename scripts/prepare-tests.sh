@@ -3,7 +3,7 @@
 # machine before any test starts, so a missing tool is one message at the start, never a failure
 # deep in the output or a suite skipped by a hook that timed out.
 #
-#   1. Debian tools the tests run as a user would: curl, jq (the README's revoke command), perl,
+#   1. Debian tools the tests run as a user would: curl, jq (docs/vault-setup.md's revoke command), perl,
 #      openssl, nmap, keytool (Java 17), faketime, promtool (prometheus) and etcd (etcd-server); for the container image and the
 #      one-node cluster: podman, runc, containerd (and ctr), debootstrap, the CNI plugins
 #      (containernetworking-plugins), ip (iproute2), nsenter and gcc (the pod sandbox binary).

@@ -1,5 +1,5 @@
 /**
- * Every error a user can see carries a stable `code` (documented in README.md) and a message that
+ * Every error a user can see carries a stable `code` (documented in docs/troubleshooting.md, "Errors") and a message that
  * says what is wrong and what to do. Users and tests match on `code`, never on message text.
  */
 export const ErrorCodes = {

@@ -2,7 +2,7 @@
 /**
  * The bin entry and the only place that exits the process.
  *
- * The runtime flag above is part of the product, chosen on Node 24 with `npm run bench` (README
+ * The runtime flag above is part of the product, chosen on Node 24 with `npm run bench` (docs/benchmark.md
  * "Footprint"). V8's default 16 MB semi-spaces let the young generation grow to 32 MB and more
  * under load, RSS the sidecar does not need; 4 MB keeps http mode's CPU per request where 8 MB had
  * it (2 MB cost about 15% more CPU in http mode for a few MB less RSS). The former
@@ -18,7 +18,7 @@ try {
   const code = await runCli(process.argv.slice(2), process.env);
   process.exit(code);
 } catch (err) {
-  // One line that says what is wrong and what to do, with a code to look up in the README.
+  // One line that says what is wrong and what to do, with a code to look up in docs/troubleshooting.md.
   const line = isSidecarError(err)
     ? formatError(err)
     : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;

@@ -100,7 +100,7 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
                 (path) => `the token's policies do not grant update on ${path} (it has: ${(granted(path) ?? []).join(', ') || 'nothing'})`,
               )
               .join('; '),
-            `add ${missing.map((path) => `path "${path}" { capabilities = ["update"] }`).join(' and ')} to a policy of the ${vault.auth.method} role (README: Vault setup, step 3; vault setup grants both)`,
+            `add ${missing.map((path) => `path "${path}" { capabilities = ["update"] }`).join(' and ')} to a policy of the ${vault.auth.method} role (docs/vault-setup.md, step 3; vault setup grants both)`,
           ),
         );
       }

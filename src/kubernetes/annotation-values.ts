@@ -14,7 +14,7 @@ const PREFIX = 'vault-mtls-sidecar/';
 export const ADMIN_PORT = 15000;
 
 /**
- * Below this the sidecar is OOM-killed at start (README "Footprint": ~85 MiB idle on Node 24), so
+ * Below this the sidecar is OOM-killed at start (docs/benchmark.md "Footprint": ~85 MiB idle on Node 24), so
  * a smaller limit is a crash-loop, never a working pod.
  */
 const MIN_MEMORY_LIMIT_BYTES = 96 * 1024 * 1024;

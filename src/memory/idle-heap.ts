@@ -6,7 +6,7 @@
  * forever). One memory-reducing full collection after start-up takes an idle sidecar from ~85 to
  * ~75 MiB RSS; after a burst, once the event loop has been idle for a while, the same gives back
  * the grown young generation and what the burst left behind. Cost: one pause of ~20 ms, only ever
- * while nothing is being served (README "Footprint").
+ * while nothing is being served (docs/benchmark.md "Footprint").
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';

@@ -5,7 +5,7 @@
  * its semi-space (4 MB) fills with JavaScript objects — a relayed megabyte makes few of those — or
  * once 32 MB of young buffers have piled up. So a sidecar relaying 1 MiB bodies carried ~30 MB of
  * dead buffers, and malloc kept their pages: ~190 MB peak RSS. A young collection after every
- * SCAVENGE_EVERY_BYTES of body relayed frees them while they are few (README "Footprint"). Each
+ * SCAVENGE_EVERY_BYTES of body relayed frees them while they are few (docs/benchmark.md "Footprint"). Each
  * one takes ~0.1 ms: the young generation is small and mostly dead.
  */
 import { v8Gc } from './v8-gc.js';

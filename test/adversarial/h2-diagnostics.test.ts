@@ -170,7 +170,7 @@ it('a client that goes away (TCP reset mid-call) is not counted as an h2 protoco
   }
   relay.close();
   expect((await server.metric('sidecar_h2_sessions_refused_total', { listener: 'grpc', reason: 'protocol_error' })) ?? 0).toBe(before);
-  // An actual protocol error is still counted (the abuse the README describes).
+  // An actual protocol error is still counted (the abuse docs/security.md describes).
   const raw = await tlsConnect(server, 'grpc', server.good, ['h2']);
   raw.on('error', () => undefined);
   raw.write(PREFACE);

@@ -175,7 +175,7 @@ describe('the Vault source on an intermediate mount: the keyless root above it i
       `${vault.pkiMount}/root/sign-intermediate`,
       { csr: csr.data.csr, common_name: 'keyless-test intermediate', ttl: '24h' },
     );
-    // The chain with the root, as the README's intermediate setup imports it: the root becomes a keyless issuer.
+    // The chain with the root, as docs/vault-setup.md's intermediate setup imports it: the root becomes a keyless issuer.
     await vaultApi(vault, 'POST', `${mount}/intermediate/set-signed`, {
       certificate: `${signed.data.certificate}\n${signed.data.issuing_ca}`,
     });

@@ -1,8 +1,9 @@
 /**
  * Revocation with the roles `vault setup` makes (no_store=true: Vault keeps no copy, so a serial
  * alone revokes nothing): the built CLI with `revokeOnShutdown.certificate` and a token holding
- * only the policy setup wrote revokes its certificate on SIGTERM, and the README's manual command
- * — run as written, with the vault CLI, curl and jq — revokes a running sidecar's certificate.
+ * only the policy setup wrote revokes its certificate on SIGTERM, and the manual command of
+ * docs/vault-setup.md ("Revoking a certificate") — run as written, with the vault CLI, curl and
+ * jq — revokes a running sidecar's certificate.
  * Both are checked in the mount's CRL.
  */
 import 'reflect-metadata';
@@ -18,7 +19,7 @@ import { vaultApi } from '../support/vault-api.js';
 
 const vault = inject('vault');
 const dir = mkdtempSync(path.join(tmpdir(), 'sidecar-revocation-'));
-const README = path.resolve(import.meta.dirname, '../../README.md');
+const VAULT_SETUP_DOC = path.resolve(import.meta.dirname, '../../docs/vault-setup.md');
 let server: DevServer;
 let target: { address: string; rootToken: string };
 /** A token with only the policy `vault setup` wrote for orders in shop. */
@@ -106,25 +107,25 @@ it('revokes its certificate on SIGTERM with a vault setup role and policy: the s
   expect(await revokedSerials(), run.stdout()).toContain(bare(serial));
 }, 60_000);
 
-it("revokes a running sidecar's certificate with the README's command, where its serial revokes nothing", async () => {
+it("revokes a running sidecar's certificate with the command in docs/vault-setup.md, where its serial revokes nothing", async () => {
   const { run, admin } = await startOrders('manual', false);
   const { serial, certificate } = await certs(admin);
   expect(certificate).toMatch(/^-----BEGIN CERTIFICATE-----/);
-  // The vault CLI as the README runs it: the server binary under the name `vault`.
+  // The vault CLI as docs/vault-setup.md runs it: the server binary under the name `vault`.
   const bin = path.join(dir, 'bin');
   execFileSync('mkdir', ['-p', bin]);
   symlinkSync(vault.bin, path.join(bin, 'vault'));
   const env = { PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: dir, VAULT_ADDR: server.address, VAULT_TOKEN: 'root' };
 
-  // What the README used to say: by serial. Vault keeps no copy of a no_store certificate.
+  // What the docs used to say: by serial. Vault keeps no copy of a no_store certificate.
   expect(() =>
     execFileSync('vault', ['write', 'pki_int/revoke', `serial_number=${serial}`], { env, stdio: ['ignore', 'pipe', 'pipe'] }),
   ).toThrow(/certificate with serial .* not found/);
 
-  const command = readFileSync(README, 'utf8')
+  const command = readFileSync(VAULT_SETUP_DOC, 'utf8')
     .split('\n')
     .find((line) => /^curl -s localhost:15000\/certs \|.*vault write pki_int\/revoke/.test(line));
-  expect(command, 'the README gives the manual revocation command').toBeDefined();
+  expect(command, 'docs/vault-setup.md gives the manual revocation command').toBeDefined();
   execFileSync('bash', ['-o', 'pipefail', '-c', (command ?? '').replace('localhost:15000', `127.0.0.1:${admin}`)], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

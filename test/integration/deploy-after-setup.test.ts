@@ -1,5 +1,5 @@
 /**
- * Issue 29, defect 6: deploy/ as a user applies it after `vault setup` (what the README
+ * Issue 29, defect 6: deploy/ as a user applies it after `vault setup` (what docs/vault-setup.md
  * recommends). A private Vault dev server gets `vault-mtls-sidecar vault setup --service orders
  * --namespace default` through the built CLI; deploy/'s manifests are applied to the real
  * kube-apiserver (not a dry run); the sidecar configuration read back from the API server must name

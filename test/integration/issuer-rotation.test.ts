@@ -34,8 +34,8 @@ async function rotateRoot(vault: TestVault): Promise<void> {
 }
 
 /**
- * An intermediate mount whose issuer `name` is signed by the root on the test mount, as README's
- * setup does it; the test role is copied onto it.
+ * An intermediate mount whose issuer `name` is signed by the root on the test mount, as
+ * docs/vault-setup.md's setup does it; the test role is copied onto it.
  */
 async function intermediateMount(vault: TestVault, name: string): Promise<string> {
   const mount = `${vault.pkiMount}-int`;

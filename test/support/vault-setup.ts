@@ -1,5 +1,5 @@
 /**
- * What the integration tests need in Vault, set up the way README.md tells a user to: a PKI mount
+ * What the integration tests need in Vault, set up the way docs/vault-setup.md tells a user to: a PKI mount
  * with a root CA, a role per test service, a policy that may only issue from it, and AppRole auth.
  * Idempotent, so a developer's own server (VAULT_ADDR) can be reused between runs.
  */
@@ -66,7 +66,7 @@ export async function configureTestVault(
     no_store: false,
   });
   await vaultApi(vault, 'PUT', `sys/policies/acl/${APPROLE_ROLE}`, {
-    // The policy README.md and deploy/vault-policy.hcl give a sidecar, for this mount and role.
+    // The policy docs/vault-setup.md and deploy/vault-policy.hcl give a sidecar, for this mount and role.
     policy: readFileSync(new URL('../../deploy/vault-policy.hcl', import.meta.url), 'utf8')
       .replaceAll('pki_int/sign/orders.default', `${PKI_MOUNT}/sign/${SERVICE_ROLE}`)
       .replaceAll('"pki_int/', `"${PKI_MOUNT}/`),

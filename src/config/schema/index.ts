@@ -2,7 +2,7 @@
  * The shape of the configuration file, with its defaults. zod gives us field paths in errors and
  * the typed, parsed result; strict objects everywhere so a misspelt field is an error, not a no-op.
  * zod/mini, not zod: the same validation and issues, tree-shaken — the full build's classes and
- * methods cost every running sidecar ~6 MB of RSS for a file it reads at start-up (README "Footprint").
+ * methods cost every running sidecar ~6 MB of RSS for a file it reads at start-up (docs/benchmark.md "Footprint").
  */
 
 import * as z from 'zod/mini';

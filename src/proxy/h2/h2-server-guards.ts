@@ -83,7 +83,7 @@ export function guardH2Server(
   // Bad frames, bad SETTINGS, a TCP reset mid-session: the session ends; the process does not.
   server.on('sessionError', (err: Error & { code?: string }, session?: http2.ServerHttp2Session) => {
     // A client that went away (its process exited, its host rebooted: a TCP reset) did nothing
-    // wrong: not counted or audited as a protocol error, which the README calls abuse.
+    // wrong: not counted or audited as a protocol error, which docs/security.md calls abuse.
     if (CLIENT_GONE.has(err.code ?? '')) {
       session?.destroy();
       return;

@@ -2,7 +2,7 @@
  * The two parts of undici that http mode uses — Pool and buildConnector — imported from their own
  * files. Why not `from 'undici'`: its index evaluates every feature (fetch, WebSocket, caches,
  * mocks), and its cookie module reads `globalThis.Headers`, which makes Node load its own bundled
- * copy of undici as well: ~10 MB RSS per sidecar for code http mode never runs (README
+ * copy of undici as well: ~10 MB RSS per sidecar for code http mode never runs (docs/benchmark.md
  * "Footprint"). The types are undici's own; the version is pinned in package.json, and every
  * http-mode test runs through these imports, so a moved file fails the suite, not production.
  */
