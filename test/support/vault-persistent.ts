@@ -30,13 +30,19 @@ export interface PersistentVault {
   /** The one unseal key share (threshold 1). */
   readonly unsealKey: string;
   readonly nodes: readonly PersistentVaultNode[];
-  /** Stops node `i` as a service manager would (SIGTERM, waiting for it to exit); its data stays. */
-  stopNode(i?: number): Promise<void>;
+  /**
+   * Stops node `i` as a service manager would (SIGTERM, waiting for it to exit), or kills it
+   * (`SIGKILL`: a crashed node, no leadership handed over); its data stays.
+   */
+  stopNode(i?: number, signal?: NodeJS.Signals): Promise<void>;
   /**
    * Starts node `i` again on the same address and data, unseals it and waits until it serves: as
-   * the active node when no other node runs, as a standby otherwise.
+   * the active node when no other node runs, as a standby otherwise. With `sealed`, it only waits
+   * until the node answers (sealed, as a restarted pod comes back); `unsealNode` finishes the job.
    */
-  startNode(i?: number): Promise<void>;
+  startNode(i?: number, options?: { sealed?: boolean }): Promise<void>;
+  /** Unseals running node `i` and waits until it is the active node or a standby. */
+  unsealNode(i?: number): Promise<void>;
   /** Stops every node and removes their data. */
   stop(): Promise<void>;
 }
@@ -219,16 +225,25 @@ export async function startPersistentVault(bin: string, options: { host?: string
         },
         log: () => state.output,
       })),
-      stopNode: (i = 0) => stopNode(nodeAt(i)),
-      startNode: async (i = 0) => {
+      stopNode: (i = 0, signal: NodeJS.Signals = 'SIGTERM') => stopNode(nodeAt(i), signal),
+      startNode: async (i = 0, options: { sealed?: boolean } = {}) => {
         const state = nodeAt(i);
         if (running(state)) throw new Error(`Vault ${state.id} is already running`);
         launch(state);
+        if (options.sealed) {
+          await waitForStatus(state, (s) => s === 503, 'listening, sealed');
+          return;
+        }
         // The only node, or the only one running, must become active; otherwise it rejoins as a standby.
         await unseal(
           state,
           states.every((other) => other === state || !running(other)),
         );
+      },
+      unsealNode: async (i = 0) => {
+        const state = nodeAt(i);
+        if (!running(state)) throw new Error(`Vault ${state.id} is not running`);
+        await unseal(state, false);
       },
       stop: stopAll,
     };
