@@ -94,7 +94,7 @@ function redirectRefused(request: NodeVaultRequest, to: URL, allowed: ReadonlySe
  * one Vault node: a node that answers 5xx (sealed, a standby that cannot find the active node, a
  * proxy's 502/503/504) or fails the connection would get every retry on a kept-alive socket —
  * renewals stuck on a sealed node for as long as it stays sealed (issue 29). So a socket that was
- * answered 5xx is closed instead of pooled, and after any failed attempt the idle sockets are
+ * answered 5xx or a redirect is closed instead of pooled, and after any failed attempt the idle sockets are
  * closed too: the next attempt dials again and the balancer may pick a healthy node.
  */
 const condemned = new WeakSet<object>();
@@ -144,7 +144,9 @@ function send(
   const agent = agents[secure ? 'https:' : 'http:'];
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).request(url, { method: request.method, headers, agent }, (res) => {
-      if ((res.statusCode ?? 0) >= 500) {
+      // A redirect too: a standby naming a lost leader during an election redirects every request
+      // it gets; kept, its connection would take every retry (the HA test's refused 307s).
+      if ((res.statusCode ?? 0) >= 500 || (FOLLOWED.has(res.statusCode ?? 0) && res.headers.location !== undefined)) {
         condemned.add(res.socket);
         dropIdle(agent);
       }

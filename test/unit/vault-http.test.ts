@@ -128,6 +128,28 @@ describe('a failed attempt does not keep its connection (issue 29: renewals stuc
     expect([sick.requests(), healthy.requests(), lb.connections()]).toEqual([1, 1, 2]);
   });
 
+  it('after a redirect it refused (a standby naming a lost leader) the next attempt opens a new connection (issue 29, HA test)', async () => {
+    let requests = 0;
+    const standby = http.createServer((req, res) => {
+      requests++;
+      req.resume();
+      res.writeHead(307, { location: 'http://10.255.255.1:8200/v1/pki/sign/web' });
+      res.end();
+    });
+    servers.push(standby);
+    await new Promise<void>((resolve) => standby.listen(0, '127.0.0.1', resolve));
+    const healthy = await node(200);
+    const lb = await startTcpBalancer((n) =>
+      n === 0 ? { host: '127.0.0.1', port: (standby.address() as AddressInfo).port } : hostPort(healthy.origin),
+    );
+    balancers.push(lb);
+    const request = createVaultRequest({ address: lb.address, redirectOrigins: [], rejectUnauthorized: true, timeoutMs: 5000 });
+    const refused = await request({ method: 'GET', uri: `${lb.address}/v1/pki/sign/web` }).catch((err: unknown) => err);
+    expect(refused).toMatchObject({ code: ErrorCodes.VAULT_REDIRECT_REFUSED });
+    expect((await request({ method: 'GET', uri: `${lb.address}/v1/pki/sign/web` })).statusCode).toBe(200);
+    expect([requests, healthy.requests(), lb.connections()]).toEqual([1, 1, 2]);
+  });
+
   it('keeps a connection that was answered 200 or 4xx (keep-alive still pools)', async () => {
     const denied = await node(403, ['permission denied']);
     const lb = await startTcpBalancer(() => hostPort(denied.origin));
