@@ -334,6 +334,7 @@ describe('two services through their sidecars, in pods on a kubelet', () => {
       expect(status(pod, 'app')?.state.running).toBeDefined();
     }
     const events = await podEvents(node.kube, orders);
+    console.log(`orders' pod events:\n${events.map((e) => `  ${e.type} ${e.reason} ×${e.count ?? 1}: ${e.message}`).join('\n')}`);
     console.log(`events of ${orders.metadata.name}:\n${events.map((e) => `  ${e.type} ${e.reason}: ${e.message}`).join('\n')}`);
   });
 
