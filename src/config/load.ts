@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { describeIssues } from './problems.js';
-import { type Config, configSchema } from './schema/index.js';
+import { type Config, configSchema, type ParsedConfig } from './schema/index.js';
 import { validateConfig } from './validate.js';
 
 /** Flags that override the file (see cli/run.ts). */
@@ -95,13 +95,15 @@ export function buildConfig(raw: unknown, env: Environment, flags: ConfigFlags =
     });
   }
   const parsed = result.data;
-  const config: Config = {
+  const config: ParsedConfig = {
     ...parsed,
     vault: parsed.vault ? { ...parsed.vault, address: parsed.vault.address ?? '', token: env.VAULT_TOKEN || undefined } : undefined,
   };
   const problems = validateConfig(config);
   if (problems.length > 0) throw new SidecarError(ErrorCodes.CONFIG_INVALID, problems.join('\n'));
-  return deepFreeze(config);
+  // validateConfig checked what the types now say: identity has its source's shape (files for
+  // files, a commonName otherwise), and vault is there for source vault.
+  return deepFreeze(config as Config);
 }
 
 export function loadConfig(path: string | undefined, env: Environment, flags: ConfigFlags = {}): Config {

@@ -4,7 +4,7 @@
  */
 import tls from 'node:tls';
 import { formatHostPort } from './parse.js';
-import type { Config } from './schema/index.js';
+import type { ParsedConfig as Config } from './schema/index.js';
 
 type Report = (message: string) => void;
 

@@ -5,15 +5,18 @@
  * config uses it (see sidecar.ts).
  */
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema/index.js';
+import { type Config, usesVault } from '../config/schema/index.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { VaultSession } from '../vault/auth.js';
 import type { CertificateSource, RequestedIdentity } from './source.js';
 
+/** The identity a source issues a certificate for. */
 export function requestedIdentity(config: Config): RequestedIdentity {
-  const { commonName, dnsNames, ipSans, uriSans, ttl } = config.identity;
-  // validateConfig requires commonName for every source but files, whose certificate names itself.
-  return { commonName: commonName ?? '', dnsNames, ipSans, uriSans, ttl };
+  const identity = config.identity;
+  const { dnsNames, ipSans, uriSans, ttl } = identity;
+  // A files certificate names itself: no name is asked of it (the files source ignores the request).
+  const commonName = identity.source === 'files' ? '' : identity.commonName;
+  return { commonName, dnsNames, ipSans, uriSans, ttl };
 }
 
 /** The parts that depend on where certificates come from. */
@@ -24,7 +27,7 @@ export interface SourceParts {
 }
 
 export async function createSource(config: Config, logger: Logger, metrics: Metrics): Promise<SourceParts> {
-  if (config.identity.source === 'files' && config.identity.files) {
+  if (config.identity.source === 'files') {
     const { FileCertificateSource } = await import('./file-source.js');
     const source = new FileCertificateSource(config.identity.files);
     return { source, startupHint: 'check the identity.files paths and that the certificate matches its key and CA' };
@@ -34,8 +37,8 @@ export async function createSource(config: Config, logger: Logger, metrics: Metr
     const { DevCertificateAuthority, DevCertificateSource } = await import('./dev-ca.js');
     return { source: new DevCertificateSource(await DevCertificateAuthority.create()), startupHint: 'the dev CA failed to issue' };
   }
+  if (!usesVault(config)) throw new Error('identity.source vault without a vault section: the config was not validated');
   const vault = config.vault;
-  if (!vault) throw new Error('unreachable: validateConfig requires vault for identity.source vault');
   const [{ createVaultClient }, { VaultSession }, { VaultPkiSource }] = await Promise.all([
     import('../vault/client.js'),
     import('../vault/auth.js'),

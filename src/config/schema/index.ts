@@ -68,7 +68,14 @@ type Parsed = z.output<typeof configSchema>;
 export type InboundListenerConfig = Parsed['inbound'][number];
 export type AuthorizationConfig = NonNullable<InboundListenerConfig['authorization']>;
 export type OutboundListenerConfig = Parsed['outbound'][number];
-export type IdentityConfig = Parsed['identity'];
+type ParsedIdentity = Parsed['identity'];
+type IdentityBase = Omit<ParsedIdentity, 'source' | 'files' | 'commonName'>;
+/** identity for source files: the certificate names itself (commonName unused). */
+export type FilesIdentityConfig = IdentityBase & { source: 'files'; files: NonNullable<ParsedIdentity['files']>; commonName?: string };
+/** identity for sources that issue a certificate (vault, dev): it needs a name, never files. */
+export type IssuedIdentityConfig = IdentityBase & { source: 'vault' | 'dev'; commonName: string; files?: undefined };
+/** identity after validateConfig: one shape per source, so no consumer checks what validation did. */
+export type IdentityConfig = FilesIdentityConfig | IssuedIdentityConfig;
 export type VaultAuthConfig = NonNullable<Parsed['vault']>['auth'];
 
 /** Vault settings after env defaults are applied: address is known and the token (if any) resolved. */
@@ -78,4 +85,15 @@ export type VaultConfig = Omit<NonNullable<Parsed['vault']>, 'address'> & {
   token?: string;
 };
 
-export type Config = Omit<Parsed, 'vault'> & { vault?: VaultConfig };
+/** The config as the schema parsed it, before the cross-field checks (validate.ts). */
+export type ParsedConfig = Omit<Parsed, 'vault'> & { vault?: VaultConfig };
+
+/** A config that passed validateConfig: identity narrowed per source (usesVault narrows vault too). */
+export type Config = Omit<ParsedConfig, 'identity'> & { identity: IdentityConfig };
+
+/** A config whose certificates come from Vault: validateConfig made sure vault is there. */
+export type VaultBackedConfig = Config & { identity: IssuedIdentityConfig & { source: 'vault' }; vault: VaultConfig };
+
+export function usesVault(config: Config): config is VaultBackedConfig {
+  return config.identity.source === 'vault' && config.vault !== undefined;
+}
