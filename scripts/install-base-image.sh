@@ -23,7 +23,12 @@ NODE_IMAGE_VERSION="${NODE_IMAGE_VERSION:-24.22.3}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 require_podman "the base image"
+# An exact version: what the image's NODE_VERSION is compared with (a range would never equal it
+# and remake the image on every run).
+[[ "$NODE_IMAGE_VERSION" =~ ^24\.[0-9]+\.[0-9]+$ ]] ||
+  { log "NODE_IMAGE_VERSION must be an exact Node 24 version such as 24.22.3 (got '$NODE_IMAGE_VERSION')"; exit 1; }
 arch=$(node_arch)
+old_image=""
 if podman image exists "$BASE_IMAGE"; then
   # One this script made keeps the Node it was made with: made again when NODE_IMAGE_VERSION moves.
   made_here=$(podman image inspect --format '{{index .Config.Labels "io.vault-mtls-sidecar.base"}}' "$BASE_IMAGE" 2>/dev/null || true)
@@ -33,9 +38,8 @@ if podman image exists "$BASE_IMAGE"; then
     echo "$BASE_IMAGE"
     exit 0
   fi
-  log "the base image has Node $has, the node devDependency is $wants: making it again"
-  not_built_yet
-  podman rmi --force "$BASE_IMAGE" >/dev/null
+  log "the base image has Node ${has:-?}, NODE_IMAGE_VERSION is $wants: making it again (the old one stays until the new one is in place)"
+  old_image=$(podman image inspect --format '{{.Id}}' "$BASE_IMAGE")
 fi
 not_built_yet
 command -v debootstrap >/dev/null || { log "the base image needs debootstrap (apt-get install debootstrap)"; exit 1; }
@@ -73,10 +77,16 @@ echo 'node:*:20000:0:99999:7:::' >>"$root/etc/shadow"
 install -d -o 1000 -g 1000 "$root/home/node"
 
 log "importing as $BASE_IMAGE"
+# Under a name of its own first: a failed import leaves the image that was there as it was.
+staging="localhost/vault-mtls-sidecar-base:staging-$$"
 tar -C "$root" -c . | podman import --quiet \
   --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
   --change "ENV NODE_VERSION=${node_version#v}" \
   --change 'CMD ["node"]' \
   --change "LABEL io.vault-mtls-sidecar.base=debootstrap" \
-  - "$BASE_IMAGE" >/dev/null
+  - "$staging" >/dev/null
+podman tag "$staging" "$BASE_IMAGE"
+podman untag "$staging" "$staging"
+# The replaced image, unless something still uses it (podman then keeps it; no --force).
+[ -n "$old_image" ] && podman rmi "$old_image" >/dev/null 2>&1 || true
 echo "$BASE_IMAGE"

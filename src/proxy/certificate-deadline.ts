@@ -154,8 +154,33 @@ export class ConnectionDeadlines {
     });
     // Node binds a connection's secure context when it accepts the TCP connection: a handshake a
     // peer held back until after a CRL refresh completed on the context without that CRL. The
-    // CRLs loaded now decide, as they did for the connections open at the refresh.
-    if (this.#isRevoked(watched)) this.#end(watched, 'peer_certificate_revoked');
+    // CRLs loaded now decide — and the connection is cut, not closed gracefully: nothing it
+    // sent may reach the app (an h2 GOAWAY would still let the streams sent with the handshake in).
+    if (this.#isRevoked(watched)) this.#end(watched, 'peer_certificate_revoked', true);
+  }
+
+  /**
+   * For a listener's 'secureConnection', before anything else reads the socket (an h2 server's
+   * session dispatches the streams that came with the handshake as it is made): cuts a connection
+   * whose certificate the CRLs loaded now revoke. Whether it did.
+   */
+  refuseIfRevoked(socket: TLSSocket): boolean {
+    if (socket.destroyed || this.#revoked.size === 0) return false;
+    const cert = socket.getPeerCertificate();
+    if (!cert?.raw) return false;
+    const watched: Watched = {
+      socket,
+      close: () => socket.destroy(),
+      serial: normalizeSerial(cert.serialNumber ?? ''),
+      raw: cert.raw,
+      peer: peerName(cert),
+      notAfter: Date.parse(cert.valid_to),
+      timer: undefined,
+    };
+    if (!this.#isRevoked(watched)) return false;
+    this.#open.add(watched);
+    this.#end(watched, 'peer_certificate_revoked', true);
+    return true;
   }
 
   #isRevoked(watched: Watched): boolean {
@@ -169,7 +194,8 @@ export class ConnectionDeadlines {
     }
   }
 
-  #end(watched: Watched, reason: DeadlineReason): void {
+  /** `cut`: destroy the socket at once (a connection that must not deliver anything more). */
+  #end(watched: Watched, reason: DeadlineReason, cut = false): void {
     if (!this.#open.delete(watched)) return;
     watched.timer?.clear();
     const { listener } = this.opts;
@@ -186,7 +212,8 @@ export class ConnectionDeadlines {
         ? 'closing a connection at limits.maxConnectionLifetime'
         : 'closing a connection whose peer certificate ended',
     );
-    watched.close(reason);
+    if (cut) watched.socket.destroy();
+    else watched.close(reason);
   }
 }
 
@@ -255,6 +282,8 @@ export function closeHttp1(socket: TLSSocket): void {
 
 /** Watches every connection of an inbound (TLS) server once its handshake completed. */
 export function watchInboundConnections(server: NetServer, kind: 'http' | 'h2' | 'tcp', deadlines: ConnectionDeadlines): void {
+  // Before the server's own handler: revoked since the TCP connection was accepted, cut unread.
+  server.prependListener('secureConnection', (socket: TLSSocket) => deadlines.refuseIfRevoked(socket));
   if (kind === 'h2') {
     // GOAWAY with the last stream id, then closed once the streams in flight are done (as an idle close).
     server.on('session', (session: http2.ServerHttp2Session) =>

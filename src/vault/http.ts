@@ -144,11 +144,14 @@ function send(
   const agent = agents[secure ? 'https:' : 'http:'];
   return new Promise((resolve, reject) => {
     const req = (secure ? https : http).request(url, { method: request.method, headers, agent }, (res) => {
-      // A redirect too: a standby naming a lost leader during an election redirects every request
-      // it gets; kept, its connection would take every retry (the HA test's refused 307s).
-      if ((res.statusCode ?? 0) >= 500 || (FOLLOWED.has(res.statusCode ?? 0) && res.headers.location !== undefined)) {
+      if ((res.statusCode ?? 0) >= 500) {
         condemned.add(res.socket);
         dropIdle(agent);
+      } else if (FOLLOWED.has(res.statusCode ?? 0) && res.headers.location !== undefined) {
+        // A redirecting node's own connection only: a standby naming a lost leader during an
+        // election redirects every request it gets, and kept, its connection took every retry (the
+        // HA test's refused 307s); the pooled connection to the node redirected to is good.
+        condemned.add(res.socket);
       }
       const chunks: Buffer[] = [];
       let size = 0;

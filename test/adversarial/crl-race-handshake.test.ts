@@ -10,6 +10,9 @@
 import '../../src/identity/x509-setup.js';
 import type { webcrypto } from 'node:crypto';
 import { once } from 'node:events';
+import type http from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
@@ -122,3 +125,67 @@ it('closes a connection whose handshake completes after a CRL listing its certif
     server.close();
   }
 });
+
+for (const kind of ['h2', 'http'] as const) {
+  it(`forwards nothing a ${kind} peer sent with a handshake completed after a CRL revoking it was loaded (second review)`, async () => {
+    const m = await material();
+    let crls: string[] = [];
+    const listeners: (() => void)[] = [];
+    const closed: string[] = [];
+    const deadlines = new ConnectionDeadlines({
+      listener: 'in',
+      crls: { crlPems: () => crls, onChange: (l) => listeners.push(l) },
+      metrics: { connectionsClosed: { inc: (l: { reason: string }) => closed.push(l.reason) } } as never,
+      audit: { record: () => undefined },
+    });
+    const serverOptions = { cert: m.server.cert, key: m.server.key, ca: [m.ca], requestCert: true, rejectUnauthorized: true };
+    const server =
+      kind === 'h2' ? http2.createSecureServer({ ...serverOptions, ALPNProtocols: ['h2'] }) : https.createServer(serverOptions);
+    let reached = 0;
+    server.on('stream', (stream: http2.ServerHttp2Stream) => {
+      reached++;
+      stream.respond({ ':status': 200 });
+      stream.end();
+    });
+    server.on('request', (_req: unknown, res: http.ServerResponse) => {
+      reached++;
+      res.end();
+    });
+    watchInboundConnections(server, kind, deadlines);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      // TCP accepted before the refresh (bound to the context without the CRL), ClientHello held back.
+      const raw = net.connect(port, '127.0.0.1');
+      await once(raw, 'connect');
+      crls = [m.crl];
+      (server as tls.Server).setSecureContext({ ...serverOptions, crl: m.crl });
+      for (const l of listeners) l();
+      const tlsOptions = { socket: raw, cert: m.client.cert, key: m.client.key, ca: [m.ca], servername: 'localhost' };
+      if (kind === 'h2') {
+        // The requests go out with the client's Finished, as a client pipelining at once does.
+        const client = http2.connect('https://localhost', {
+          createConnection: () => tls.connect({ ...tlsOptions, ALPNProtocols: ['h2'] }),
+        });
+        client.on('error', () => undefined);
+        const requests = Array.from({ length: 20 }, (_, i) => {
+          const req = client.request({ ':method': 'POST', ':path': `/transfer${i}` });
+          req.on('error', () => undefined);
+          req.end('pay');
+          return once(req, 'close');
+        });
+        await Promise.all(requests);
+        client.close();
+      } else {
+        const socket = tls.connect(tlsOptions);
+        socket.on('error', () => undefined);
+        socket.write('POST /transfer HTTP/1.1\r\nhost: localhost\r\ncontent-length: 3\r\n\r\npay');
+        await once(socket, 'close');
+      }
+      expect(reached).toBe(0);
+      expect(closed).toEqual(['peer_certificate_revoked']);
+    } finally {
+      server.close();
+    }
+  });
+}

@@ -150,6 +150,32 @@ describe('a failed attempt does not keep its connection (issue 29: renewals stuc
     expect([requests, healthy.requests(), lb.connections()]).toEqual([1, 1, 2]);
   });
 
+  it('after a redirect it follows, keeps the connection to the node it was sent to (second review)', async () => {
+    const leader = await node(200);
+    const leaderLb = await startTcpBalancer(() => hostPort(leader.origin));
+    let standbyRequests = 0;
+    const standby = http.createServer((req, res) => {
+      standbyRequests++;
+      req.resume();
+      res.writeHead(307, { location: `${leaderLb.address}${req.url}` });
+      res.end();
+    });
+    servers.push(standby);
+    await new Promise<void>((resolve) => standby.listen(0, '127.0.0.1', resolve));
+    const standbyLb = await startTcpBalancer(() => hostPort(`http://127.0.0.1:${(standby.address() as AddressInfo).port}`));
+    balancers.push(standbyLb, leaderLb);
+    const request = createVaultRequest({
+      address: standbyLb.address,
+      redirectOrigins: [leaderLb.address],
+      rejectUnauthorized: true,
+      timeoutMs: 5000,
+    });
+    for (let i = 0; i < 5; i++)
+      expect((await request({ method: 'GET', uri: `${standbyLb.address}/v1/pki/sign/web` })).statusCode).toBe(200);
+    // Each redirect closes the standby's connection; the leader's stays pooled.
+    expect([standbyRequests, standbyLb.connections(), leader.requests(), leaderLb.connections()]).toEqual([5, 5, 5, 1]);
+  });
+
   it('keeps a connection that was answered 200 or 4xx (keep-alive still pools)', async () => {
     const denied = await node(403, ['permission denied']);
     const lb = await startTcpBalancer(() => hostPort(denied.origin));
