@@ -15,13 +15,14 @@ import type http from 'node:http';
 import type http2 from 'node:http2';
 import type { Server as NetServer } from 'node:net';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { X509Certificate as PeculiarCertificate, X509Crl } from '@peculiar/x509';
+import { X509Certificate as PeculiarCertificate } from '@peculiar/x509';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
 import type { TlsContexts } from '../tls/contexts.js';
 import { closeAfterAnswer } from './closing-connections.js';
 import { closeSessionGracefully } from './h2/idle-connections.js';
+import { normalizeSerial, revokedSerials } from './revoked-serials.js';
 
 export type DeadlineReason = 'peer_certificate_expired' | 'peer_certificate_revoked' | 'max_lifetime';
 
@@ -54,39 +55,25 @@ interface Watched {
   timer: LongTimer | undefined;
 }
 
-/** A serial as hex without leading zeros, upper case (Node and @peculiar/x509 spell them differently). */
-export function normalizeSerial(serial: string): string {
-  return serial
-    .replace(/[^0-9a-f]/gi, '')
-    .replace(/^0+(?=.)/, '')
-    .toUpperCase();
-}
-
-/** Revoked serials → the issuers (as @peculiar/x509 names them) whose CRL lists them. */
-export function revokedSerials(crlPems: readonly string[]): Map<string, Set<string>> {
-  const revoked = new Map<string, Set<string>>();
-  for (const pem of crlPems) {
-    let crl: X509Crl;
-    try {
-      crl = new X509Crl(pem);
-    } catch {
-      // A CRL we cannot read revokes nothing here; the TLS layer refuses handshakes it covers.
-      continue;
-    }
-    for (const entry of crl.entries) {
-      const serial = normalizeSerial(entry.serialNumber);
-      const issuers = revoked.get(serial) ?? new Set<string>();
-      issuers.add(crl.issuer);
-      revoked.set(serial, issuers);
-    }
-  }
-  return revoked;
-}
-
 function peerName(cert: PeerCertificate): string | undefined {
   const uri = /URI:([^,]+)/.exec(cert.subjectaltname ?? '')?.[1];
   const cn = cert.subject?.CN;
   return uri ?? (Array.isArray(cn) ? cn[0] : cn);
+}
+
+/**
+ * The peer certificate of a connection still open, or undefined: a socket already cut (by the
+ * revocation check before the server's own handler), or the socket behind an h2 session that
+ * was made on such a socket, which no longer answers getPeerCertificate.
+ */
+function peerCertificateOf(socket: TLSSocket | undefined): PeerCertificate | undefined {
+  if (!socket || socket.destroyed || typeof socket.getPeerCertificate !== 'function') return undefined;
+  try {
+    const cert = socket.getPeerCertificate();
+    return cert?.raw ? cert : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The connections of one listener, each watched until its peer's certificate ends. */
@@ -122,9 +109,8 @@ export class ConnectionDeadlines {
    * peer certificate's expiry, at maxConnectionLifetime, or when a CRL revokes the certificate.
    */
   watch(socket: TLSSocket, close: CloseConnection): void {
-    if (socket.destroyed) return;
-    const cert = socket.getPeerCertificate();
-    if (!cert?.raw) return;
+    const cert = peerCertificateOf(socket);
+    if (!cert) return;
     const notAfter = Date.parse(cert.valid_to);
     const watched: Watched = {
       socket,
@@ -165,9 +151,9 @@ export class ConnectionDeadlines {
    * whose certificate the CRLs loaded now revoke. Whether it did.
    */
   refuseIfRevoked(socket: TLSSocket): boolean {
-    if (socket.destroyed || this.#revoked.size === 0) return false;
-    const cert = socket.getPeerCertificate();
-    if (!cert?.raw) return false;
+    if (this.#revoked.size === 0) return false;
+    const cert = peerCertificateOf(socket);
+    if (!cert) return false;
     const watched: Watched = {
       socket,
       close: () => socket.destroy(),
@@ -286,9 +272,11 @@ export function watchInboundConnections(server: NetServer, kind: 'http' | 'h2' |
   server.prependListener('secureConnection', (socket: TLSSocket) => deadlines.refuseIfRevoked(socket));
   if (kind === 'h2') {
     // GOAWAY with the last stream id, then closed once the streams in flight are done (as an idle close).
-    server.on('session', (session: http2.ServerHttp2Session) =>
-      deadlines.watch(session.socket as TLSSocket, () => closeSessionGracefully(session)),
-    );
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      // A session Node made on a socket the revocation check had already cut: nothing to watch.
+      if (session.destroyed) return;
+      deadlines.watch(session.socket as TLSSocket, () => closeSessionGracefully(session));
+    });
     return;
   }
   server.on('secureConnection', (socket: TLSSocket) =>

@@ -9,7 +9,7 @@
 import '../../src/identity/x509-setup.js';
 import * as x509 from '@peculiar/x509';
 import { afterEach, expect, it, vi } from 'vitest';
-import { revokedSerials } from '../../src/proxy/certificate-deadline.js';
+import { revokedSerials } from '../../src/proxy/revoked-serials.js';
 import { VaultPkiSource } from '../../src/vault/pki.js';
 
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
