@@ -334,7 +334,6 @@ describe('two services through their sidecars, in pods on a kubelet', () => {
       expect(status(pod, 'app')?.state.running).toBeDefined();
     }
     const events = await podEvents(node.kube, orders);
-    console.log(`orders' pod events:\n${events.map((e) => `  ${e.type} ${e.reason} ×${e.count ?? 1}: ${e.message}`).join('\n')}`);
     console.log(`events of ${orders.metadata.name}:\n${events.map((e) => `  ${e.type} ${e.reason}: ${e.message}`).join('\n')}`);
   });
 
@@ -488,6 +487,9 @@ describe('rotation and restarts', () => {
     }
     expect(status(orders, 'app')?.restartCount).toBe(0);
     const events = await podEvents(node.kube, orders);
+    console.log(
+      `orders' pod events after the liveness restart:\n${events.map((e) => `  ${e.type} ${e.reason} ×${e.count ?? 1}: ${e.message}`).join('\n')}`,
+    );
     expect(events.some((e) => e.reason === 'Unhealthy' && /Liveness probe failed/.test(e.message ?? ''))).toBe(true);
     expect(JSON.parse((await ordersApp('/call')).body)).toMatchObject({ status: 200 });
   }, 240_000);
