@@ -62,18 +62,28 @@ function peerName(cert: PeerCertificate): string | undefined {
 }
 
 /**
- * The peer certificate of a connection still open, or undefined: a socket already cut (by the
+ * What is watched of a connection still open, or undefined: not for a socket already cut (by the
  * revocation check before the server's own handler), or the socket behind an h2 session that
  * was made on such a socket, which no longer answers getPeerCertificate.
  */
-function peerCertificateOf(socket: TLSSocket | undefined): PeerCertificate | undefined {
+function watchedOf(socket: TLSSocket | undefined, close: CloseConnection): Watched | undefined {
   if (!socket || socket.destroyed || typeof socket.getPeerCertificate !== 'function') return undefined;
+  let cert: PeerCertificate;
   try {
-    const cert = socket.getPeerCertificate();
-    return cert?.raw ? cert : undefined;
+    cert = socket.getPeerCertificate();
   } catch {
     return undefined;
   }
+  if (!cert?.raw) return undefined;
+  return {
+    socket,
+    close,
+    serial: normalizeSerial(cert.serialNumber ?? ''),
+    raw: cert.raw,
+    peer: peerName(cert),
+    notAfter: Date.parse(cert.valid_to),
+    timer: undefined,
+  };
 }
 
 /** The connections of one listener, each watched until its peer's certificate ends. */
@@ -109,18 +119,9 @@ export class ConnectionDeadlines {
    * peer certificate's expiry, at maxConnectionLifetime, or when a CRL revokes the certificate.
    */
   watch(socket: TLSSocket, close: CloseConnection): void {
-    const cert = peerCertificateOf(socket);
-    if (!cert) return;
-    const notAfter = Date.parse(cert.valid_to);
-    const watched: Watched = {
-      socket,
-      close,
-      serial: normalizeSerial(cert.serialNumber ?? ''),
-      raw: cert.raw,
-      peer: peerName(cert),
-      notAfter,
-      timer: undefined,
-    };
+    const watched = watchedOf(socket, close);
+    if (!watched) return;
+    const { notAfter } = watched;
     const now = this.#now();
     const lifetime = this.opts.maxLifetimeMs ? now + this.opts.maxLifetimeMs : Infinity;
     // Past notAfter (inclusive, to the second): one second after it.
@@ -156,18 +157,8 @@ export class ConnectionDeadlines {
    */
   refuseIfRevoked(socket: TLSSocket): boolean {
     if (this.#revoked.size === 0) return false;
-    const cert = peerCertificateOf(socket);
-    if (!cert) return false;
-    const watched: Watched = {
-      socket,
-      close: () => socket.destroy(),
-      serial: normalizeSerial(cert.serialNumber ?? ''),
-      raw: cert.raw,
-      peer: peerName(cert),
-      notAfter: Date.parse(cert.valid_to),
-      timer: undefined,
-    };
-    if (!this.#isRevoked(watched)) return false;
+    const watched = watchedOf(socket, () => socket.destroy());
+    if (!watched || !this.#isRevoked(watched)) return false;
     this.#open.add(watched);
     this.#end(watched, 'peer_certificate_revoked', true);
     return true;
@@ -272,9 +263,10 @@ export function closeHttp1(socket: TLSSocket): void {
 
 /** Watches every connection of an inbound (TLS) server once its handshake completed. */
 export function watchInboundConnections(server: NetServer, kind: 'http' | 'h2' | 'tcp', deadlines: ConnectionDeadlines): void {
-  // Before the server's own handler: revoked since the TCP connection was accepted, cut unread.
-  server.prependListener('secureConnection', (socket: TLSSocket) => deadlines.refuseIfRevoked(socket));
   if (kind === 'h2') {
+    // Before the server's own handler, which makes the session and dispatches the streams that came
+    // with the handshake: revoked since the TCP connection was accepted, cut unread.
+    server.prependListener('secureConnection', (socket: TLSSocket) => deadlines.refuseIfRevoked(socket));
     // GOAWAY with the last stream id, then closed once the streams in flight are done (as an idle close).
     server.on('session', (session: http2.ServerHttp2Session) => {
       // A session Node made on a socket the revocation check had already cut: nothing to watch.
@@ -283,7 +275,8 @@ export function watchInboundConnections(server: NetServer, kind: 'http' | 'h2' |
     });
     return;
   }
-  server.on('secureConnection', (socket: TLSSocket) =>
+  // First, before the server reads the socket: watch() cuts a connection the CRLs loaded now revoke.
+  server.prependListener('secureConnection', (socket: TLSSocket) =>
     deadlines.watch(socket, kind === 'http' ? () => closeHttp1(socket) : () => socket.destroy()),
   );
 }

@@ -11,7 +11,7 @@ import http2 from 'node:http2';
 import type { ErrorCode } from '../../errors.js';
 import { youngGarbage } from '../../memory/young-garbage.js';
 import { answerHeadersTooLarge, answerStream, canRespond, forwardHeaders, resetIfOpen } from './h2-answers.js';
-import { refusedUnprocessed, sessionAccepted, watchGoaway } from './h2-session.js';
+import { refusedUnprocessed, sessionAccepted } from './h2-session.js';
 import { countRelayedBytes } from './relayed-bytes.js';
 import { streamActive } from './stream-idle.js';
 
@@ -124,29 +124,29 @@ export function relayStream(
     responseHeaders: http2.IncomingHttpHeaders,
     options: http2.ServerStreamResponseOptions,
   ): boolean => {
-    const invalid = relayableStatus(responseHeaders)
-      ? undefined
-      : `the upstream answered :status ${String(responseHeaders[':status'])}, outside 200–599`;
-    if (!invalid) {
-      try {
-        incoming.respond(forwardHeaders(responseHeaders), options);
-        return true;
-      } catch (err) {
-        // Whatever Node refused (a header value, a pseudo-header), it is the upstream's answer.
-        const refused = err as Error & { code?: string };
-        return respondFailed(
-          up,
-          Object.assign(new Error(`the upstream's response headers cannot be relayed (${refused.code ?? refused.message})`), {
-            code: 'ERR_HTTP2_INVALID_RESPONSE',
-          }),
-        );
-      }
+    if (!relayableStatus(responseHeaders)) {
+      return respondFailed(
+        up,
+        'ERR_HTTP2_STATUS_INVALID',
+        `the upstream answered :status ${String(responseHeaders[':status'])}, outside 200–599`,
+      );
     }
-    return respondFailed(up, Object.assign(new Error(invalid), { code: 'ERR_HTTP2_STATUS_INVALID' }));
+    try {
+      incoming.respond(forwardHeaders(responseHeaders), options);
+      return true;
+    } catch (err) {
+      // Whatever else Node refused (a header value, a pseudo-header), it is the upstream's answer.
+      const refused = err as Error & { code?: string };
+      return respondFailed(
+        up,
+        'ERR_HTTP2_INVALID_RESPONSE',
+        `the upstream's response headers cannot be relayed (${refused.code ?? refused.message})`,
+      );
+    }
   };
-  const respondFailed = (up: http2.ClientHttp2Stream, err: Error & { code?: string }): false => {
+  const respondFailed = (up: http2.ClientHttp2Stream, code: string, message: string): false => {
     up.close(NGHTTP2_PROTOCOL_ERROR);
-    fail(err);
+    fail(Object.assign(new Error(message), { code }));
     return false;
   };
 
@@ -155,7 +155,6 @@ export function relayStream(
     try {
       // Throws when the session is closing or destroyed (a GOAWAY in the same tick, a dead target).
       upstreamSession = session();
-      watchGoaway(upstreamSession);
       up = upstreamSession.request(outgoing);
     } catch (err) {
       fail(err as Error & { code?: string });

@@ -26,13 +26,11 @@ const accepted = new WeakSet<http2.ClientHttp2Session>();
 const goawayLastStream = new WeakMap<http2.ClientHttp2Session, number>();
 
 /**
- * Records the GOAWAYs of `session` (watched once per session, whoever created it). The smallest
- * last stream id counts: a graceful shutdown sends GOAWAY(2^31-1) first, then the real one
- * (nghttp2's shutdown notice, Envoy's drain), and nghttp2 refused the streams above each as it came.
+ * Records the GOAWAYs of `session`. The smallest last stream id counts: a graceful shutdown sends
+ * GOAWAY(2^31-1) first, then the real one (nghttp2's shutdown notice, Envoy's drain), and nghttp2
+ * refused the streams above each as it came.
  */
-export function watchGoaway(session: http2.ClientHttp2Session): void {
-  if (goawayLastStream.has(session)) return;
-  goawayLastStream.set(session, Number.POSITIVE_INFINITY);
+function watchGoaway(session: http2.ClientHttp2Session): void {
   session.on('goaway', (_code: number, lastStreamID: number) =>
     goawayLastStream.set(session, Math.min(goawayLastStream.get(session) ?? Number.POSITIVE_INFINITY, lastStreamID)),
   );
@@ -45,10 +43,9 @@ export function watchGoaway(session: http2.ClientHttp2Session): void {
  */
 export function refusedUnprocessed(stream: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): boolean {
   if (stream.rstCode !== NGHTTP2_REFUSED_STREAM || typeof stream.id !== 'number') return false;
-  const lastStreamID = goawayLastStream.get(session);
   // No GOAWAY (its 'goaway' event comes before the streams' errors): the peer's own RST_STREAM(7).
-  if (lastStreamID === undefined || lastStreamID === Number.POSITIVE_INFINITY) return true;
-  return stream.id > lastStreamID;
+  const lastStreamID = goawayLastStream.get(session);
+  return lastStreamID === undefined || stream.id > lastStreamID;
 }
 
 /** Whether the server of `session` accepted it (sent its SETTINGS). */
@@ -78,6 +75,8 @@ export class H2Session {
       const session = http2.connect(this.authority, this.options());
       session.on('error', () => session.destroy());
       session.once('remoteSettings', () => accepted.add(session));
+      // Once per session, where it is made: what relayStream's re-send decision reads.
+      watchGoaway(session);
       session.on('close', () => {
         if (this.#session === session) this.#session = undefined;
       });
