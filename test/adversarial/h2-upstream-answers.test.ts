@@ -15,9 +15,8 @@ import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { afterEach, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
-import { forwardHeaders } from '../../src/proxy/h2/h2-answers.js';
-import { relayStream, replayBytesHeld } from '../../src/proxy/h2/h2-relay.js';
-import { H2Session } from '../../src/proxy/h2/h2-session.js';
+import { replayBytesHeld } from '../../src/proxy/h2/h2-relay.js';
+import { relayInFront } from '../support/h2-relay.js';
 import { TestPki } from '../support/pki.js';
 import { Flags, FrameType, frame, hpack, rstStream, settings } from './h2-frames.js';
 import { startSidecarUnderAttack } from './harness.js';
@@ -35,22 +34,8 @@ async function listen(server: net.Server): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-/** A relay in front of `upstreamPort`, as the h2 listeners relay; failures answer 502 with the error's code. */
-async function relay(upstreamPort: number): Promise<number> {
-  const upstream = new H2Session(`http://127.0.0.1:${upstreamPort}`, () => ({}));
-  closers.push(() => upstream.close());
-  const server = http2.createServer();
-  server.on('stream', (stream, headers) => {
-    stream.on('error', () => undefined);
-    relayStream(
-      stream,
-      forwardHeaders(headers),
-      () => upstream.get(),
-      (err) => ({ status: 502, code: ErrorCodes.UPSTREAM_RESET, message: err.code ?? err.message }),
-    );
-  });
-  return listen(server);
-}
+/** A relay in front of `upstreamPort`, as the h2 listeners relay. */
+const relay = (upstreamPort: number) => relayInFront(upstreamPort, closers);
 
 async function post(port: number, body: string): Promise<{ status: unknown; error: unknown; body: string }> {
   const client = http2.connect(`http://127.0.0.1:${port}`);
@@ -122,50 +107,10 @@ it('still sends again a stream the upstream refused above the last stream id of 
   expect(seen).toEqual(['pay 100']);
 });
 
-/**
- * An h2c upstream written by hand: answers each request with `:status` `status`, in one HEADERS
- * frame that ends the stream (Trailers-Only) or HEADERS then DATA.
- */
-async function rawUpstream(status: string, endStream: boolean): Promise<number> {
-  return listen(net.createServer(answerRaw(status, endStream)));
-}
-
-/** The connection handler of a hand-written h2 server answering every request with `:status` `status`. */
-function answerRaw(status: string, endStream: boolean): (socket: net.Socket) => void {
-  return (socket) => {
-    socket.on('error', () => undefined);
-    socket.write(settings());
-    let pending = Buffer.alloc(0);
-    let prefaceRead = false;
-    socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      if (!prefaceRead) {
-        if (pending.length < 24) return;
-        pending = pending.subarray(24);
-        prefaceRead = true;
-      }
-      while (pending.length >= 9) {
-        const length = pending.readUIntBE(0, 3);
-        if (pending.length < 9 + length) return;
-        const type = pending.readUInt8(3);
-        const flags = pending.readUInt8(4);
-        const streamId = pending.readUInt32BE(5) & 0x7fffffff;
-        pending = pending.subarray(9 + length);
-        if (type === FrameType.SETTINGS && !(flags & Flags.ACK)) socket.write(frame(FrameType.SETTINGS, Flags.ACK, 0));
-        if (type === FrameType.HEADERS) {
-          const block = hpack([[':status', status]]);
-          socket.write(frame(FrameType.HEADERS, Flags.END_HEADERS | (endStream ? Flags.END_STREAM : 0), streamId, block));
-          if (!endStream) socket.write(frame(FrameType.DATA, Flags.END_STREAM, streamId, Buffer.from('odd')));
-        }
-      }
-    });
-  };
-}
-
 for (const status of ['999', '099', '600']) {
   for (const endStream of [true, false]) {
     it(`answers 502, and lives on, when the upstream answers :status ${status}${endStream ? ' (Trailers-Only)' : ''}`, async () => {
-      const port = await relay(await rawUpstream(status, endStream));
+      const port = await relay((await scriptedUpstream(answerStatus(status, endStream))).port);
       const answer = await post(port, 'hello');
       expect(answer.status).toBe(502);
       // The relay's failure names what went wrong (the listeners map it to their error code);
@@ -182,7 +127,7 @@ it('answers the app SIDECAR_UPSTREAM_PROTOCOL_ERROR, and lives on, when an mTLS 
   const cert = pki.leaf('upstream', { cn: 'upstream.test', dns: ['localhost'] });
   const server = tls.createServer(
     { cert: cert.cert, key: cert.key, ca: pki.ca.cert, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'] },
-    answerRaw('999', false),
+    rawH2(answerStatus('999', false)).handler,
   );
   server.on('tlsClientError', () => undefined);
   const sidecar = await startSidecarUnderAttack({
@@ -219,16 +164,17 @@ interface RawConnection {
 }
 
 /**
- * An h2c upstream written by hand: `onOpen` at a request's HEADERS, `onRequest` once its body has
- * ended (the request is then processed, and counted).
+ * The connection handler of an h2 upstream written by hand (no library sends what these tests
+ * need): `onOpen` at a request's HEADERS, `onRequest` once its body has ended (the request is then
+ * processed, and its body recorded in `processed`).
  */
-async function scriptedUpstream(
+function rawH2(
   onRequest: (c: RawConnection, streamId: number) => void,
   onOpen: (c: RawConnection, streamId: number) => void = () => undefined,
-): Promise<{ port: number; processed: string[] }> {
+): { handler: (socket: net.Socket) => void; processed: string[] } {
   const processed: string[] = [];
   let connections = 0;
-  const server = net.createServer((socket) => {
+  const handler = (socket: net.Socket) => {
     const connection = { socket, index: connections++ };
     socket.on('error', () => undefined);
     socket.write(settings());
@@ -262,8 +208,25 @@ async function scriptedUpstream(
         }
       }
     });
-  });
-  return { port: await listen(server), processed };
+  };
+  return { handler, processed };
+}
+
+/** A plaintext (h2c) upstream from rawH2. */
+async function scriptedUpstream(
+  onRequest: (c: RawConnection, streamId: number) => void,
+  onOpen?: (c: RawConnection, streamId: number) => void,
+): Promise<{ port: number; processed: string[] }> {
+  const { handler, processed } = rawH2(onRequest, onOpen);
+  return { port: await listen(net.createServer(handler)), processed };
+}
+
+/** Answers every request with `:status` `status`: one HEADERS that ends the stream, or HEADERS then DATA. */
+function answerStatus(status: string, endStream: boolean): (c: RawConnection, id: number) => void {
+  return ({ socket }, id) => {
+    socket.write(frame(FrameType.HEADERS, Flags.END_HEADERS | (endStream ? Flags.END_STREAM : 0), id, hpack([[':status', status]])));
+    if (!endStream) socket.write(frame(FrameType.DATA, Flags.END_STREAM, id, Buffer.from('odd')));
+  };
 }
 
 const ok = (id: number) => frame(FrameType.HEADERS, Flags.END_HEADERS | Flags.END_STREAM, id, hpack([[':status', '200']]));

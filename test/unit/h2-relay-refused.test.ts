@@ -10,16 +10,15 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterEach, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
-import { forwardHeaders } from '../../src/proxy/h2/h2-answers.js';
-import { relayStream, replayBytesHeld } from '../../src/proxy/h2/h2-relay.js';
-import { H2Session } from '../../src/proxy/h2/h2-session.js';
+import { replayBytesHeld } from '../../src/proxy/h2/h2-relay.js';
+import { relayInFront } from '../support/h2-relay.js';
 
 const servers: http2.Http2Server[] = [];
-const sessions: H2Session[] = [];
+const cleanup: (() => void)[] = [];
 
 afterEach(() => {
   for (const server of servers.splice(0)) server.close();
-  for (const session of sessions.splice(0)) session.close();
+  for (const close of cleanup.splice(0)) close();
 });
 
 async function listen(server: http2.Http2Server): Promise<number> {
@@ -50,21 +49,7 @@ async function refusingUpstream(): Promise<{ port: number; streams: number[] }> 
 }
 
 /** A relay in front of `upstreamPort`, as the h2 listeners relay. */
-async function relay(upstreamPort: number): Promise<number> {
-  const upstream = new H2Session(`http://127.0.0.1:${upstreamPort}`, () => ({}));
-  sessions.push(upstream);
-  const server = http2.createServer();
-  server.on('stream', (stream, headers) => {
-    stream.on('error', () => undefined);
-    relayStream(
-      stream,
-      forwardHeaders(headers),
-      () => upstream.get(),
-      (err) => ({ status: 502, code: ErrorCodes.UPSTREAM_UNREACHABLE, message: err.code ?? err.message }),
-    );
-  });
-  return listen(server);
-}
+const relay = (upstreamPort: number) => relayInFront(upstreamPort, cleanup, ErrorCodes.UPSTREAM_UNREACHABLE);
 
 async function post(port: number, body: Buffer): Promise<{ status: unknown; body: Buffer }> {
   const client = http2.connect(`http://127.0.0.1:${port}`);
