@@ -189,3 +189,41 @@ for (const kind of ['h2', 'http'] as const) {
     }
   });
 }
+
+it('cuts an outbound h2 session whose server certificate a CRL loaded since the dial revokes, without a throw (final review)', async () => {
+  const m = await material();
+  const closed: string[] = [];
+  const deadlines = new ConnectionDeadlines({
+    listener: 'out',
+    crls: { crlPems: () => [m.crl], onChange: () => undefined },
+    metrics: { connectionsClosed: { inc: (l: { reason: string }) => closed.push(l.reason) } } as never,
+    audit: { record: () => undefined },
+  });
+  // The upstream presents the revoked certificate; the dial's context (CA only) predates the CRL.
+  const server = http2.createSecureServer({ cert: m.client.cert, key: m.client.key });
+  let reached = 0;
+  server.on('stream', (stream) => {
+    reached++;
+    stream.respond({ ':status': 200 });
+    stream.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  try {
+    const session = http2.connect(`https://client.test:${port}`, {
+      createConnection: () => tls.connect({ host: '127.0.0.1', port, ca: [m.ca], servername: 'client.test', ALPNProtocols: ['h2'] }),
+    });
+    session.on('error', () => undefined);
+    const ended = once(session, 'close');
+    // As outbound-h2.ts watches its sessions.
+    session.once('connect', () => deadlines.watch(session.socket as tls.TLSSocket, () => session.close()));
+    const req = session.request({ ':method': 'POST', ':path': '/pay' });
+    req.on('error', () => undefined);
+    req.end('pay');
+    await ended;
+    expect(closed).toEqual(['peer_certificate_revoked']);
+    expect(reached).toBe(0);
+  } finally {
+    server.close();
+  }
+});
