@@ -15,7 +15,7 @@ import { holdForIssuerHandover, renewWhenIssuerRemoved } from './identity/issuer
 import { Renewer } from './identity/renewer.js';
 import type { CertificateSource } from './identity/source.js';
 import { IdentityStore } from './identity/store.js';
-import { TrustStore } from './identity/trust.js';
+import { crlsOf, TrustStore } from './identity/trust.js';
 import { TrustRefresher } from './identity/trust-refresher.js';
 import type { Listener, ListenerDeps } from './proxy/listener.js';
 import { AuditLog } from './telemetry/audit.js';
@@ -206,6 +206,7 @@ export class Sidecar {
     const refresher = this.trustRefresher;
     const deps: ListenerDeps = {
       contexts: this.contexts,
+      revocations: crlsOf(this.trust),
       logger: this.logger,
       metrics: this.metrics,
       audit: this.audit,

@@ -9,6 +9,7 @@ import type { Argv } from 'yargs';
 import type { Environment } from '../config/load.js';
 import { parseHostPort } from '../config/parse.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { keepServerCurrent } from '../tls/generation.js';
 import { DEFAULT_IMAGE } from './inject.js';
 import { type RunArgs, runOptions, startFromArgs } from './run.js';
 
@@ -56,7 +57,7 @@ export async function webhookCommand(args: WebhookArgs, env: Environment): Promi
   // the handshake or mid-request, is cut after a few seconds instead of holding a socket.
   const server = https.createServer(
     {
-      ...sidecar.contexts.serverOptions(),
+      ...sidecar.contexts.current().server,
       minVersion: 'TLSv1.2',
       handshakeTimeout: SILENT_PEER_MS,
       headersTimeout: SILENT_PEER_MS,
@@ -71,7 +72,7 @@ export async function webhookCommand(args: WebhookArgs, env: Environment): Promi
     ),
   );
   gateConnections(server, 'webhook', WEBHOOK_LIMITS, sidecar.metrics, sidecar.audit);
-  sidecar.contexts.onChange(() => server.setSecureContext(sidecar.contexts.serverOptions()));
+  keepServerCurrent(server, sidecar.contexts);
   const bound = await listenOn(server, address, 'webhook --listen');
   logger.info({ address: `${address.host}:${bound.port}` }, 'webhook listener ready');
   const code = await serving;

@@ -127,7 +127,7 @@ const REASON_FIXES: Record<string, string> = {
  */
 export async function selfHandshake(contexts: TlsContexts | undefined): Promise<CheckResult> {
   if (!contexts) return skip('tls.mutual', NEEDS_CERTIFICATE);
-  const server = tls.createServer({ ...contexts.serverOptions(), requestCert: true, rejectUnauthorized: true });
+  const server = tls.createServer({ ...contexts.current().server, requestCert: true, rejectUnauthorized: true });
   let serverError: Error | undefined;
   server.on('tlsClientError', (err: Error & { code?: string }, socket: tls.TLSSocket) => {
     // Node leaves the verification failure on authorizationError and reports a bare hang-up (see admission.ts).
@@ -142,7 +142,7 @@ export async function selfHandshake(contexts: TlsContexts | undefined): Promise<
       const socket = tls.connect({
         host: '127.0.0.1',
         port,
-        secureContext: contexts.clientContext(),
+        secureContext: contexts.current().client,
         rejectUnauthorized: true,
         // Names are a matter for each peer's expectations (cert.names, outbound.*), not for this check.
         checkServerIdentity: () => undefined,

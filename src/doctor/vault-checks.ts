@@ -49,15 +49,14 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
     return { checks: [...checks, ...['vault.auth', ...afterLogin].map((id) => skip(id, 'needs vault.reachable'))] };
   }
 
-  const session = new VaultSession(
-    createVaultClient(vault),
-    vault.auth,
-    vault.address,
-    pino({ level: 'silent' }),
-    vault.token,
-    undefined,
-    vault.requestTimeout * 1000,
-  );
+  const session = new VaultSession({
+    client: createVaultClient(vault),
+    auth: vault.auth,
+    address: vault.address,
+    logger: pino({ level: 'silent' }),
+    envToken: vault.token,
+    deadlineMs: vault.requestTimeout * 1000,
+  });
   try {
     let token: { policies?: string[]; ttl?: number; renewable?: boolean; display_name?: string };
     try {
@@ -108,15 +107,7 @@ export async function vaultChecks(config: Config): Promise<VaultOutcome> {
       checks.push(warn('vault.policy', `cannot ask Vault (${errorMessage(err)})`, 'pki.role below still shows what Vault allows'));
     }
 
-    const source = new VaultPkiSource(
-      session,
-      mount,
-      role,
-      vault.pki.crl,
-      { certificate: false, token: false },
-      method,
-      config.identity.keyType,
-    );
+    const source = new VaultPkiSource(session, { mount, role, crlMode: vault.pki.crl, method, keyType: config.identity.keyType });
     const wanted = requestedIdentity(config);
     let bundle: CertificateBundle | undefined;
     try {

@@ -45,25 +45,24 @@ export async function createSource(config: Config, logger: Logger, metrics: Metr
     import('../vault/pki.js'),
   ]);
   const client = createVaultClient(vault);
-  const session = new VaultSession(
+  const session = new VaultSession({
     client,
-    vault.auth,
-    vault.address,
-    logger.child({ module: 'vault' }),
-    vault.token,
-    { request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds) },
-    vault.requestTimeout * 1000,
-  );
+    auth: vault.auth,
+    address: vault.address,
+    logger: logger.child({ module: 'vault' }),
+    envToken: vault.token,
+    observer: { request: (operation, status, seconds) => metrics.vaultRequestDuration.observe({ operation, status }, seconds) },
+    deadlineMs: vault.requestTimeout * 1000,
+  });
   return {
-    source: new VaultPkiSource(
-      session,
-      vault.pki.mount,
-      vault.pki.role,
-      vault.pki.crl,
-      vault.revokeOnShutdown,
-      vault.pki.method,
-      config.identity.keyType,
-    ),
+    source: new VaultPkiSource(session, {
+      mount: vault.pki.mount,
+      role: vault.pki.role,
+      crlMode: vault.pki.crl,
+      revokeOnShutdown: vault.revokeOnShutdown,
+      method: vault.pki.method,
+      keyType: config.identity.keyType,
+    }),
     session,
     startupHint: `check the Vault address (${vault.address}), the ${vault.auth.method} auth role and its policy, and the PKI role ${vault.pki.mount}/roles/${vault.pki.role}`,
   };

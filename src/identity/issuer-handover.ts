@@ -39,6 +39,8 @@ export interface HandoverOptions {
   /** The certificate being served now. */
   readonly current: () => CertificateBundle | undefined;
   readonly logger: Logger;
+  /** The clock (ms since the epoch); Date.now by default. */
+  readonly now?: () => number;
 }
 
 /** True when the CA that issued `bundle` (the first of its chain) is no longer in the trust bundle. */
@@ -73,7 +75,7 @@ export async function holdForIssuerHandover(bundle: CertificateBundle, opts: Han
   if (bundle.trustPem.some((pem) => !opts.trust.firstSeen(pem))) await opts.refresh();
   const current = opts.current();
   if (current && issuerRemoved(current, opts.trust)) return;
-  const delayMs = handoverDelayMs(bundle, opts.trust, opts.propagationMs, opts.holdUntilAtLatest(), Date.now());
+  const delayMs = handoverDelayMs(bundle, opts.trust, opts.propagationMs, opts.holdUntilAtLatest(), (opts.now ?? Date.now)());
   if (delayMs <= 0) return;
   opts.logger.info(
     { waitSeconds: Math.ceil(delayMs / 1000) },

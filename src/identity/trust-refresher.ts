@@ -46,6 +46,8 @@ export interface TrustRefresherOptions {
   readonly logger: Logger;
   /** For tests: the jitter's source of randomness, in [0, 1). */
   readonly random?: () => number;
+  /** The clock (ms since the epoch); Date.now by default, a fake one in tests. */
+  readonly now?: () => number;
 }
 
 export class TrustRefresher {
@@ -89,7 +91,12 @@ export class TrustRefresher {
         this.#scheduleCheck(checkSeconds);
       },
       Math.min(this.#jittered(checkSeconds) * 1000, MAX_TIMEOUT_MS),
+      () => this.#now(),
     ).unref();
+  }
+
+  #now(): number {
+    return (this.opts.now ?? Date.now)();
   }
 
   #jittered(seconds: number): number {
@@ -100,7 +107,7 @@ export class TrustRefresher {
   #checkIssuers(): void {
     const { trustVersion, trust } = this.opts;
     if (!trustVersion || this.#failures > 0) return;
-    this.#lastCheck = Date.now();
+    this.#lastCheck = this.#now();
     trustVersion().then(
       (version) => {
         if (version === trust.material.version) return;
@@ -128,7 +135,7 @@ export class TrustRefresher {
    * HINT_CHECK_GAP_MS counting the periodic checks and at most HINT_CHECKS_PER_ISSUER_SET times
    * until the issuer set changes. Without one (files) it re-reads the local files.
    */
-  hint(now: number = Date.now()): void {
+  hint(now: number = this.#now()): void {
     if (this.opts.trustVersion && this.opts.checkSeconds) {
       if (now - this.#lastCheck < HINT_CHECK_GAP_MS) return;
       if (this.opts.trust.material.version !== this.#hintVersion) {
@@ -175,7 +182,7 @@ export class TrustRefresher {
   }
 
   /** True when CRLs are enforced but the newest one is past its nextUpdate (closed mode refuses handshakes then). */
-  crlExpired(now: Date = new Date()): boolean {
+  crlExpired(now: Date = new Date(this.#now())): boolean {
     const next = this.opts.trust.crl?.nextUpdate;
     return this.opts.crlMode === 'closed' && next !== undefined && next < now;
   }
@@ -187,7 +194,7 @@ export class TrustRefresher {
       const material = await fetchTrust();
       this.#failures = 0;
       this.#loaded = true;
-      trust.update(this.#applyCrlGaps(material));
+      trust.update(this.#applyCrlGaps(material), new Date(this.#now()));
       // A CRL that failed to load is tried again soon, backing off to the interval: Vault's
       // failure must not turn a fleet into a steady load on it.
       if (material.crlMissing?.some((gap) => gap.retry)) {
@@ -214,7 +221,11 @@ export class TrustRefresher {
     }
     if (this.#running) {
       const waitSeconds = this.#failures === 0 ? this.#jittered(delaySeconds) : delaySeconds;
-      this.#timer = setLongTimeout(() => void this.refreshNow(), waitSeconds * 1000).unref();
+      this.#timer = setLongTimeout(
+        () => void this.refreshNow(),
+        waitSeconds * 1000,
+        () => this.#now(),
+      ).unref();
     }
   }
 
@@ -246,13 +257,13 @@ export class TrustRefresher {
   #softenExpiredCrl(): void {
     const { trust, crlMode, logger } = this.opts;
     const next = trust.crl?.nextUpdate;
-    if (crlMode !== 'soft' || !next || next > new Date() || trust.material.crlPems.length === 0) return;
+    if (crlMode !== 'soft' || !next || next.getTime() > this.#now() || trust.material.crlPems.length === 0) return;
     logger.warn(
       { code: ErrorCodes.CRL_STALE, nextUpdate: next.toISOString() },
       'the CRL is past its nextUpdate and no newer one could be fetched; revocation is not enforced until one can (vault.pki.crl: closed refuses handshakes instead)',
     );
     // Only the CRLs go: the issuer version stays, or every issuer check would take the
     // unchanged issuers for new ones and fetch everything again.
-    trust.update({ ...trust.material, crlPems: [] });
+    trust.update({ ...trust.material, crlPems: [] }, new Date(this.#now()));
   }
 }

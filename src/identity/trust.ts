@@ -35,6 +35,17 @@ export interface CrlState {
 
 type Listener = () => void;
 
+/** Where the CRLs in force come from, and news of their change (to close connections a new CRL revokes). */
+export interface CrlSource {
+  crlPems(): readonly string[];
+  onChange(listener: () => void): unknown;
+}
+
+/** The trust store's CRLs, as connection deadlines read them. */
+export function crlsOf(trust: TrustStore): CrlSource {
+  return { crlPems: () => trust.material.crlPems, onChange: (listener) => trust.onChange(listener) };
+}
+
 export class TrustStore {
   #material: TrustMaterial = { caPems: [], crlPems: [] };
   #crl: CrlState | undefined;

@@ -10,7 +10,7 @@ import { type ErrorCode, ErrorCodes } from '../errors.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
 import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
-import type { TlsContexts } from '../tls/contexts.js';
+import { keepServerCurrent, type TlsProvider } from '../tls/generation.js';
 import { nameOf, type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { type ConnectionGate, gateConnections, type PeerClass } from './connection-gate.js';
 import { loggedPath } from './forwarded-path.js';
@@ -35,14 +35,14 @@ export function inboundMtls(config: InboundListenerConfig, deps: ListenerDeps): 
   return {
     admission: { listener: config.name, policy, metrics, audit, config },
     serverOptions: {
-      ...contexts.serverOptions(),
+      ...contexts.current().server,
       requestCert: true,
       rejectUnauthorized: true,
       handshakeTimeout: config.limits.handshakeTimeout * 1000,
     },
     attach(server) {
       // Rotation: new handshakes use the new certificate; established connections keep theirs.
-      contexts.onChange(() => server.setSecureContext(contexts.serverOptions()));
+      keepServerCurrent(server, contexts);
       refuseCaLeaves(server, config.name, metrics, audit);
       refuseUntrustedIssuers(server, config.name, contexts, metrics, audit);
       const gate = gateConnections(server, config.name, config.limits, metrics, audit, (socket) => classifyPeer(policy, socket));
@@ -91,7 +91,7 @@ function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, a
  * trusted CA: one CA:TRUE certificate under it would mint any identity. The leaf's own issuer
  * must be trusted (TlsContexts.peerIssuerProblem).
  */
-function refuseUntrustedIssuers(server: TlsServer, listener: string, contexts: TlsContexts, metrics: Metrics, audit: AuditLog): void {
+function refuseUntrustedIssuers(server: TlsServer, listener: string, contexts: TlsProvider, metrics: Metrics, audit: AuditLog): void {
   server.on('secureConnection', (socket: TLSSocket) => {
     const leaf = socket.getPeerX509Certificate();
     const problem = leaf ? contexts.peerIssuerProblem(leaf) : undefined;

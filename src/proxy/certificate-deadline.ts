@@ -16,10 +16,10 @@ import type http2 from 'node:http2';
 import type { Server as NetServer } from 'node:net';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { X509Certificate as PeculiarCertificate } from '@peculiar/x509';
+import type { CrlSource } from '../identity/trust.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
-import type { TlsContexts } from '../tls/contexts.js';
 import { closeAfterAnswer } from './closing-connections.js';
 import { closeSessionGracefully } from './h2/idle-connections.js';
 import { normalizeSerial, revokedSerials } from './revoked-serials.js';
@@ -28,12 +28,6 @@ export type DeadlineReason = 'peer_certificate_expired' | 'peer_certificate_revo
 
 /** Closes one connection gracefully for `reason` (its protocol's way). */
 export type CloseConnection = (reason: DeadlineReason) => void;
-
-/** Where the CRLs the sidecar enforces come from (TlsContexts: its options' `crl`, and its changes). */
-export interface CrlSource {
-  crlPems(): readonly string[];
-  onChange(listener: () => void): unknown;
-}
 
 export interface ConnectionDeadlinesOptions {
   readonly listener: string;
@@ -198,36 +192,16 @@ export class ConnectionDeadlines {
   }
 }
 
-/** The CRLs a listener's TLS contexts enforce (the trust bundle's, and the crl: closed sentinel, which lists no serial). */
-export function crlsOf(contexts: Pick<TlsContexts, 'serverOptions' | 'onChange'>): CrlSource {
-  return {
-    crlPems() {
-      let crl: unknown;
-      try {
-        crl = contexts.serverOptions().crl;
-      } catch {
-        return []; // no certificate published yet: no connection either
-      }
-      const list = crl === undefined ? [] : Array.isArray(crl) ? crl : [crl];
-      return list.map((c: unknown) => String(c));
-    },
-    onChange: (listener) => contexts.onChange(listener),
-  };
-}
-
 /** One listener's deadlines, from its limits and its TLS contexts. */
 export function deadlinesFor(
   listener: string,
   limits: { readonly maxConnectionLifetime?: number | undefined },
-  deps: { readonly contexts?: Pick<TlsContexts, 'serverOptions' | 'onChange'> | undefined } & Pick<
-    ConnectionDeadlinesOptions,
-    'metrics' | 'audit'
-  >,
+  deps: { readonly revocations?: CrlSource | undefined } & Pick<ConnectionDeadlinesOptions, 'metrics' | 'audit'>,
 ): ConnectionDeadlines {
   return new ConnectionDeadlines({
     listener,
     maxLifetimeMs: limits.maxConnectionLifetime ? limits.maxConnectionLifetime * 1000 : undefined,
-    crls: deps.contexts ? crlsOf(deps.contexts) : undefined,
+    crls: deps.revocations,
     metrics: deps.metrics,
     audit: deps.audit,
   });

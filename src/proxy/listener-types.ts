@@ -4,10 +4,12 @@
  * name these types without an import circle.
  */
 import type { AddressInfo } from 'node:net';
+import type tls from 'node:tls';
 import type { Logger } from 'pino';
+import type { CrlSource } from '../identity/trust.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
-import type { TlsContexts } from '../tls/contexts.js';
+import type { TlsProvider } from '../tls/generation.js';
 
 export interface Listener {
   readonly name: string;
@@ -21,10 +23,22 @@ export interface Listener {
 
 /** What every listener is built from: the current TLS material and the telemetry it reports to. */
 export interface ListenerDeps {
-  readonly contexts: TlsContexts;
+  /** The TLS generation at accept and dial time. */
+  readonly contexts: TlsProvider;
+  /** The CRLs in force, to close open connections a new CRL revokes (the trust store's); none: no revocation. */
+  readonly revocations?: CrlSource | undefined;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly audit: AuditLog;
   /** A peer's certificate chained to no CA we trust: the trust bundle may be behind (a new issuer). */
   readonly onUnknownIssuer?: () => void;
+  /**
+   * Opens an outbound mTLS connection (tcp and h2 modes; http mode's undici pool dials with its own
+   * connector, which caches sessions per pool). tls.connect by default; a test passes one that
+   * fails or never answers.
+   */
+  readonly dial?: TlsDial | undefined;
 }
+
+/** Opens a TLS connection with these options (host, port, secure context, servername…), as tls.connect does. */
+export type TlsDial = (options: tls.ConnectionOptions) => tls.TLSSocket;

@@ -89,6 +89,8 @@ export interface Upstream {
   readonly servername: string | undefined;
   /** TLS options for a dial, read at dial time so a rotation applies to the next one. */
   tlsOptions(): tls.ConnectionOptions;
+  /** Dials the target with the current TLS options and `extra` (ALPN, a session to resume, onread). */
+  dial(extra?: tls.ConnectionOptions): tls.TLSSocket;
   /**
    * Classifies a failed dial or request; handshake failures are counted and audited here.
    * `accepted`: the server is known to have accepted the connection (h2: its SETTINGS came), so
@@ -111,11 +113,19 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
     if (problem) return Object.assign(new Error(`${expectedName}: ${problem}`), { code: 'ERR_TLS_UNTRUSTED_ISSUER' });
     return tls.checkServerIdentity(expectedName, cert);
   };
+  const tlsOptions = (): tls.ConnectionOptions => ({
+    secureContext: contexts.current().client,
+    servername,
+    checkServerIdentity,
+    rejectUnauthorized: true,
+  });
+  const dial = deps.dial ?? tls.connect;
   return {
     targetText,
     expectedName,
     servername,
-    tlsOptions: () => ({ secureContext: contexts.clientContext(), servername, checkServerIdentity, rejectUnauthorized: true }),
+    tlsOptions,
+    dial: (extra = {}) => dial({ ...tlsOptions(), host: config.target.host, port: config.target.port, ...extra }),
     failed(failure, accepted = false) {
       // An h2 stream cancelled because its session failed carries the session's error as its cause.
       const cause = failure.cause as (Error & { code?: string }) | undefined;

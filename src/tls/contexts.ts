@@ -9,6 +9,7 @@ import { ErrorCodes, SidecarError } from '../errors.js';
 import { type CertificateBundle, certificateChainPem } from '../identity/bundle.js';
 import type { IdentityStore, PublishedCertificate } from '../identity/store.js';
 import { type TrustMaterial, TrustStore } from '../identity/trust.js';
+import type { TlsGeneration, TlsProvider } from './generation.js';
 
 export interface TlsPolicy {
   readonly profile: 'intermediate' | 'modern';
@@ -93,19 +94,20 @@ export function secureContextOptions(
 
 interface Contexts {
   readonly published: PublishedCertificate;
-  readonly options: tls.SecureContextOptions;
-  readonly context: tls.SecureContext;
+  readonly generation: TlsGeneration;
   /** The CAs a peer's leaf may be signed by; undefined when any chain OpenSSL accepts will do. */
   readonly issuers: readonly X509Certificate[] | undefined;
   /** Listed CAs that do not issue on the source (Vault: keyless parents), to name them in a refusal. */
   readonly parents: readonly X509Certificate[];
 }
 
-type ChangeListener = () => void;
+type Apply = (generation: TlsGeneration) => void;
 
-export class TlsContexts {
+export class TlsContexts implements TlsProvider {
   #current: Contexts | undefined;
-  readonly #listeners = new Set<ChangeListener>();
+  #nextId = 1;
+  /** keepServerCurrent's inbound servers: the only ones told of a new generation. */
+  readonly #keepers = new Set<Apply>();
 
   constructor(
     store: IdentityStore,
@@ -121,14 +123,12 @@ export class TlsContexts {
     });
   }
 
-  /** Options for `server.setSecureContext()` on inbound listeners. */
-  serverOptions(): tls.SecureContextOptions {
-    return this.#require().options;
-  }
-
-  /** The context outbound dials present; read at dial time so a rotation applies to the next dial. */
-  clientContext(): tls.SecureContext {
-    return this.#require().context;
+  /** The current generation, read at accept and dial time so a rotation applies to the next connection. */
+  current(): TlsGeneration {
+    if (!this.#current) {
+      throw new SidecarError(ErrorCodes.NO_CERTIFICATE, 'no certificate has been published yet; wait for readiness');
+    }
+    return this.#current.generation;
   }
 
   /**
@@ -147,16 +147,10 @@ export class TlsContexts {
     return `its certificate was issued by "${leaf.issuer.replace(/\n/g, ', ')}", which is not a trusted CA (an intermediate the peer brought is never trusted to issue identities)`;
   }
 
-  onChange(listener: ChangeListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  #require(): Contexts {
-    if (!this.#current) {
-      throw new SidecarError(ErrorCodes.NO_CERTIFICATE, 'no certificate has been published yet; wait for readiness');
-    }
-    return this.#current;
+  keepCurrent(apply: Apply): () => void {
+    this.#keepers.add(apply);
+    if (this.#current) apply(this.#current.generation);
+    return () => this.#keepers.delete(apply);
   }
 
   #rebuild(published: PublishedCertificate): void {
@@ -171,7 +165,12 @@ export class TlsContexts {
     const parents = issuers
       ? this.trust.material.caPems.filter((pem) => !issuerPems.includes(pem)).map((pem) => new X509Certificate(pem))
       : [];
-    this.#current = { published, options, context: tls.createSecureContext(options), issuers, parents };
-    for (const listener of this.#listeners) listener();
+    const generation: TlsGeneration = Object.freeze({
+      id: this.#nextId++,
+      server: Object.freeze(options),
+      client: tls.createSecureContext(options),
+    });
+    this.#current = { published, generation, issuers, parents };
+    for (const apply of this.#keepers) apply(generation);
   }
 }

@@ -40,6 +40,20 @@ export interface VaultObserver {
   request(operation: string, status: string, seconds: number): void;
 }
 
+export interface VaultSessionOptions {
+  readonly client: VaultClient;
+  readonly auth: VaultAuthConfig;
+  readonly address: string;
+  readonly logger: Logger;
+  /** From VAULT_TOKEN, for token auth without a file. */
+  readonly envToken?: string | undefined;
+  readonly observer?: VaultObserver | undefined;
+  /** The whole of one call, headers and body (vault.requestTimeout); the client's own timeout is per socket read. 10 s by default. */
+  readonly deadlineMs?: number | undefined;
+  /** The clock (ms since the epoch) for the token's expiry and renewal; Date.now by default. */
+  readonly now?: (() => number) | undefined;
+}
+
 export class VaultSession {
   #loggedIn = false;
   #tokenExpiresAt: Date | undefined;
@@ -47,17 +61,25 @@ export class VaultSession {
   #renewTimer: LongTimer | undefined;
   #closed = false;
 
-  constructor(
-    readonly client: VaultClient,
-    private readonly auth: VaultAuthConfig,
-    private readonly address: string,
-    private readonly logger: Logger,
-    /** From VAULT_TOKEN, for token auth without a file. */
-    private readonly envToken?: string,
-    private readonly observer?: VaultObserver,
-    /** The whole of one call, headers and body (vault.requestTimeout); the client's own timeout is per socket read. */
-    private readonly deadlineMs: number = 10_000,
-  ) {}
+  readonly client: VaultClient;
+  private readonly auth: VaultAuthConfig;
+  private readonly address: string;
+  private readonly logger: Logger;
+  private readonly envToken: string | undefined;
+  private readonly observer: VaultObserver | undefined;
+  private readonly deadlineMs: number;
+  readonly #now: () => number;
+
+  constructor(opts: VaultSessionOptions) {
+    this.client = opts.client;
+    this.auth = opts.auth;
+    this.address = opts.address;
+    this.logger = opts.logger;
+    this.envToken = opts.envToken;
+    this.observer = opts.observer;
+    this.deadlineMs = opts.deadlineMs ?? 10_000;
+    this.#now = opts.now ?? Date.now;
+  }
 
   /** When the current token expires; undefined before login and for tokens that never expire. */
   get tokenExpiresAt(): Date | undefined {
@@ -91,7 +113,7 @@ export class VaultSession {
   }
 
   #learnTokenTtl(ttl: number): void {
-    this.#tokenExpiresAt = ttl > 0 ? new Date(Date.now() + ttl * 1000) : undefined;
+    this.#tokenExpiresAt = ttl > 0 ? new Date(this.#now() + ttl * 1000) : undefined;
   }
 
   /** Runs a Vault call with a valid token; on 403 logs in again once and retries (revoked or expired token). */
@@ -220,7 +242,7 @@ export class VaultSession {
     this.#renewTimer?.clear();
     if (this.#closed || state.ttl <= 0) return;
     const delayMs = Math.max(1, (state.ttl * 2) / 3) * 1000;
-    this.#renewTimer = setLongTimeout(() => void this.#renewToken(state), delayMs).unref();
+    this.#renewTimer = setLongTimeout(() => void this.#renewToken(state), delayMs, this.#now).unref();
   }
 
   async #renewToken(previous: TokenState): Promise<void> {

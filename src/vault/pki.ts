@@ -32,6 +32,20 @@ interface IssuerResponse {
   data: { certificate: string; ca_chain?: string[]; issuer_name?: string };
 }
 
+export interface VaultPkiSourceOptions {
+  readonly mount: string;
+  readonly role: string;
+  /** vault.pki.crl; soft by default. */
+  readonly crlMode?: 'soft' | 'closed' | 'off' | undefined;
+  /** What to revoke at shutdown; nothing by default. */
+  readonly revokeOnShutdown?: { certificate: boolean; token: boolean } | undefined;
+  /** sign (a CSR: the key never leaves the pod) or issue; sign by default. */
+  readonly method?: 'sign' | 'issue' | undefined;
+  readonly keyType?: KeyType | undefined;
+  /** The clock (ms since the epoch); Date.now by default. */
+  readonly now?: (() => number) | undefined;
+}
+
 export class VaultPkiSource implements CertificateSource {
   readonly kind = 'vault';
 
@@ -48,15 +62,26 @@ export class VaultPkiSource implements CertificateSource {
    */
   #skewBoundMs: number | undefined;
 
+  private readonly mount: string;
+  private readonly role: string;
+  private readonly crlMode: 'soft' | 'closed' | 'off';
+  private readonly revokeOnShutdown: { certificate: boolean; token: boolean };
+  private readonly method: 'sign' | 'issue';
+  private readonly keyType: KeyType;
+  readonly #now: () => number;
+
   constructor(
     readonly session: VaultSession,
-    private readonly mount: string,
-    private readonly role: string,
-    private readonly crlMode: 'soft' | 'closed' | 'off' = 'soft',
-    private readonly revokeOnShutdown: { certificate: boolean; token: boolean } = { certificate: false, token: false },
-    private readonly method: 'sign' | 'issue' = 'sign',
-    private readonly keyType: KeyType = 'ec-p256',
-  ) {}
+    opts: VaultPkiSourceOptions,
+  ) {
+    this.mount = opts.mount;
+    this.role = opts.role;
+    this.crlMode = opts.crlMode ?? 'soft';
+    this.revokeOnShutdown = opts.revokeOnShutdown ?? { certificate: false, token: false };
+    this.method = opts.method ?? 'sign';
+    this.keyType = opts.keyType ?? 'ec-p256';
+    this.#now = opts.now ?? Date.now;
+  }
 
   async issue(identity: RequestedIdentity): Promise<CertificateBundle> {
     const path = `${this.mount}/${this.method}/${this.role}`;
@@ -205,7 +230,7 @@ export class VaultPkiSource implements CertificateSource {
    * no clock error keeps a revocation hidden longer than that.
    */
   async #readIfModified<T>(client: VaultClient, path: string): Promise<T> {
-    const startedAt = Date.now();
+    const startedAt = this.#now();
     const cached = this.#cached.get(path);
     const conditional = cached !== undefined && this.#skewBoundMs !== undefined && Math.abs(startedAt - cached.readAt) < FULL_READ_AFTER_MS;
     const since = conditional ? cached.readAt - (this.#skewBoundMs ?? 0) - SKEW_SLACK_MS : undefined;
@@ -224,7 +249,7 @@ export class VaultPkiSource implements CertificateSource {
 
   #learnSkew(certPem: string): void {
     try {
-      this.#skewBoundMs = Math.max(0, Date.now() - new Date(new X509Certificate(certPem).validFrom).getTime());
+      this.#skewBoundMs = Math.max(0, this.#now() - new Date(new X509Certificate(certPem).validFrom).getTime());
     } catch {
       // The renewer reports a certificate it cannot parse; reads stay unconditional.
     }

@@ -5,7 +5,7 @@
  * revoked could open TCP connections, hold back its ClientHello, and after the CRL landed finish
  * the handshake and keep the connection until its notAfter. Now a connection is checked against
  * the CRLs loaded when its handshake completes, and closed at once if they list its certificate.
- * Real TLS server and client; the CRL source is what admission.ts feeds on contexts.onChange.
+ * Real TLS server and client; the CRL source is what the trust store feeds (crlsOf).
  */
 import '../../src/identity/x509-setup.js';
 import type { webcrypto } from 'node:crypto';
@@ -17,7 +17,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { expect, it } from 'vitest';
-import { ConnectionDeadlines, type CrlSource, watchInboundConnections } from '../../src/proxy/certificate-deadline.js';
+import type { CrlSource } from '../../src/identity/trust.js';
+import { ConnectionDeadlines, watchInboundConnections } from '../../src/proxy/certificate-deadline.js';
 
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const pemKey = async (k: webcrypto.CryptoKey) =>

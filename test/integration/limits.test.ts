@@ -2,6 +2,7 @@
  * Listener limits on real sockets: a connection cap that leaves open connections alone, a slow
  * header sender cut off without harming others, and a bounded upstream dial.
  */
+import http2 from 'node:http2';
 import net from 'node:net';
 import { afterAll, expect, it } from 'vitest';
 import { freePort } from '../support/ports.js';
@@ -86,6 +87,56 @@ it('gives up dialling an upstream that never completes the TLS handshake, with a
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe('SIDECAR_UPSTREAM_UNREACHABLE');
     expect(body.error.message).toContain('ETIMEDOUT');
+  } finally {
+    silent.close();
+  }
+});
+
+it('gives up on a silent upstream in h2 and tcp modes too, at limits.connectTimeout (h2 calls once waited for ever)', async () => {
+  const silent = net.createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const target = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+  try {
+    const sidecar = await startSidecar({
+      identity: devIdentity,
+      outbound: (['h2', 'tcp'] as const).map((mode) => ({
+        name: `hung-${mode}`,
+        mode,
+        listen: '127.0.0.1:0',
+        target,
+        serverName: 'localhost',
+        limits: { connectTimeout: '1s' },
+      })),
+    });
+    const started = performance.now();
+    const session = http2.connect(`http://127.0.0.1:${sidecar.listenerAddress('hung-h2').port}`);
+    session.on('error', () => undefined);
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = session.request({ ':path': '/svc/Call' });
+      let body = '';
+      let status = 0;
+      req.setEncoding('utf8');
+      req.on('response', (h) => {
+        status = Number(h[':status']);
+      });
+      req.on('data', (c: string) => {
+        body += c;
+      });
+      req.on('end', () => resolve({ status, body }));
+      req.on('error', reject);
+      req.end();
+    });
+    session.close();
+    expect(answer.status).toBe(502);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'SIDECAR_UPSTREAM_UNREACHABLE' } });
+    expect(answer.body).toContain('ETIMEDOUT');
+    expect(performance.now() - started).toBeLessThan(5000);
+
+    const tcpStarted = performance.now();
+    const socket = net.connect(sidecar.listenerAddress('hung-tcp').port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(performance.now() - tcpStarted).toBeLessThan(5000);
   } finally {
     silent.close();
   }

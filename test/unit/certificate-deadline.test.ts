@@ -9,7 +9,8 @@ import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import * as x509 from '@peculiar/x509';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
-import { ConnectionDeadlines, type CrlSource } from '../../src/proxy/certificate-deadline.js';
+import type { CrlSource } from '../../src/identity/trust.js';
+import { ConnectionDeadlines } from '../../src/proxy/certificate-deadline.js';
 import { normalizeSerial } from '../../src/proxy/revoked-serials.js';
 
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;

@@ -28,8 +28,8 @@ function contexts(anchors: 'listed' | 'bundle', directIssuer = true): TlsContext
 }
 
 it('with listed anchors, a CA only our own certificate’s chain named is no anchor for peers', () => {
-  expect(contexts('listed').serverOptions().ca).toEqual([mount.ca.cert]);
-  expect(contexts('bundle').serverOptions().ca).toEqual([mount.ca.cert, rogue.ca.cert]);
+  expect(contexts('listed').current().server.ca).toEqual([mount.ca.cert]);
+  expect(contexts('bundle').current().server.ca).toEqual([mount.ca.cert, rogue.ca.cert]);
 });
 
 it('a leaf must be signed by a trusted CA itself, not by a CA:TRUE certificate under it', () => {

@@ -82,7 +82,7 @@ async function fakeVault() {
     },
   };
   const session = { call: (_l: string, _o: string, fn: (c: unknown) => Promise<unknown>) => fn(client) };
-  const source = new VaultPkiSource(session as never, 'pki_int', 'r', 'closed', undefined, 'issue');
+  const source = new VaultPkiSource(session as never, { mount: 'pki_int', role: 'r', crlMode: 'closed', method: 'issue' });
   const identity = { commonName: 'me', dnsNames: [], ipSans: [], uriSans: [], ttl: 86400 };
   return {
     crlReads,

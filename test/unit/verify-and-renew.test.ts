@@ -1,5 +1,5 @@
 /** Verify-before-publish and the renewer's failure handling, with the in-memory dev CA. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../../src/errors.js';
 import type { CertificateBundle } from '../../src/identity/bundle.js';
 import { DevCertificateAuthority } from '../../src/identity/dev-ca.js';
@@ -63,49 +63,72 @@ describe('verifyBundle', () => {
 });
 
 describe('Renewer', () => {
-  it('keeps the current certificate when a renewal is refused, then retries', async () => {
+  it('keeps the current certificate when a renewal is refused, then retries — on fake time', async () => {
     const ca = await DevCertificateAuthority.create();
     const other = await DevCertificateAuthority.create('rogue');
-    let calls = 0;
-    const source: CertificateSource = {
-      kind: 'scripted',
-      async issue() {
-        calls++;
-        if (calls === 2) return { ...(await issue(other)), trustPem: [ca.certPem] };
-        return issue(ca);
-      },
-      close: async () => [],
-    };
-    const store = new IdentityStore(wanted);
-    const renewer = new Renewer({
-      source,
-      store,
-      identity: wanted,
-      // Renew almost at once so the test does not wait.
-      policy: { windowStart: 0.001, windowEnd: 0.002, outageBudget: 0 },
-      minBackoffSeconds: 0.05,
-      maxBackoffSeconds: 0.1,
-      logger: testLogger,
-      random: () => 0.5,
-    });
-    const serials: string[] = [];
-    const issuers: string[] = [];
-    store.onPublish((p) => {
-      serials.push(p.info.serial);
-      issuers.push(p.info.issuer);
-    });
-    renewer.start();
-    const first = await renewer.waitForFirstCertificate(5000);
-    // The next renewal (call 2) is refused; call 3 succeeds after a backoff.
-    const deadline = Date.now() + 60_000;
-    while (serials.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await renewer.stop();
-    expect(calls).toBeGreaterThanOrEqual(3);
-    expect(serials[0]).toBe(first.info.serial);
-    expect(serials.length).toBeGreaterThanOrEqual(2);
-    // The rogue certificate (call 2) was never published.
-    expect(issuers.every((issuer) => issuer.includes('vault-mtls-sidecar dev CA'))).toBe(true);
-  }, 70_000);
+    // The renewer's clock and timers are fake (Date and setTimeout): a 600 s certificate's
+    // renewal window and the backoff after a refusal pass in milliseconds of real time.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      const started = Date.now();
+      const attempts: number[] = [];
+      let pending: Promise<unknown> | undefined;
+      const source: CertificateSource = {
+        kind: 'scripted',
+        issue() {
+          attempts.push((Date.now() - started) / 1000);
+          const now = new Date();
+          const issued = attempts.length === 2 ? issue(other, { now }).then((b) => ({ ...b, trustPem: [ca.certPem] })) : issue(ca, { now });
+          pending = issued;
+          return issued;
+        },
+        close: async () => [],
+      };
+      const store = new IdentityStore(wanted);
+      const renewer = new Renewer({
+        source,
+        store,
+        identity: wanted,
+        policy: { windowStart: 0.5, windowEnd: 0.7, outageBudget: 0 },
+        minBackoffSeconds: 5,
+        maxBackoffSeconds: 60,
+        logger: testLogger,
+        random: () => 0.5,
+        now: () => Date.now(),
+      });
+      const serials: string[] = [];
+      const issuers: string[] = [];
+      store.onPublish((p) => {
+        serials.push(p.info.serial);
+        issuers.push(p.info.issuer);
+      });
+      renewer.start();
+      const first = renewer.waitForFirstCertificate(60_000);
+      // Fake seconds pass one at a time; the clock stands still while the dev CA does its real work.
+      for (let s = 0; s < 1200 && serials.length < 2; s++) {
+        if (pending) await pending.catch(() => undefined);
+        pending = undefined;
+        await vi.advanceTimersByTimeAsync(pending ? 0 : 1000);
+      }
+      await renewer.stop();
+      expect(serials[0]).toBe((await first).info.serial);
+      expect(serials).toHaveLength(2);
+      // Attempt 2, the refused one, at the middle of the window: 60 % of the lifetime from
+      // notBefore, which the dev CA backdates by a minute (random 0.5 → 0.6 × 660 s − 60 s = 336 s).
+      expect(attempts[0]).toBeLessThan(1);
+      expect(attempts[1]).toBeGreaterThan(300);
+      expect(attempts[1]).toBeLessThan(420);
+      // Attempt 3 after the first backoff, full jitter: minBackoff × 2^0 × random 0.5 = 2.5 s (the
+      // fake clock moves in 1 s steps, and stands still during the dev CA's work).
+      const [, second = 0, third = 0] = attempts;
+      expect(third - second).toBeGreaterThanOrEqual(2.5);
+      expect(third - second).toBeLessThan(4);
+      // The rogue certificate (attempt 2) was never published.
+      expect(issuers.every((issuer) => issuer.includes('vault-mtls-sidecar dev CA'))).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 
   it('names the last error when no certificate arrives in time', async () => {
     const source: CertificateSource = {

@@ -1,9 +1,10 @@
 /**
- * The client side of h2 forwarding: one multiplexed session per target, reconnected when it closes
- * and replaced after a rotation, and what the relay needs to know about a session — whether its
+ * The client side of h2 forwarding: one multiplexed session per target and TLS generation,
+ * reconnected when it closes, and what the relay needs to know about a session — whether its
  * server accepted it, and which streams its GOAWAY left unprocessed.
  */
 import http2 from 'node:http2';
+import { PerGeneration } from '../../tls/generation.js';
 
 const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 
@@ -63,40 +64,55 @@ export function rootCause(err: Error & { code?: string }): Error & { code?: stri
 }
 
 export class H2Session {
-  #session: http2.ClientHttp2Session | undefined;
+  readonly #sessions: PerGeneration<http2.ClientHttp2Session>;
 
   constructor(
-    private readonly authority: string,
-    private readonly options: () => http2.SecureClientSessionOptions | http2.ClientSessionOptions,
-  ) {}
-
-  get(): http2.ClientHttp2Session {
-    if (!this.#session || this.#session.closed || this.#session.destroyed) {
-      const session = http2.connect(this.authority, this.options());
-      session.on('error', () => session.destroy());
-      session.once('remoteSettings', () => accepted.add(session));
-      // Once per session, where it is made: what relayStream's re-send decision reads.
-      watchGoaway(session);
-      session.on('close', () => {
-        if (this.#session === session) this.#session = undefined;
-      });
-      this.#session = session;
-    }
-    return this.#session;
+    authority: string,
+    options: () => http2.SecureClientSessionOptions | http2.ClientSessionOptions,
+    opts: {
+      /** The TLS generation now (a session presents the certificate of the generation it was made in); none: one for ever. */
+      readonly generation?: () => number;
+      /** TCP connect plus TLS handshake must finish within this (limits.connectTimeout); a silent target fails the calls waiting on it. */
+      readonly connectTimeoutMs?: number;
+    } = {},
+  ) {
+    const { generation = () => 0, connectTimeoutMs } = opts;
+    this.#sessions = new PerGeneration(
+      generation,
+      () => {
+        const session = http2.connect(authority, options());
+        session.on('error', () => session.destroy());
+        if (connectTimeoutMs) {
+          const timer = setTimeout(
+            () =>
+              session.destroy(
+                Object.assign(new Error(`no connection to ${authority} within ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }),
+              ),
+            connectTimeoutMs,
+          );
+          session.once('connect', () => clearTimeout(timer));
+          session.once('close', () => clearTimeout(timer));
+        }
+        session.once('remoteSettings', () => accepted.add(session));
+        // Once per session, where it is made: what relayStream's re-send decision reads.
+        watchGoaway(session);
+        return session;
+      },
+      // A session of an old generation finishes its streams and closes. Not at once: streams
+      // submitted to it just before may not be on the wire yet, and the GOAWAY of close() would
+      // refuse them (REFUSED_STREAM, a 502 for the app) — a few per rotation under load.
+      (old) => setTimeout(() => old.close(), OLD_SESSION_CLOSE_DELAY_MS).unref(),
+      // A closed session (the server went away, or its certificate ended) is replaced at the next call.
+      (session) => !session.closed && !session.destroyed,
+    );
   }
 
-  /**
-   * New streams go to a new session; the old one finishes its streams and closes. Not at once:
-   * streams submitted to it just before may not be on the wire yet, and the GOAWAY of close()
-   * would refuse them (REFUSED_STREAM, a 502 for the app) — a few per rotation under load.
-   */
-  renew(): void {
-    const old = this.#session;
-    this.#session = undefined;
-    if (old) setTimeout(() => old.close(), OLD_SESSION_CLOSE_DELAY_MS).unref();
+  /** The session for a new stream: the current generation's, open. */
+  get(): http2.ClientHttp2Session {
+    return this.#sessions.get();
   }
 
   close(): void {
-    this.#session?.close();
+    this.#sessions.peek()?.close();
   }
 }

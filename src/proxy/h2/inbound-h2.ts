@@ -36,7 +36,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'h2' });
   const targetText = formatHostPort(config.target);
   const mtls = inboundMtls(config, deps);
-  const app = new H2Session(`http://${targetText}`, () => ({}));
+  const app = new H2Session(`http://${targetText}`, () => ({}), { connectTimeoutMs: config.limits.connectTimeout * 1000 });
 
   const server = http2.createSecureServer({
     ...mtls.serverOptions,

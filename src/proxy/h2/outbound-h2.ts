@@ -1,7 +1,7 @@
 /**
  * Outbound in h2 mode: the app speaks cleartext HTTP/2 (prior knowledge, as gRPC clients do to
- * a local proxy); its streams are multiplexed over one mTLS HTTP/2 session to the target, which is
- * replaced after a rotation so new streams present the new certificate.
+ * a local proxy); its streams are multiplexed over one mTLS HTTP/2 session to the target per TLS
+ * generation, so after a rotation new streams present the new certificate.
  */
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
@@ -18,8 +18,12 @@ import { H2Session } from './h2-session.js';
 export function createOutboundH2Listener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'h2' });
   const upstream = upstreamFor(config, deps);
-  const session = new H2Session(`https://${upstream.targetText}`, () => ({ ...upstream.tlsOptions(), ALPNProtocols: ['h2'] }));
-  deps.contexts.onChange(() => session.renew());
+  // One session per TLS generation: after a rotation the next stream opens a session that presents the new certificate.
+  const session = new H2Session(
+    `https://${upstream.targetText}`,
+    () => ({ ...upstream.tlsOptions(), createConnection: () => upstream.dial({ ALPNProtocols: ['h2'] }) }),
+    { generation: () => deps.contexts.current().id, connectTimeoutMs: config.limits.connectTimeout * 1000 },
+  );
   // A session whose server certificate ends is closed (GOAWAY; its streams get IN_FLIGHT_GRACE_MS to finish); the next call opens a new one.
   const deadlines = deadlinesFor(config.name, config.limits, deps);
   const watched = new WeakSet<http2.ClientHttp2Session>();

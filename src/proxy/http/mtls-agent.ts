@@ -1,26 +1,19 @@
 /**
  * The https.Agent http-proxy dials with for upgrades (WebSocket) on an outbound http listener;
  * plain requests use MtlsPool. Its connections present the *current* certificate: the secure
- * context is read from TlsContexts at dial time, so after a rotation the next new connection uses
- * the new certificate. The server must present `expectedName`.
+ * context is read from the current TLS generation at dial time, so after a rotation the next new
+ * connection uses the new certificate. The server must present `expectedName`.
  */
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import type { TlsContexts } from '../../tls/contexts.js';
+import type { TlsProvider } from '../../tls/generation.js';
 import type { ConnectionDeadlines } from '../certificate-deadline.js';
 import type { Upstream } from '../upstream.js';
 
 export class MtlsAgent extends https.Agent {
-  /**
-   * Bumped at each rotation and part of the pool key: cached TLS sessions (whose resumption would
-   * present the previous certificate's identity) and pooled sockets of the old certificate are not
-   * picked for new requests; the old sockets finish what they carry and idle out.
-   */
-  #generation = 0;
-
   constructor(
-    contexts: TlsContexts,
+    private readonly contexts: TlsProvider,
     private readonly upstream: Upstream,
     /** TCP connect plus TLS handshake must finish within this. */
     private readonly connectTimeoutMs: number,
@@ -28,13 +21,15 @@ export class MtlsAgent extends https.Agent {
     private readonly deadlines?: ConnectionDeadlines,
   ) {
     super({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, maxCachedSessions: 100 });
-    contexts.onChange(() => {
-      this.#generation++;
-    });
   }
 
+  /**
+   * The TLS generation is part of the pool key: cached TLS sessions (whose resumption would
+   * present the previous certificate's identity) and pooled sockets of an old generation are not
+   * picked for new requests; the old sockets finish what they carry and idle out.
+   */
   override getName(options?: https.RequestOptions): string {
-    return `${super.getName(options)}:g${this.#generation}`;
+    return `${super.getName(options)}:g${this.contexts.current().id}`;
   }
 
   override createConnection(options: tls.ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {

@@ -1,22 +1,23 @@
 /**
  * The keep-alive pool of mTLS connections behind an outbound http listener. One undici Pool per
- * certificate: its connections present that certificate and its TLS session cache only resumes
- * sessions made with it. A rotation starts a new pool for new requests; the old one finishes what
- * it carries and closes, so no request is dropped and none goes out with the old identity after.
+ * TLS generation: its connections present that generation's certificate and its TLS session
+ * cache only resumes sessions made with it. The first request after a rotation gets a new pool;
+ * the old one finishes what it carries and closes, so no request is dropped and none goes out
+ * with the old identity after.
  */
 
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { TlsContexts } from '../../tls/contexts.js';
+import { PerGeneration, type TlsProvider } from '../../tls/generation.js';
 import { type ConnectionDeadlines, IN_FLIGHT_GRACE_MS } from '../certificate-deadline.js';
 import type { Upstream } from '../upstream.js';
 import { buildConnector, Pool } from './undici-pool.js';
 
 export class MtlsPool {
-  #pool: Pool;
+  readonly #pools: PerGeneration<Pool>;
 
   constructor(
-    contexts: TlsContexts,
+    contexts: TlsProvider,
     private readonly upstream: Upstream,
     /** TCP connect plus TLS handshake must finish within this. */
     private readonly connectTimeoutMs: number,
@@ -25,33 +26,32 @@ export class MtlsPool {
     /** Retires the pool when one of its connections' server certificate ends. */
     private readonly deadlines?: ConnectionDeadlines,
   ) {
-    this.#pool = this.#create();
-    contexts.onChange(() => this.#retire(this.#pool));
+    this.#pools = new PerGeneration(
+      () => contexts.current().id,
+      () => this.#create(),
+      // Finishes what it carries (each connection after its request), then closes.
+      (old) => void old.close().catch(() => undefined),
+    );
   }
 
-  /**
-   * New requests go to a new pool; `pool` finishes what it carries (each connection after its
-   * request) and closes. `ended`, a connection whose server certificate ended, is cut if its
-   * request still runs IN_FLIGHT_GRACE_MS later.
-   */
-  #retire(pool: Pool, ended?: Duplex): void {
-    if (ended) {
-      const cut = setTimeout(() => ended.destroy(), IN_FLIGHT_GRACE_MS).unref();
-      ended.once('close', () => clearTimeout(cut));
-    }
-    if (pool !== this.#pool) return;
-    this.#pool = this.#create();
-    void pool.close().catch(() => undefined);
-  }
-
-  /** The pool new requests go to. */
+  /** The pool new requests go to: the current generation's. */
   current(): Pool {
-    return this.#pool;
+    return this.#pools.get();
   }
 
   /** Closes every connection, in flight or idle (after the listener drained). */
   async destroy(): Promise<void> {
-    await this.#pool.destroy();
+    await this.#pools.peek()?.destroy();
+  }
+
+  /**
+   * `pool` has a connection whose server certificate ended: new requests go to a new pool, and
+   * `ended` is cut if its request still runs IN_FLIGHT_GRACE_MS later.
+   */
+  #endedIn(pool: Pool, ended: Duplex): void {
+    const cut = setTimeout(() => ended.destroy(), IN_FLIGHT_GRACE_MS).unref();
+    ended.once('close', () => clearTimeout(cut));
+    this.#pools.retireIfCurrent(pool);
   }
 
   #create(): Pool {
@@ -62,7 +62,7 @@ export class MtlsPool {
     const connect: typeof dial = deadlines
       ? (options, callback) =>
           dial(options, (err, socket) => {
-            if (!err && socket) deadlines.watch(socket as TLSSocket, () => this.#retire(pool, socket));
+            if (!err && socket) deadlines.watch(socket as TLSSocket, () => this.#endedIn(pool, socket));
             (callback as (e: typeof err, s: typeof socket) => void)(err, socket);
           })
       : dial;

@@ -3,7 +3,7 @@
  * with mTLS (the current certificate, the server checked against the expected name) and piped.
  */
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { OutboundListenerConfig } from '../../config/schema/index.js';
 import { deadlinesFor } from '../certificate-deadline.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
@@ -16,32 +16,35 @@ export function createOutboundTcpListener(config: OutboundListenerConfig, index:
   const deadlines = deadlinesFor(config.name, config.limits, deps);
 
   // TLS session resumption: a new app connection costs an abbreviated handshake, not a full one.
-  // A resumed session carries the identity of the certificate it was made with, so a rotation
-  // forgets it and the next dial presents the new certificate in full.
-  let session: Buffer | undefined;
-  deps.contexts.onChange(() => {
-    session = undefined;
-  });
+  // A resumed session carries the identity of the certificate it was made with, so it is only
+  // offered within its TLS generation: after a rotation the next dial presents the new certificate.
+  let saved: { readonly generation: number; readonly ticket: Buffer } | undefined;
 
   const server = net.createServer({ allowHalfOpen: true }, (client) => {
     let secured = false;
-    const remote = pipeDialled(client, (onread) =>
-      tls.connect({
-        ...upstream.tlsOptions(),
-        session,
-        host: config.target.host,
-        port: config.target.port,
-        onread,
-        // Passed through to the socket; the ConnectionOptions type does not list it.
-        allowHalfOpen: true,
-      } as tls.ConnectionOptions),
-    );
+    const generation = deps.contexts.current().id;
+    let remote: tls.TLSSocket;
+    try {
+      remote = pipeDialled(client, (onread) =>
+        upstream.dial({
+          session: saved?.generation === generation ? saved.ticket : undefined,
+          onread,
+          // Passed through to the socket; the ConnectionOptions type does not list it.
+          allowHalfOpen: true,
+        } as tls.ConnectionOptions),
+      );
+    } catch (err) {
+      // tls.connect throws for options it cannot use: the app's connection fails, not the process.
+      upstream.failed(err as Error & { code?: string });
+      client.destroy();
+      return;
+    }
     // Bounded dial: TCP connect plus the TLS handshake; then the idle limit.
     remote.setTimeout(config.limits.connectTimeout * 1000, () =>
       remote.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
     );
     remote.on('session', (ticket: Buffer) => {
-      session = ticket;
+      saved = { generation, ticket };
     });
     remote.once('secureConnect', () => {
       secured = true;
