@@ -40,13 +40,25 @@ export const ErrorCodes = {
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
-export class SidecarError extends Error {
-  readonly code: ErrorCode;
+/**
+ * Why, as data, for code that branches on it and for tests (the message is for people). Each
+ * family of errors names its own reasons; see VaultFailure in vault/errors.ts.
+ */
+export interface ErrorReason {
+  /** A short snake_case word, stable like the code. */
+  readonly reason: string;
+}
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+export class SidecarError<R extends ErrorReason = ErrorReason> extends Error {
+  readonly code: ErrorCode;
+  /** The reason as data; undefined where the code says it all. */
+  readonly reason: R | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; reason?: R }) {
     super(message, options);
     this.name = 'SidecarError';
     this.code = code;
+    this.reason = options?.reason;
   }
 }
 

@@ -7,39 +7,21 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/server.js';
 import { formatHostPort } from './config/parse.js';
-import type { Config, InboundListenerConfig, OutboundListenerConfig } from './config/schema/index.js';
+import type { Config } from './config/schema/index.js';
 import { ErrorCodes, isSidecarError } from './errors.js';
-import type { CertificateBundle } from './identity/bundle.js';
-import { createSource, requestedIdentity, type SourceParts } from './identity/create-source.js';
-import { holdForIssuerHandover, renewWhenIssuerRemoved } from './identity/issuer-handover.js';
-import { Renewer } from './identity/renewer.js';
+import { createIdentity } from './identity/create-identity.js';
+import { createSource, type SourceParts } from './identity/create-source.js';
+import type { Renewer } from './identity/renewer.js';
 import type { CertificateSource } from './identity/source.js';
-import { IdentityStore } from './identity/store.js';
-import { crlsOf, TrustStore } from './identity/trust.js';
-import { TrustRefresher } from './identity/trust-refresher.js';
-import type { Listener, ListenerDeps } from './proxy/listener.js';
+import type { IdentityStore } from './identity/store.js';
+import { crlsOf, type TrustStore } from './identity/trust.js';
+import type { TrustRefresher } from './identity/trust-refresher.js';
+import { createListeners } from './proxy/create-listeners.js';
+import type { Listener, ListenerDeps } from './proxy/listener-types.js';
 import { AuditLog } from './telemetry/audit.js';
 import { Metrics } from './telemetry/metrics.js';
 import { type PeerTrust, TlsContexts } from './tls/contexts.js';
 import { peerTrustFor } from './tls/peer-trust.js';
-
-type ListenerFactory<C> = (config: C, index: number, deps: ListenerDeps) => Listener;
-
-/*
- * Each mode, source and its libraries (undici, http2, node-vault, node-forge, the X.509 parser) is
- * loaded only when the config uses it: a loaded module stays in the heap for good, and every
- * megabyte there is RSS and garbage-collector marking work for the life of the pod.
- */
-const INBOUND_BY_MODE: Record<InboundListenerConfig['mode'], () => Promise<ListenerFactory<InboundListenerConfig>>> = {
-  http: async () => (await import('./proxy/http/inbound-http.js')).createInboundHttpListener,
-  h2: async () => (await import('./proxy/h2/inbound-h2.js')).createInboundH2Listener,
-  tcp: async () => (await import('./proxy/tcp/inbound-tcp.js')).createInboundTcpListener,
-};
-const OUTBOUND_BY_MODE: Record<OutboundListenerConfig['mode'], () => Promise<ListenerFactory<OutboundListenerConfig>>> = {
-  http: async () => (await import('./proxy/http/outbound-http.js')).createOutboundHttpListener,
-  h2: async () => (await import('./proxy/h2/outbound-h2.js')).createOutboundH2Listener,
-  tcp: async () => (await import('./proxy/tcp/outbound-tcp.js')).createOutboundTcpListener,
-};
 
 export interface SidecarOptions {
   /** Overrides the source the config names (the demo shares one dev CA with its client). */
@@ -55,7 +37,7 @@ export class Sidecar {
   readonly admin: AdminServer;
   readonly audit: AuditLog;
   readonly source: CertificateSource;
-  readonly trust = new TrustStore();
+  readonly trust: TrustStore;
   /** Present when the source serves a trust bundle and CRLs (Vault). */
   readonly trustRefresher: TrustRefresher | undefined;
   #listeners: Listener[] = [];
@@ -70,63 +52,19 @@ export class Sidecar {
     peerTrust: PeerTrust,
   ) {
     this.source = parts.source;
-    this.store = new IdentityStore(requestedIdentity(config));
+    const identity = createIdentity({
+      config,
+      parts,
+      logger,
+      trustRequired: peerTrust.anchors === 'listed',
+      recordRenewal: (result) => this.metrics.certRenewals.inc({ result }),
+    });
+    this.store = identity.store;
+    this.trust = identity.trust;
+    this.trustRefresher = identity.trustRefresher;
+    this.renewer = identity.renewer;
     this.contexts = new TlsContexts(this.store, this.trust, config.tls, peerTrust);
     const source = this.source;
-    this.trustRefresher = source.fetchTrust
-      ? new TrustRefresher({
-          fetchTrust: source.fetchTrust.bind(source),
-          trust: this.trust,
-          // Files report their own changes (see start()); the interval is a backstop there.
-          intervalSeconds: config.vault?.pki.refreshInterval ?? 300,
-          crlMode: config.vault?.pki.crl ?? 'off',
-          required: peerTrust.anchors === 'listed',
-          logger: logger.child({ module: 'trust' }),
-          ...(source.trustVersion
-            ? { trustVersion: source.trustVersion.bind(source), checkSeconds: config.vault?.pki.issuerCheckInterval ?? 15 }
-            : {}),
-        })
-      : undefined;
-    const refresher = this.trustRefresher;
-    const { renewal } = config.identity;
-    this.renewer = new Renewer({
-      source,
-      store: this.store,
-      identity: this.store.wanted,
-      policy: renewal,
-      minBackoffSeconds: renewal.minBackoff,
-      maxBackoffSeconds: renewal.maxBackoff,
-      logger: logger.child({ module: 'renewer', source: source.kind }),
-      recordResult: (result) => this.metrics.certRenewals.inc({ result }),
-      startupHint: parts.startupHint,
-      // Vault (a source whose issuers change under it): move onto a new issuer only once peers
-      // trust it (see issuer-handover.ts). With files, the operator changes CA and certificate.
-      ...(refresher && source.trustVersion
-        ? {
-            beforePublish: (bundle: CertificateBundle, signal: AbortSignal) =>
-              holdForIssuerHandover(
-                bundle,
-                {
-                  trust: this.trust,
-                  refresh: () => refresher.refreshNow(),
-                  propagationMs: refresher.propagationMs,
-                  holdUntilAtLatest: () => (this.store.current()?.info.notAfter.getTime() ?? 0) - renewal.outageBudget * 1000,
-                  current: () => this.store.current()?.bundle,
-                  logger: logger.child({ module: 'renewer' }),
-                },
-                signal,
-              ),
-          }
-        : {}),
-    });
-    if (refresher && source.trustVersion) {
-      renewWhenIssuerRemoved({
-        trust: this.trust,
-        current: () => this.store.current()?.bundle,
-        renewNow: () => this.renewer.renewNow(),
-        logger: logger.child({ module: 'renewer' }),
-      });
-    }
     metrics.watchIdentity(
       {
         certificateNotAfter: () => this.store.current()?.info.notAfter,
@@ -151,7 +89,7 @@ export class Sidecar {
         },
         nextRenewal: () => this.renewer.nextRenewal,
         metrics: async () => ({ contentType: this.metrics.contentType, text: await this.metrics.text() }),
-        rotate: () => this.#state === 'running' && this.renewer.renewNow(),
+        rotate: () => this.#state === 'running' && this.renewNow(),
       },
       config.admin.rotateMinInterval,
     );
@@ -163,6 +101,11 @@ export class Sidecar {
       ? { source: options.source, startupHint: `check the ${options.source.kind} certificate source` }
       : await createSource(config, logger, metrics);
     return new Sidecar(config, metrics, parts, logger, options, await peerTrustFor(config, parts.source));
+  }
+
+  /** Renews the certificate now (SIGHUP, the admin /rotate): false once stopping, or when a renewal is already in flight. */
+  renewNow(): boolean {
+    return (this.#state === 'starting' || this.#state === 'running') && this.renewer.renewNow();
   }
 
   /** Why /readyz says no; empty when ready. */
@@ -214,10 +157,7 @@ export class Sidecar {
       // check the issuer list early, within the bounds TrustRefresher.hint() keeps.
       ...(refresher ? { onUnknownIssuer: () => refresher.hint() } : {}),
     };
-    this.#listeners = [
-      ...(await Promise.all(this.config.inbound.map(async (l, i) => (await INBOUND_BY_MODE[l.mode]())(l, i, deps)))),
-      ...(await Promise.all(this.config.outbound.map(async (l, i) => (await OUTBOUND_BY_MODE[l.mode]())(l, i, deps)))),
-    ];
+    this.#listeners = await createListeners(this.config, deps);
     for (const listener of this.#listeners) await listener.listen();
     this.#state = 'running';
     this.logger.info({ listeners: this.#listeners.length }, 'sidecar ready');

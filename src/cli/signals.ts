@@ -31,7 +31,7 @@ export function serveUntilSignal(sidecar: Sidecar, logger: Logger): Promise<numb
     };
     const onHangup = () => {
       logger.info({ signal: 'SIGHUP' }, 'renewing the certificate now');
-      sidecar.renewer.renewNow();
+      sidecar.renewNow();
     };
     const cleanup = () => {
       process.off('SIGTERM', onStop);

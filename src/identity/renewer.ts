@@ -174,6 +174,8 @@ export class Renewer {
       logger.error(
         {
           code: isSidecarError(err) ? err.code : undefined,
+          // The reason as data (Vault: which call, HTTP status or network error), for log queries.
+          reason: isSidecarError(err) ? err.reason : undefined,
           err: isSidecarError(err) ? undefined : err,
           attempt: this.#failures,
           retryInSeconds: Math.round(delay * 10) / 10,

@@ -94,13 +94,13 @@ function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, a
 function refuseUntrustedIssuers(server: TlsServer, listener: string, contexts: TlsProvider, metrics: Metrics, audit: AuditLog): void {
   server.on('secureConnection', (socket: TLSSocket) => {
     const leaf = socket.getPeerX509Certificate();
-    const problem = leaf ? contexts.peerIssuerProblem(leaf) : undefined;
-    if (!problem || socket.destroyed) return;
+    const refusal = leaf ? contexts.peerIssuerProblem(leaf) : undefined;
+    if (!refusal || socket.destroyed) return;
     const remoteAddress = socket.remoteAddress;
     socket.destroy();
     metrics.handshakeFailures.inc({ listener, reason: 'untrusted_issuer' });
     audit.record(
-      { event: 'tls_handshake_rejected', listener, remoteAddress, reason: 'untrusted_issuer', detail: problem },
+      { event: 'tls_handshake_rejected', listener, remoteAddress, reason: 'untrusted_issuer', detail: refusal.detail },
       'rejected a TLS handshake',
     );
   });

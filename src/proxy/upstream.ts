@@ -109,8 +109,8 @@ export function upstreamFor(config: OutboundListenerConfig, deps: ListenerDeps):
     // A CA certificate is never a server's own (OpenSSL would accept it as a leaf).
     if (cert.ca) return Object.assign(new Error(`${expectedName} presented a CA certificate as its own`), { code: 'ERR_TLS_CA_AS_LEAF' });
     // Nor is a leaf from an intermediate the server brought (see TlsContexts.peerIssuerProblem).
-    const problem = contexts.peerIssuerProblem(new X509Certificate(cert.raw));
-    if (problem) return Object.assign(new Error(`${expectedName}: ${problem}`), { code: 'ERR_TLS_UNTRUSTED_ISSUER' });
+    const refusal = contexts.peerIssuerProblem(new X509Certificate(cert.raw));
+    if (refusal) return Object.assign(new Error(`${expectedName}: ${refusal.detail}`), { code: 'ERR_TLS_UNTRUSTED_ISSUER' });
     return tls.checkServerIdentity(expectedName, cert);
   };
   const tlsOptions = (): tls.ConnectionOptions => ({

@@ -9,7 +9,7 @@ import { ErrorCodes, SidecarError } from '../errors.js';
 import { type CertificateBundle, certificateChainPem } from '../identity/bundle.js';
 import type { IdentityStore, PublishedCertificate } from '../identity/store.js';
 import { type TrustMaterial, TrustStore } from '../identity/trust.js';
-import type { TlsGeneration, TlsProvider } from './generation.js';
+import type { PeerIssuerRefusal, TlsGeneration, TlsProvider } from './generation.js';
 
 export interface TlsPolicy {
   readonly profile: 'intermediate' | 'modern';
@@ -136,15 +136,21 @@ export class TlsContexts implements TlsProvider {
    * signed by a trusted CA itself, not by an intermediate it brought (see PeerTrust.directIssuer).
    * The signature is checked here, not only the names, so a look-alike issuer does not pass.
    */
-  peerIssuerProblem(leaf: X509Certificate): string | undefined {
+  peerIssuerProblem(leaf: X509Certificate): PeerIssuerRefusal | undefined {
     const issuers = this.#current?.issuers;
-    if (!issuers) return this.#current ? undefined : 'no certificate has been published yet';
+    if (!issuers) return this.#current ? undefined : { reason: 'no_certificate', detail: 'no certificate has been published yet' };
     const signedBy = (ca: X509Certificate) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey);
     if (issuers.some(signedBy)) return undefined;
     if (this.#current?.parents.some(signedBy)) {
-      return `its certificate was issued directly by "${leaf.issuer.replace(/\n/g, ', ')}", which the mount lists only as the parent of its issuers (its key is not on the mount), so the certificate came from another mount's roles`;
+      return {
+        reason: 'parent_only',
+        detail: `its certificate was issued directly by "${leaf.issuer.replace(/\n/g, ', ')}", which the mount lists only as the parent of its issuers (its key is not on the mount), so the certificate came from another mount's roles`,
+      };
     }
-    return `its certificate was issued by "${leaf.issuer.replace(/\n/g, ', ')}", which is not a trusted CA (an intermediate the peer brought is never trusted to issue identities)`;
+    return {
+      reason: 'not_a_signer',
+      detail: `its certificate was issued by "${leaf.issuer.replace(/\n/g, ', ')}", which is not a trusted CA (an intermediate the peer brought is never trusted to issue identities)`,
+    };
   }
 
   keepCurrent(apply: Apply): () => void {

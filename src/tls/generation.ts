@@ -11,6 +11,17 @@
 import type { X509Certificate } from 'node:crypto';
 import type tls from 'node:tls';
 
+/** A peer refused for who issued its certificate, as data (`reason`) and for people (`detail`). */
+export interface PeerIssuerRefusal {
+  /**
+   * `not_a_signer`: signed by a CA we do not trust to issue identities (an intermediate the peer
+   * brought); `parent_only`: by a CA the mount lists only as its issuers' parent (another mount's
+   * roles); `no_certificate`: nothing published yet to compare with.
+   */
+  readonly reason: 'not_a_signer' | 'parent_only' | 'no_certificate';
+  readonly detail: string;
+}
+
 export interface TlsGeneration {
   /** Increases with every rebuild: our certificate rotated, or the trust bundle or CRLs changed. */
   readonly id: number;
@@ -25,7 +36,7 @@ export interface TlsProvider {
   /** The generation for a connection accepted or dialled now; throws SIDECAR_NO_CERTIFICATE before the first. */
   current(): TlsGeneration;
   /** Why a peer whose chain OpenSSL accepted is refused anyway (see TlsContexts), or undefined. */
-  peerIssuerProblem(leaf: X509Certificate): string | undefined;
+  peerIssuerProblem(leaf: X509Certificate): PeerIssuerRefusal | undefined;
   /**
    * The one push: `apply` now (when a generation exists) and with each new generation after;
    * returns the unsubscribe. Only for what cannot read at accept time — an inbound server.

@@ -9,7 +9,7 @@ import type { VaultAuthConfig } from '../config/schema/index.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
 import type { VaultClient } from './client.js';
-import { toVaultError, vaultStatus } from './errors.js';
+import { toVaultError, type VaultFailure, type VaultOperation, vaultStatus } from './errors.js';
 
 interface TokenState {
   /** Seconds the token had left when we learned it; 0 means it never expires (a root token). */
@@ -117,16 +117,16 @@ export class VaultSession {
   }
 
   /** Runs a Vault call with a valid token; on 403 logs in again once and retries (revoked or expired token). */
-  async call<T>(label: string, operation: string, fn: (client: VaultClient) => Promise<T>): Promise<T> {
+  async call<T>(label: VaultOperation, operation: string, fn: (client: VaultClient) => Promise<T>): Promise<T> {
     await this.#ensureLoggedIn();
     try {
       return await this.#timed(label, () => fn(this.client));
     } catch (err) {
-      if (vaultStatus(err) !== 403) throw toVaultError(err, operation, this.address);
+      if (vaultStatus(err) !== 403) throw toVaultError(err, { name: label, text: operation }, this.address);
       // A token from VAULT_TOKEN cannot be replaced by logging in again: say whether it is the
       // token (revoked, expired) or its policy, since Vault answers 403 for both.
       if (this.auth.method === 'token' && !this.auth.tokenFile) {
-        if (await this.#tokenIsValid()) throw toVaultError(err, operation, this.address);
+        if (await this.#tokenIsValid()) throw toVaultError(err, { name: label, text: operation }, this.address);
         throw new SidecarError(
           ErrorCodes.VAULT_AUTH_FAILED,
           `vault: ${operation}: the token from VAULT_TOKEN is no longer valid (revoked or expired); a token from the environment cannot be replaced without a restart, so use vault.auth.tokenFile or a login method (kubernetes, approle, jwt)`,
@@ -139,7 +139,7 @@ export class VaultSession {
       try {
         return await this.#timed(label, () => fn(this.client));
       } catch (retryErr) {
-        throw toVaultError(retryErr, operation, this.address);
+        throw toVaultError(retryErr, { name: label, text: operation }, this.address);
       }
     }
   }
@@ -160,7 +160,7 @@ export class VaultSession {
     try {
       await this.#timed('revoke-self', () => this.client.tokenRevokeSelf());
     } catch (err) {
-      throw toVaultError(err, 'token revoke-self', this.address);
+      throw toVaultError(err, { name: 'revoke-self', text: 'token revoke-self' }, this.address);
     }
     this.#loggedIn = false;
     this.#tokenExpiresAt = undefined;
@@ -195,7 +195,7 @@ export class VaultSession {
       this.client.token = '';
       response = await this.#timed('login', () => this.client.write(`auth/${mount}/login`, body));
     } catch (err) {
-      throw this.#loginError(err, `${operation} at auth/${mount}`);
+      throw this.#loginError(err, { name: 'login', text: `${operation} at auth/${mount}` });
     }
     const token = response.auth?.client_token;
     if (!token) throw new SidecarError(ErrorCodes.VAULT_AUTH_FAILED, `vault: ${operation} returned no token`);
@@ -220,21 +220,21 @@ export class VaultSession {
       const response: AuthResponse = await this.#timed('lookup-self', () => this.client.tokenLookupSelf());
       return { ttl: response.data?.ttl ?? 0, renewable: response.data?.renewable ?? false };
     } catch (err) {
-      throw this.#loginError(err, 'token lookup-self');
+      throw this.#loginError(err, { name: 'lookup-self', text: 'token lookup-self' });
     }
   }
 
-  #loginError(err: unknown, operation: string): SidecarError {
+  #loginError(err: unknown, call: { readonly name: VaultOperation; readonly text: string }): SidecarError {
     const status = vaultStatus(err);
     if (status === 400 || status === 403) {
-      const mapped = toVaultError(err, operation, this.address);
-      return new SidecarError(
+      const mapped = toVaultError(err, call, this.address);
+      return new SidecarError<VaultFailure>(
         ErrorCodes.VAULT_AUTH_FAILED,
-        `vault: ${operation} failed (${mapped.message.replace(/^vault: [^:]+: /, '')}); check the auth role and credentials`,
-        { cause: err },
+        `vault: ${call.text} failed (${mapped.message.replace(/^vault: [^:]+: /, '')}); check the auth role and credentials`,
+        { cause: err, reason: { reason: 'login_refused', operation: call.name, status } },
       );
     }
-    return toVaultError(err, operation, this.address);
+    return toVaultError(err, call, this.address);
   }
 
   /** Renew at 2/3 of the TTL; when renewal fails, the next call logs in again. */
@@ -259,7 +259,10 @@ export class VaultSession {
       if (ttl < previous.ttl / 2) this.#loggedIn = false;
       else this.#scheduleTokenRenewal({ ttl, renewable: response.auth?.renewable ?? false });
     } catch (err) {
-      this.logger.warn({ code: toVaultError(err, 'token renew-self', this.address).code }, 'vault token renewal failed; will log in again');
+      this.logger.warn(
+        { code: toVaultError(err, { name: 'renew-self', text: 'token renew-self' }, this.address).code },
+        'vault token renewal failed; will log in again',
+      );
       this.#loggedIn = false;
     }
   }

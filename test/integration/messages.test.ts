@@ -71,6 +71,7 @@ it('keeps saying "check the policies" when the token is valid but not allowed', 
   const line = lines.find((l) => l.code === 'SIDECAR_VAULT_PERMISSION_DENIED');
   expect(String(line?.msg)).toContain("check the token's policies");
   expect(String(line?.msg)).not.toContain('\n');
+  expect(line?.reason).toEqual({ reason: 'permission_denied', operation: 'issue', status: 403 });
 });
 
 it('warns when the certificate has no subject alternative names, and serves it', async () => {

@@ -87,6 +87,7 @@ it('says what to check when the role refuses the key type the pod made', async (
     const line = lines.find((l) => l.code === 'SIDECAR_PKI_ISSUE_REJECTED');
     expect(String(line?.msg)).toContain(`sign/${vault.role}`);
     expect(String(line?.msg)).toContain('identity.keyType');
+    expect(line?.reason).toEqual({ reason: 'issue_rejected', operation: 'issue', status: 400 });
     expect(sidecar.store.current()).toBeUndefined();
   } finally {
     await sidecar.stop(0);

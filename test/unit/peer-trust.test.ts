@@ -37,7 +37,8 @@ it('a leaf must be signed by a trusted CA itself, not by a CA:TRUE certificate u
   const signer = mount.leaf('signer', { cn: 'signer.test', caTrue: true });
   const minted = mount.leaf('minted', { cn: 'admin.test', uris: ['spiffe://test/ns/admin/sa/admin'], signer });
   const honest = mount.leaf('honest', { cn: 'honest.test' });
-  expect(c.peerIssuerProblem(new X509Certificate(minted.cert))).toContain('signer.test');
+  expect(c.peerIssuerProblem(new X509Certificate(minted.cert))).toMatchObject({ reason: 'not_a_signer' });
+  expect(c.peerIssuerProblem(new X509Certificate(minted.cert))?.detail).toContain('signer.test');
   expect(c.peerIssuerProblem(new X509Certificate(honest.cert))).toBeUndefined();
   // A look-alike: the trusted CA's name, another key.
   const lookalike = TestPki.create('mount').leaf('lookalike', { cn: 'admin.test' });

@@ -223,13 +223,16 @@ it('an unreachable redirect target is named in the error, with the address that 
   const standby = await server((url) => ({ status: 307, location: `${deadOrigin}${url}` }));
   const request = createVaultRequest({ address: standby.origin, redirectOrigins: [deadOrigin], rejectUnauthorized: true, timeoutMs: 5000 });
   const err = await request({ method: 'POST', uri: `${standby.origin}/v1/pki/sign/web`, json: {} }).catch((e: unknown) => e);
-  const mapped = toVaultError(err, 'issue from pki/sign/web', standby.origin);
+  const mapped = toVaultError(err, { name: 'issue', text: 'issue from pki/sign/web' }, standby.origin);
   expect(mapped.code).toBe(ErrorCodes.VAULT_UNREACHABLE);
+  expect(mapped.reason).toEqual({ reason: 'active_node_unreachable', operation: 'issue', network: 'ECONNREFUSED' });
   expect(mapped.message).toContain(`cannot reach ${deadOrigin} (ECONNREFUSED)`);
   expect(mapped.message).toContain(`redirected there by ${standby.origin}`);
   expect(mapped.message).not.toContain(`cannot reach ${standby.origin}`);
   // Without a redirect the message names VAULT_ADDR as before.
   const direct = createVaultRequest({ address: deadOrigin, redirectOrigins: [], rejectUnauthorized: true, timeoutMs: 5000 });
   const plain = await direct({ method: 'GET', uri: `${deadOrigin}/v1/sys/health` }).catch((e: unknown) => e);
-  expect(toVaultError(plain, 'health', deadOrigin).message).toContain(`cannot reach ${deadOrigin} (ECONNREFUSED); check VAULT_ADDR`);
+  const unreachable = toVaultError(plain, { name: 'health', text: 'health' }, deadOrigin);
+  expect(unreachable.message).toContain(`cannot reach ${deadOrigin} (ECONNREFUSED); check VAULT_ADDR`);
+  expect(unreachable.reason).toEqual({ reason: 'unreachable', operation: 'health', network: 'ECONNREFUSED' });
 });
