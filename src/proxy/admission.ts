@@ -23,8 +23,9 @@ export interface InboundMtls {
   readonly serverOptions: tls.TlsOptions;
   /**
    * Keeps the server on the current certificate (rotation), refuses CA certificates as client
-   * leaves, applies the connection limits, and reports rejected handshakes. Call it before adding
-   * the mode's own secureConnection handler, so refused sockets are closed before it sees them.
+   * leaves and leaves from untrusted issuers (prepended: before any other secureConnection
+   * handler, the server's own included), applies the connection limits, and reports rejected
+   * handshakes.
    */
   attach(server: TlsServer): void;
 }
@@ -68,7 +69,9 @@ function classifyPeer(policy: AuthorizationPolicy | undefined, socket: TLSSocket
  * leaf is never a CA, and a CA key in a client's hands means a mis-issued credential.
  */
 function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, audit: AuditLog): void {
-  server.on('secureConnection', (socket: TLSSocket) => {
+  // Prepended, like every refusal of a connection (see refuseUntrustedIssuers): it runs before the
+  // server's own handler (https, http2) reads the socket, whatever order the listeners were added in.
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
     if (!peerIdentity(socket)?.ca) return;
     const remoteAddress = socket.remoteAddress;
     socket.destroy();
@@ -92,7 +95,7 @@ function refuseCaLeaves(server: TlsServer, listener: string, metrics: Metrics, a
  * must be trusted (TlsContexts.peerIssuerProblem).
  */
 function refuseUntrustedIssuers(server: TlsServer, listener: string, contexts: TlsProvider, metrics: Metrics, audit: AuditLog): void {
-  server.on('secureConnection', (socket: TLSSocket) => {
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
     const leaf = socket.getPeerX509Certificate();
     const refusal = leaf ? contexts.peerIssuerProblem(leaf) : undefined;
     if (!refusal || socket.destroyed) return;
