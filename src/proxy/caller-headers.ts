@@ -8,6 +8,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { InboundListenerConfig } from '../config/schema/index.js';
 import { formatXfcc, type PeerIdentity, rfc9440Headers } from '../tls/peer.js';
+import { connectionOf } from './connection.js';
 
 const IDENTITY_HEADERS = ['x-forwarded-client-cert', 'client-cert', 'client-cert-chain'] as const;
 const FORWARDED_HEADERS = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-host'] as const;
@@ -63,11 +64,9 @@ export function isCallerHeader(name: string): boolean {
  * What is the same for every request on a connection — the caller's identity and where it came
  * from — built once per connection (a keep-alive or h2 connection carries many requests).
  */
-const perConnection = new WeakMap<TLSSocket, readonly string[]>();
-
 function connectionHeaders(config: InboundListenerConfig, peer: PeerIdentity, socket: TLSSocket): readonly string[] {
-  let out = perConnection.get(socket);
-  if (out) return out;
+  const connection = connectionOf(socket);
+  if (connection.callerHeaders) return connection.callerHeaders;
   const list: string[] = [];
   if (config.forwardClientCert === 'xfcc') list.push('x-forwarded-client-cert', formatXfcc(peer));
   else if (config.forwardClientCert === 'rfc9440') {
@@ -75,9 +74,8 @@ function connectionHeaders(config: InboundListenerConfig, peer: PeerIdentity, so
     if (headers) for (const [name, value] of Object.entries(headers)) list.push(name, value);
   }
   list.push('x-forwarded-proto', 'https', 'x-forwarded-port', String(socket.localPort ?? ''));
-  out = list;
-  perConnection.set(socket, out);
-  return out;
+  connection.callerHeaders = list;
+  return list;
 }
 
 /**

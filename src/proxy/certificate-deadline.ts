@@ -20,7 +20,7 @@ import type { CrlSource } from '../identity/trust.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { type LongTimer, setLongTimeout } from '../timers.js';
-import { closeAfterAnswer } from './closing-connections.js';
+import { connectionOf } from './connection.js';
 import { closeSessionGracefully } from './h2/idle-connections.js';
 import { normalizeSerial, revokedSerials } from './revoked-serials.js';
 
@@ -227,7 +227,7 @@ export function closeHttp1(socket: TLSSocket): void {
     socket.destroy();
     return;
   }
-  closeAfterAnswer(socket);
+  connectionOf(socket).closing = true;
   if (!res.headersSent) res.shouldKeepAlive = false;
   else res.once('finish', () => socket.destroySoon());
   res.once('close', () => socket.destroySoon());

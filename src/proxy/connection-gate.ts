@@ -25,8 +25,8 @@ import type { Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { AuditLog } from '../telemetry/audit.js';
 import type { Metrics } from '../telemetry/metrics.js';
+import { connectionOf, rawSocketOf } from './connection.js';
 import { closeSessionGracefully } from './h2/idle-connections.js';
-import { hasRequestInFlight } from './requests-in-flight.js';
 
 export interface GateLimits {
   readonly maxConnections: number;
@@ -58,15 +58,6 @@ function oldestSilent(pending: Set<Socket>): Socket | undefined {
   return undefined;
 }
 
-/**
- * The TCP socket under a server-side TLS socket: Node keeps it as `_parent` (still so in Node 24).
- * Should that ever change, established connections would stay "pending" and could be evicted;
- * test/adversarial/handshake-starvation.test.ts fails then.
- */
-function rawSocketOf(socket: TLSSocket): Socket | undefined {
-  return (socket as TLSSocket & { _parent?: Socket })._parent;
-}
-
 export function gateConnections(
   server: TlsServer,
   listener: string,
@@ -78,7 +69,6 @@ export function gateConnections(
 ): ConnectionGate {
   // A Set iterates in insertion order: its first element is the oldest pending handshake.
   const pending = new Set<Socket>();
-  const remoteAddresses = new WeakMap<Socket, string>();
   // Connections that completed a handshake; a Set, so a connection closed here to make room stops
   // counting at once and its later 'close' changes nothing.
   const established = new Set<TLSSocket>();
@@ -86,19 +76,15 @@ export function gateConnections(
   const denied = new Set<TLSSocket>();
   // Established connections per peer identity, oldest first.
   const byIdentity = new Map<string, Set<TLSSocket>>();
-  const identityOf = new WeakMap<TLSSocket, string>();
-  // The h2 session of each connection of an h2 server, by its TCP socket (a session's socket is a
-  // proxy of the TLS socket, whose _parent is the TCP socket: see rawSocketOf).
-  const sessions = new WeakMap<Socket, http2.ServerHttp2Session>();
+  // An h2 server's session, on its connection (a session's socket is a proxy of the TLS socket).
   server.on('session', (session: http2.ServerHttp2Session) => {
-    const raw = (session.socket as (Socket & { _parent?: Socket }) | undefined)?._parent;
-    if (raw) sessions.set(raw, session);
+    if (session.socket) connectionOf(session.socket).h2Session = session;
   });
 
   const forget = (socket: TLSSocket) => {
     established.delete(socket);
     denied.delete(socket);
-    const identity = identityOf.get(socket);
+    const identity = connectionOf(socket).gateIdentity;
     const own = identity === undefined ? undefined : byIdentity.get(identity);
     own?.delete(socket);
     if (identity !== undefined && own?.size === 0) byIdentity.delete(identity);
@@ -114,10 +100,7 @@ export function gateConnections(
     const holders = [...byIdentity.entries()].filter(([, sockets]) => sockets.size >= floor).sort((a, b) => b[1].size - a[1].size);
     for (const [identity, sockets] of holders) {
       if (identity === newcomer) continue;
-      for (const socket of sockets) {
-        const raw = rawSocketOf(socket);
-        if (!hasRequestInFlight(raw ?? socket)) return socket;
-      }
+      for (const socket of sockets) if (!connectionOf(socket).busy) return socket;
     }
     return undefined;
   };
@@ -127,16 +110,15 @@ export function gateConnections(
     const remoteAddress = socket.remoteAddress;
     // An h2 connection gets GOAWAY with its last stream id first, so its client stops sending
     // calls on it instead of losing the one it sends as the socket is cut (issue 29, defect 2).
-    const raw = rawSocketOf(socket);
-    const session = raw ? sessions.get(raw) : undefined;
-    if (session) closeSessionGracefully(session);
+    const { h2Session, gateIdentity } = connectionOf(socket);
+    if (h2Session) closeSessionGracefully(h2Session);
     else socket.destroy();
     metrics.connectionsShed.inc({ listener, reason });
-    audit.record({ event: 'connection_evicted', listener, remoteAddress, peer: identityOf.get(socket), reason, detail }, message);
+    audit.record({ event: 'connection_evicted', listener, remoteAddress, peer: gateIdentity, reason, detail }, message);
   };
 
   server.on('connection', (raw: Socket) => {
-    if (raw.remoteAddress) remoteAddresses.set(raw, raw.remoteAddress);
+    connectionOf(raw).remoteAddress = raw.remoteAddress;
     if (pending.size >= limits.maxPendingHandshakes) {
       const oldest = oldestSilent(pending) ?? (pending.values().next().value as Socket);
       pending.delete(oldest);
@@ -146,7 +128,7 @@ export function gateConnections(
         {
           event: 'handshake_evicted',
           listener,
-          remoteAddress: remoteAddresses.get(oldest),
+          remoteAddress: connectionOf(oldest).remoteAddress,
           reason: 'pending_handshakes',
           detail: `${limits.maxPendingHandshakes} handshakes were pending (limits.maxPendingHandshakes); the oldest was closed`,
         },
@@ -158,8 +140,8 @@ export function gateConnections(
   });
 
   server.on('secureConnection', (socket: TLSSocket) => {
-    const raw = rawSocketOf(socket);
-    if (raw) pending.delete(raw);
+    const connection = connectionOf(socket);
+    pending.delete(connection.socket);
     if (socket.destroyed) return;
     // A client asking to renegotiate gets an error and is closed (the context refuses it too).
     socket.disableRenegotiation();
@@ -189,7 +171,7 @@ export function gateConnections(
           {
             event: 'connection_over_limit',
             listener,
-            remoteAddress: raw ? remoteAddresses.get(raw) : undefined,
+            remoteAddress: connection.remoteAddress,
             reason: 'max_connections',
             detail: `${limits.maxConnections} connections are open (limits.maxConnections)`,
           },
@@ -200,7 +182,7 @@ export function gateConnections(
     }
     established.add(socket);
     if (peer.denied) denied.add(socket);
-    identityOf.set(socket, peer.identity);
+    connection.gateIdentity = peer.identity;
     let own = byIdentity.get(peer.identity);
     if (!own) {
       own = new Set();
@@ -212,11 +194,10 @@ export function gateConnections(
 
   return {
     remoteAddressOf(socket) {
-      const raw = rawSocketOf(socket);
-      return socket.remoteAddress ?? (raw ? remoteAddresses.get(raw) : undefined);
+      return socket.remoteAddress ?? connectionOf(socket).remoteAddress;
     },
     bytesReceivedBy(socket) {
-      return rawSocketOf(socket)?.bytesRead ?? socket.bytesRead;
+      return rawSocketOf(socket).bytesRead;
     },
   };
 }

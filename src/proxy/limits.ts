@@ -3,6 +3,7 @@ import type http from 'node:http';
 import type https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { InboundListenerConfig } from '../config/schema/index.js';
+import { connectionOf } from './connection.js';
 
 /** Every listener's `limits`, inbound and outbound alike (the schema defines them once). */
 export type ListenerLimits = InboundListenerConfig['limits'];
@@ -34,9 +35,6 @@ export function httpServerOptions(limits: ListenerLimits): http.ServerOptions {
  */
 const ANSWER_BEFORE_CUT_MS = 1000;
 
-/** Sockets that are receiving a request body: their timeout is bodyIdleTimeout, not idleTimeout. */
-const receivingBody = new WeakSet<Socket>();
-
 export type TimeoutReport = (reason: 'body_idle' | 'idle', socket: Socket) => void;
 
 /**
@@ -56,7 +54,7 @@ export function applyHttpLimits(
   server.maxHeadersCount = 0;
   server.keepAliveTimeout = Math.min(limits.idleTimeout, 65) * 1000;
   server.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS, (socket: Socket) => {
-    report(receivingBody.has(socket) ? 'body_idle' : 'idle', socket);
+    report(connectionOf(socket).receivingBody ? 'body_idle' : 'idle', socket);
     socket.destroy();
   });
 }
@@ -72,10 +70,11 @@ export function guardRequestBody(req: http.IncomingMessage, res: http.ServerResp
   if (!requestHasBody(req.headers)) return;
   const socket = req.socket;
   const bodyIdle = limits.bodyIdleTimeout * 1000;
-  receivingBody.add(socket);
+  const connection = connectionOf(socket);
+  connection.receivingBody = true;
   socket.setTimeout(bodyIdle);
   req.once('end', () => {
-    receivingBody.delete(socket);
+    connection.receivingBody = false;
     if (!socket.destroyed) socket.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS);
   });
   // After Node's own 'finish' listener, which set the keep-alive timeout.

@@ -8,7 +8,7 @@ import type http2 from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { PeerIdentity } from '../tls/peer.js';
-import { isClosing } from './closing-connections.js';
+import { connectionOf } from './connection.js';
 import type { ExchangeRecorder } from './exchanges.js';
 import { loggedPath, streamPath } from './forwarded-path.js';
 import { relayedBytes } from './h2/relayed-bytes.js';
@@ -59,11 +59,10 @@ export function trackConnections(server: NetServer, listener: string, direction:
  * between the end of the previous exchange and this one: the request and response, heads included.
  */
 export function trackRequests(server: http.Server, record: ExchangeRecorder, peerOf: PeerOf): void {
-  const lastCounted = new WeakMap<Socket, { read: number; written: number }>();
   // Ahead of the listener's handler, which marks a connection closing when it refuses a request:
   // the refused request is recorded, the ones pipelined behind it (ignored) are not.
   server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (isClosing(req.socket)) return;
+    if (connectionOf(req.socket).closing) return;
     const startedAt = process.hrtime.bigint();
     const method = req.method ?? '';
     // Taken now: by the response's close the request may be detached from its socket.
@@ -75,9 +74,10 @@ export function trackRequests(server: http.Server, record: ExchangeRecorder, pee
         record({ ...UNDETAILED, startedAt, request: { protocol: 'http/1.1', method, path: '', status } });
         return;
       }
-      const before = lastCounted.get(socket) ?? { read: 0, written: 0 };
+      const connection = connectionOf(socket);
+      const before = connection.counted;
       const after = { read: socket.bytesRead, written: socket.bytesWritten };
-      lastCounted.set(socket, after);
+      connection.counted = after;
       record({
         remoteAddress: socket.remoteAddress,
         peer: peerOf(socket),

@@ -10,10 +10,10 @@ import type { InboundListenerConfig } from '../../config/schema/index.js';
 import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
+import { connectionOf } from '../connection.js';
 import { rememberForwardedPath } from '../forwarded-path.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { h2HostProblem } from '../request-host.js';
-import { requestInFlight } from '../requests-in-flight.js';
 import { answerStream, forwardHeaders } from './h2-answers.js';
 import { relayStream } from './h2-relay.js';
 import { guardH2Server, h2ServerOptions } from './h2-server-guards.js';
@@ -49,7 +49,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     const socket = stream.session?.socket as TLSSocket | undefined;
     if (!socket || stream.destroyed) return;
     // Busy until the stream closes: the gate sheds idle connections only.
-    requestInFlight(socket, stream);
+    connectionOf(socket).requestInFlight(stream);
     const method = String(headers[':method'] ?? '');
     const decision = admitRequest(mtls.admission, socket, method, String(headers[':path'] ?? ''), h2HostProblem(headers));
     if ('refused' in decision) {

@@ -12,12 +12,11 @@ import type { InboundListenerConfig } from '../../config/schema/index.js';
 import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls, type RequestRefusal } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
-import { closeAfterAnswer, isClosing } from '../closing-connections.js';
+import { connectionOf } from '../connection.js';
 import { jsonErrorBody, sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { http1HostProblem } from '../request-host.js';
-import { requestInFlight } from '../requests-in-flight.js';
 import { createHttpForwarder } from './http-forwarder.js';
 import { Pool } from './undici-pool.js';
 
@@ -58,17 +57,18 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   };
 
   const server = https.createServer({ ...httpServerOptions(config.limits), ...mtls.serverOptions }, (req, res) => {
-    // Pipelined behind a refusal: ignored, and ended with the connection (closing-connections.ts).
-    if (isClosing(req.socket)) return;
+    const connection = connectionOf(req.socket);
+    // Pipelined behind a refusal: ignored, and ended with the connection (Connection.closing).
+    if (connection.closing) return;
     // Busy until the response ends: the gate sheds idle connections only.
-    requestInFlight(req.socket, res);
+    connection.requestInFlight(res);
     const admitted = admit(req);
     if ('refused' in admitted) {
       const { status, code, message } = admitted.refused;
       // Close the connection after the answer: a refused request's body is never read, and a
       // denied peer must not keep holding a slot of limits.maxConnections with a kept-alive one.
       res.shouldKeepAlive = false;
-      closeAfterAnswer(req.socket);
+      connection.closing = true;
       return sendJsonError(res, status, code, message);
     }
     guardRequestBody(req, res, config.limits);
@@ -78,9 +78,10 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     // Pipelined behind a refusal: the refusal is already written; end after it.
-    if (isClosing(req.socket)) return socket.end();
+    const connection = connectionOf(req.socket);
+    if (connection.closing) return socket.end();
     // A WebSocket is a request in flight for as long as it is open.
-    requestInFlight(req.socket, socket);
+    connection.requestInFlight(socket);
     const admitted = admit(req);
     if (!('refused' in admitted)) return forwarder.ws(req, socket, head, admitted.headers);
     const { status, code, message } = admitted.refused;
