@@ -120,7 +120,7 @@ it('lets streams submitted in the same tick as a rotation complete on the old se
       }),
   );
   generation++;
-  expect(sessions.get()).not.toBe(old);
+  expect(sessions.get() === old).toBe(false);
   expect(await Promise.all(statuses)).toEqual(Array(20).fill(200));
   sessions.close();
   old.close();
