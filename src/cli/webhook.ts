@@ -57,8 +57,8 @@ export async function webhookCommand(args: WebhookArgs, env: Environment): Promi
   // the handshake or mid-request, is cut after a few seconds instead of holding a socket.
   const server = https.createServer(
     {
+      // tls.profile applies as on every listener (keepServerCurrent sets the context at once).
       ...sidecar.contexts.current().server,
-      minVersion: 'TLSv1.2',
       handshakeTimeout: SILENT_PEER_MS,
       headersTimeout: SILENT_PEER_MS,
       requestTimeout: SILENT_PEER_MS,

@@ -125,3 +125,24 @@ it('lets streams submitted in the same tick as a rotation complete on the old se
   sessions.close();
   old.close();
 });
+
+it('closes a session of an old generation that no call replaces, at its idle timeout', async () => {
+  let generation = 1;
+  const sessions = new H2Session(`http://127.0.0.1:${(app.address() as AddressInfo).port}`, () => ({}), {
+    generation: () => generation,
+    idleTimeoutMs: 300,
+  });
+  const old = sessions.get();
+  await new Promise((resolve) => old.once('connect', resolve));
+  const status = await new Promise<number>((resolve) => {
+    const req = old.request({ ':method': 'POST', ':path': '/svc/Call' });
+    req.on('response', (h) => resolve(Number(h[':status'])));
+    req.resume();
+    req.end('x');
+  });
+  expect(status).toBe(200);
+  generation++; // a rotation, and then the app goes quiet: no call asks for the new session
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  expect(old.closed).toBe(true);
+  sessions.close();
+});

@@ -74,9 +74,14 @@ export class H2Session {
       readonly generation?: () => number;
       /** TCP connect plus TLS handshake must finish within this (limits.connectTimeout); a silent target fails the calls waiting on it. */
       readonly connectTimeoutMs?: number;
+      /**
+       * A session with no activity this long is closed (GOAWAY; open streams finish). A session of
+       * an old TLS generation is replaced at the next call; with no next call, this ends it.
+       */
+      readonly idleTimeoutMs?: number;
     } = {},
   ) {
-    const { generation = () => 0, connectTimeoutMs } = opts;
+    const { generation = () => 0, connectTimeoutMs, idleTimeoutMs } = opts;
     this.#sessions = new PerGeneration(
       generation,
       () => {
@@ -93,6 +98,7 @@ export class H2Session {
           session.once('connect', () => clearTimeout(timer));
           session.once('close', () => clearTimeout(timer));
         }
+        if (idleTimeoutMs) session.setTimeout(idleTimeoutMs, () => session.close());
         session.once('remoteSettings', () => accepted.add(session));
         // Once per session, where it is made: what relayStream's re-send decision reads.
         watchGoaway(session);

@@ -22,7 +22,11 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
   const session = new H2Session(
     `https://${upstream.targetText}`,
     () => ({ ...upstream.tlsOptions(), createConnection: () => upstream.dial({ ALPNProtocols: ['h2'] }) }),
-    { generation: () => deps.contexts.current().id, connectTimeoutMs: config.limits.connectTimeout * 1000 },
+    {
+      generation: () => deps.contexts.current().id,
+      connectTimeoutMs: config.limits.connectTimeout * 1000,
+      idleTimeoutMs: config.limits.idleTimeout * 1000,
+    },
   );
   // A session whose server certificate ends is closed (GOAWAY; its streams get IN_FLIGHT_GRACE_MS to finish); the next call opens a new one.
   const deadlines = deadlinesFor(config.name, config.limits, deps);

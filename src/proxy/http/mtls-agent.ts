@@ -11,6 +11,10 @@ import type { TlsProvider } from '../../tls/generation.js';
 import type { ConnectionDeadlines } from '../certificate-deadline.js';
 import type { Upstream } from '../upstream.js';
 
+/** The TLS generation a request (and the socket made for it) was named with; see getName. */
+const GENERATION = Symbol('tlsGeneration');
+type GenerationStamped = { [GENERATION]?: number };
+
 export class MtlsAgent extends https.Agent {
   constructor(
     private readonly contexts: TlsProvider,
@@ -21,15 +25,40 @@ export class MtlsAgent extends https.Agent {
     private readonly deadlines?: ConnectionDeadlines,
   ) {
     super({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, maxCachedSessions: 100 });
+    // After the Agent's own 'free' handler: a socket of an older generation (a refused upgrade
+    // answered with keep-alive after a rotation) is closed instead of waiting in the free pool.
+    // (Only one left idle: the Agent hands a freed socket to a request queued under its name first.)
+    this.on('free', (socket: Duplex, options: https.RequestOptions & GenerationStamped) => {
+      if (options[GENERATION] === this.contexts.current().id) return;
+      if (this.freeSockets[this.getName(options)]?.includes(socket as never)) socket.destroy();
+    });
   }
 
   /**
-   * The TLS generation is part of the pool key: cached TLS sessions (whose resumption would
-   * present the previous certificate's identity) and pooled sockets of an old generation are not
-   * picked for new requests; the old sockets finish what they carry and idle out.
+   * The TLS generation is part of the pool key, so cached TLS sessions (whose resumption would
+   * present the previous certificate's identity) and pooled sockets of an old generation are never
+   * picked for new requests. The generation is stamped on the options the first time they are
+   * named: the Agent names the same request (and the socket made for it, whose options are a copy)
+   * again when the socket is freed or closed, and must find it under the same key then — named
+   * with the generation of that later moment, an old socket was handed to a new request and its
+   * entry was never removed.
    */
   override getName(options?: https.RequestOptions): string {
-    return `${super.getName(options)}:g${this.contexts.current().id}`;
+    const stamped = (options ?? {}) as GenerationStamped;
+    if (stamped[GENERATION] === undefined) {
+      // A new request: it is named with the generation now, and idle sockets of older ones go.
+      stamped[GENERATION] = this.contexts.current().id;
+      this.#closeIdleOfOlderGenerations(stamped[GENERATION]);
+    }
+    return `${super.getName(options)}:g${stamped[GENERATION]}`;
+  }
+
+  /** Closes the idle pooled sockets named with a generation other than `id` (each removes itself from the pool as it closes). */
+  #closeIdleOfOlderGenerations(id: number): void {
+    const suffix = `:g${id}`;
+    for (const [name, sockets] of Object.entries(this.freeSockets)) {
+      if (!name.endsWith(suffix)) for (const socket of [...(sockets ?? [])]) socket.destroy();
+    }
   }
 
   override createConnection(options: tls.ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
