@@ -16,6 +16,7 @@ import type { CertificateSource } from './identity/source.js';
 import type { IdentityStore } from './identity/store.js';
 import { crlsOf, type TrustStore } from './identity/trust.js';
 import type { TrustRefresher } from './identity/trust-refresher.js';
+import { youngGarbage } from './memory/young-garbage.js';
 import { createListeners } from './proxy/create-listeners.js';
 import type { Listener, ListenerDeps } from './proxy/listener-types.js';
 import { AuditLog } from './telemetry/audit.js';
@@ -150,6 +151,8 @@ export class Sidecar {
     const deps: ListenerDeps = {
       contexts: this.contexts,
       revocations: crlsOf(this.trust),
+      // Each relayed body chunk is a fresh buffer: a young-generation collection every few MiB.
+      bodyRelayed: (bytes) => youngGarbage.relayed(bytes),
       logger: this.logger,
       metrics: this.metrics,
       audit: this.audit,

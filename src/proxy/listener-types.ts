@@ -38,7 +38,16 @@ export interface ListenerDeps {
    * fails or never answers.
    */
   readonly dial?: TlsDial | undefined;
+  /**
+   * Told of each body chunk relayed, either way, in http and h2 modes: each is a fresh buffer, and
+   * the sidecar runs a young-generation collection after every few MiB of them
+   * (memory/young-garbage.ts). None: nothing is told (tests, tools).
+   */
+  readonly bodyRelayed?: ((bytes: number) => void) | undefined;
 }
+
+/** Does nothing: what a listener is told of relayed bodies when nobody listens. */
+export const IGNORE_BODY: (bytes: number) => void = () => undefined;
 
 /** Opens a TLS connection with these options (host, port, secure context, servername…), as tls.connect does. */
 export type TlsDial = (options: tls.ConnectionOptions) => tls.TLSSocket;

@@ -9,7 +9,7 @@
  */
 import http2 from 'node:http2';
 import type { ErrorCode } from '../../errors.js';
-import { youngGarbage } from '../../memory/young-garbage.js';
+import { IGNORE_BODY } from '../listener-types.js';
 import { answerHeadersTooLarge, answerStream, canRespond, forwardHeaders, resetIfOpen } from './h2-answers.js';
 import { refusedUnprocessed, sessionAccepted } from './h2-session.js';
 import { countRelayedBytes } from './relayed-bytes.js';
@@ -67,9 +67,14 @@ export function relayStream(
   session: () => http2.ClientHttp2Session,
   /** `accepted`: the upstream's server had accepted the connection (sessionAccepted). */
   onFailure: (err: Error & { code?: string }, accepted: boolean) => RelayFailure,
-  /** Count the DATA bytes each way (relayedBytes): the listener's access log is on. */
-  countBytes = false,
+  options: {
+    /** Count the DATA bytes each way (relayedBytes): the listener's access log is on. */
+    readonly countBytes?: boolean | undefined;
+    /** Told of each DATA chunk relayed, either way (ListenerDeps.bodyRelayed). */
+    readonly bodyRelayed?: ((bytes: number) => void) | undefined;
+  } = {},
 ): void {
+  const { countBytes = false, bodyRelayed = IGNORE_BODY } = options;
   let upstream: http2.ClientHttp2Stream | undefined;
   let upstreamSession: http2.ClientHttp2Session | undefined;
   let failed = false;
@@ -206,7 +211,7 @@ export function relayStream(
       up.pipe(incoming);
       up.on('data', (chunk: Buffer) => {
         streamActive(incoming);
-        youngGarbage.relayed(chunk.length);
+        bodyRelayed(chunk.length);
         if (bytes) bytes.sent += chunk.length;
       });
     });
@@ -254,7 +259,7 @@ export function relayStream(
   // as it is. Each DATA frame arrives as a fresh buffer: counted for the young collection.
   incoming.on('data', (chunk: Buffer) => {
     streamActive(incoming);
-    youngGarbage.relayed(chunk.length);
+    bodyRelayed(chunk.length);
     if (bytes) bytes.received += chunk.length;
     if (!replay) return;
     if (replayBytes + chunk.length > REPLAY_LIMIT || replayHeld + chunk.length > REPLAY_BUDGET) {

@@ -83,7 +83,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
         );
         return { status: 502, code: ErrorCodes.APP_UNREACHABLE, message: appFailureMessage(targetText, detail) };
       },
-      config.accessLog,
+      { countBytes: config.accessLog, bodyRelayed: deps.bodyRelayed },
     );
   });
   mtls.attach(server);

@@ -53,7 +53,10 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
     const outgoing = forwardHeaders(headers);
     outgoing[':authority'] = upstream.expectedName;
     outgoing[':scheme'] = 'https';
-    relayStream(stream, outgoing, current, (err, accepted) => ({ status: 502, ...upstream.failed(err, accepted) }), config.accessLog);
+    relayStream(stream, outgoing, current, (err, accepted) => ({ status: 502, ...upstream.failed(err, accepted) }), {
+      countBytes: config.accessLog,
+      bodyRelayed: deps.bodyRelayed,
+    });
   });
 
   return listenerHandle({

@@ -12,7 +12,6 @@ import type { Agent } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import type { Dispatcher } from 'undici';
-import { youngGarbage } from '../../memory/young-garbage.js';
 import { hopByHop } from '../hop-by-hop.js';
 import { requestHasBody } from '../limits.js';
 import { upstreamBody } from './request-body.js';
@@ -35,6 +34,8 @@ export interface HttpForwarderOptions {
   readonly dropRequestHeader?: (name: string) => boolean;
   /** Upstream silence allowed while waiting for response headers and between body chunks. */
   readonly idleTimeoutMs: number;
+  /** Told of each body chunk relayed, either way (ListenerDeps.bodyRelayed). */
+  readonly bodyRelayed: (bytes: number) => void;
   /** Answers a request that failed before its response started, or closes an upgrade's socket. */
   readonly onError: (err: Error & { code?: string }, req: http.IncomingMessage, res: http.ServerResponse | Duplex) => void;
 }
@@ -88,12 +89,12 @@ function forward(
     method: req.method ?? 'GET',
     headers,
     // undici takes an AsyncIterable body (Dispatcher.md, "body"); its dispatch types list only streams.
-    body: requestHasBody(req.headers) ? (upstreamBody(req) as unknown as Readable) : null,
+    body: requestHasBody(req.headers) ? (upstreamBody(req, opts.bodyRelayed) as unknown as Readable) : null,
     headersTimeout: opts.idleTimeoutMs,
     bodyTimeout: opts.idleTimeoutMs,
   };
   if (opts.servername !== undefined) options.servername = opts.servername;
-  opts.pool().dispatch(options, new ResponseRelay(req, res, opts.onError));
+  opts.pool().dispatch(options, new ResponseRelay(req, res, opts.onError, opts.bodyRelayed));
 }
 
 /** A message's headers as a flat [name, value, …] list, without hop-by-hop ones and those `drop` names. */
@@ -118,6 +119,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
     private readonly res: http.ServerResponse,
     /** Not named onError: undici would take that for its legacy handler API. */
     private readonly fail: HttpForwarderOptions['onError'],
+    private readonly bodyRelayed: HttpForwarderOptions['bodyRelayed'],
   ) {}
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -150,7 +152,7 @@ class ResponseRelay implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    youngGarbage.relayed(chunk.length);
+    this.bodyRelayed(chunk.length);
     if (this.res.write(chunk)) return;
     controller.pause();
     this.res.once('drain', () => controller.resume());

@@ -16,6 +16,7 @@ import { connectionOf } from '../connection.js';
 import { jsonErrorBody, sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
+import { IGNORE_BODY } from '../listener-types.js';
 import { http1HostProblem } from '../request-host.js';
 import { createHttpForwarder } from './http-forwarder.js';
 import { Pool } from './undici-pool.js';
@@ -33,6 +34,7 @@ export function createInboundHttpListener(config: InboundListenerConfig, index: 
     upgradeAgent,
     dropRequestHeader: isCallerHeader,
     idleTimeoutMs: config.limits.idleTimeout * 1000,
+    bodyRelayed: deps.bodyRelayed ?? IGNORE_BODY,
     onError(err, _req, res) {
       const code = err.code ?? 'ERROR';
       deps.audit.warn({ event: 'app_unreachable', listener: config.name, remoteAddress: targetText, reason: code }, 'app request failed');

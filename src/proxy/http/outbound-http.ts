@@ -9,6 +9,7 @@ import { deadlinesFor } from '../certificate-deadline.js';
 import { sendJsonError } from '../json-error.js';
 import { guardRequestBody, httpServerOptions } from '../limits.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
+import { IGNORE_BODY } from '../listener-types.js';
 import { upstreamFor } from '../upstream.js';
 import { createHttpForwarder } from './http-forwarder.js';
 import { MtlsAgent } from './mtls-agent.js';
@@ -29,6 +30,7 @@ export function createOutboundHttpListener(config: OutboundListenerConfig, index
     host: upstream.targetText,
     servername: upstream.servername,
     idleTimeoutMs: config.limits.idleTimeout * 1000,
+    bodyRelayed: deps.bodyRelayed ?? IGNORE_BODY,
     onError(err, _req, res) {
       const failure = upstream.failed(err);
       if (res instanceof http.ServerResponse) sendJsonError(res, 502, failure.code, failure.message);

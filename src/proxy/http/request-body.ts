@@ -11,21 +11,17 @@
  * (bodyIdleTimeout, requestTimeout) still bound how long that takes.
  */
 import type http from 'node:http';
-import { youngGarbage } from '../../memory/young-garbage.js';
 
-export async function* upstreamBody(req: http.IncomingMessage): AsyncGenerator<Buffer> {
+/** `relayed`: told of each chunk's size (ListenerDeps.bodyRelayed). */
+export async function* upstreamBody(req: http.IncomingMessage, relayed: (bytes: number) => void): AsyncGenerator<Buffer> {
   try {
     for await (const chunk of req.iterator({ destroyOnReturn: false })) {
-      youngGarbage.relayed((chunk as Buffer).length);
+      relayed((chunk as Buffer).length);
       yield chunk as Buffer;
     }
   } finally {
     // Stopped early (not ended, not failed): read and drop the rest, so the parser reaches the
     // next request ('data' listener: the stream flows; the dropped buffers are garbage too).
-    if (!req.complete && !req.destroyed) req.on('data', dropped);
+    if (!req.complete && !req.destroyed) req.on('data', (chunk: Buffer) => relayed(chunk.length));
   }
-}
-
-function dropped(chunk: Buffer): void {
-  youngGarbage.relayed(chunk.length);
 }
