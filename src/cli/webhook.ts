@@ -9,6 +9,7 @@ import type { Argv } from 'yargs';
 import type { Environment } from '../config/load.js';
 import { parseHostPort } from '../config/parse.js';
 import { ErrorCodes, SidecarError } from '../errors.js';
+import { youngGarbage } from '../memory/young-garbage.js';
 import { keepServerCurrent } from '../tls/generation.js';
 import { DEFAULT_IMAGE } from './inject.js';
 import { type RunArgs, runOptions, startFromArgs } from './run.js';
@@ -69,6 +70,7 @@ export async function webhookCommand(args: WebhookArgs, env: Environment): Promi
       { vaultAddr: args['pod-vault-addr'] ?? config.vault?.address, image: args.image, pinImage: args['pin-image'] },
       logger,
       sidecar.audit,
+      (bytes) => youngGarbage.relayed(bytes),
     ),
   );
   gateConnections(server, 'webhook', WEBHOOK_LIMITS, sidecar.metrics, sidecar.audit);

@@ -48,7 +48,17 @@ type Answer = { allowed: true; patch?: unknown[] } | { allowed: false; message: 
 /** Why a body is not an AdmissionReview v1, or its uid and request. */
 type Envelope = { error: string } | { uid: string; request: Record<string, unknown> };
 
-export function webhookHandler(defaults: InjectDefaults, logger: Logger, audit = new AuditLog(logger)): http.RequestListener {
+export function webhookHandler(
+  defaults: InjectDefaults,
+  logger: Logger,
+  audit = new AuditLog(logger),
+  /**
+   * Told of each body chunk read, kept or dropped: under a flood of held uploads those fresh
+   * buffers are garbage within moments, and the webhook collects its young generation every few
+   * MiB of them (memory/young-garbage.ts), or the dead ones pile up past the pod's memory limit.
+   */
+  bodyRead: (bytes: number) => void = () => undefined,
+): http.RequestListener {
   // One budget per handler (one per webhook server), shared by every request it reads.
   let inFlight = 0;
   return (req, res) => {
@@ -60,7 +70,7 @@ export function webhookHandler(defaults: InjectDefaults, logger: Logger, audit =
       return;
     }
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > MAX_BODY_BYTES) return tooLarge(req, res);
+    if (declared > MAX_BODY_BYTES) return tooLarge(req, res, bodyRead);
     const chunks: Buffer[] = [];
     let size = 0;
     // What this request holds of the shared budget; given back once, whichever way it ends.
@@ -73,16 +83,17 @@ export function webhookHandler(defaults: InjectDefaults, logger: Logger, audit =
     req.once('close', release);
     res.once('close', release);
     req.on('data', (chunk: Buffer) => {
+      bodyRead(chunk.length);
       if (res.headersSent) return;
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
         release();
-        tooLarge(req, res);
+        tooLarge(req, res, bodyRead);
         return;
       }
       if (inFlight + chunk.length > MAX_BODIES_IN_FLIGHT_BYTES) {
         release();
-        busy(req, res, audit);
+        busy(req, res, audit, bodyRead);
         return;
       }
       inFlight += chunk.length;
@@ -104,16 +115,17 @@ export function webhookHandler(defaults: InjectDefaults, logger: Logger, audit =
   };
 }
 
-function tooLarge(req: http.IncomingMessage, res: http.ServerResponse): void {
+function tooLarge(req: http.IncomingMessage, res: http.ServerResponse, bodyRead: (bytes: number) => void): void {
   res
     .writeHead(413, { 'content-type': 'text/plain', connection: 'close' })
     .end(`an AdmissionReview is at most ${MAX_BODY_BYTES} bytes\n`, () => req.socket.destroy());
   req.removeAllListeners('data');
-  req.resume();
+  // Read and dropped until the answer is out and the socket closes.
+  req.on('data', (chunk: Buffer) => bodyRead(chunk.length));
 }
 
 /** Too many bodies in flight: refuse this one and close its connection, so its bytes stop coming. */
-function busy(req: http.IncomingMessage, res: http.ServerResponse, audit: AuditLog): void {
+function busy(req: http.IncomingMessage, res: http.ServerResponse, audit: AuditLog, bodyRead: (bytes: number) => void): void {
   audit.warn(
     { event: 'webhook_busy', listener: 'webhook', remoteAddress: req.socket.remoteAddress, reason: 'bodies_in_flight' },
     `refused a request: ${MAX_BODIES_IN_FLIGHT_BYTES} bytes of AdmissionReviews are already being received`,
@@ -122,7 +134,8 @@ function busy(req: http.IncomingMessage, res: http.ServerResponse, audit: AuditL
     .writeHead(503, { 'content-type': 'text/plain', connection: 'close', 'retry-after': '1' })
     .end('too many AdmissionReviews in flight; retry\n', () => req.socket.destroy());
   req.removeAllListeners('data');
-  req.resume();
+  // Read and dropped until the answer is out and the socket closes.
+  req.on('data', (chunk: Buffer) => bodyRead(chunk.length));
 }
 
 function badRequest(res: http.ServerResponse, why: string): void {
