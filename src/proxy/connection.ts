@@ -59,6 +59,14 @@ export function rawSocketOf(socket: Socket): Socket {
   return (socket as Socket & { _parent?: Socket })._parent ?? socket;
 }
 
+/**
+ * The connection `socket` stands for, if anything was kept about it yet: for reads on paths every
+ * request takes (a plaintext outbound connection per request would otherwise cost an entry).
+ */
+export function knownConnection(socket: Socket): Connection | undefined {
+  return connections.get(rawSocketOf(socket));
+}
+
 /** The connection `socket` stands for, made at first sight. */
 export function connectionOf(socket: Socket): Connection {
   const raw = rawSocketOf(socket);

@@ -3,7 +3,7 @@ import type http from 'node:http';
 import type https from 'node:https';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { InboundListenerConfig } from '../config/schema/index.js';
-import { connectionOf } from './connection.js';
+import { connectionOf, knownConnection } from './connection.js';
 
 /** Every listener's `limits`, inbound and outbound alike (the schema defines them once). */
 export type ListenerLimits = InboundListenerConfig['limits'];
@@ -54,7 +54,7 @@ export function applyHttpLimits(
   server.maxHeadersCount = 0;
   server.keepAliveTimeout = Math.min(limits.idleTimeout, 65) * 1000;
   server.setTimeout(limits.idleTimeout * 1000 + ANSWER_BEFORE_CUT_MS, (socket: Socket) => {
-    report(connectionOf(socket).receivingBody ? 'body_idle' : 'idle', socket);
+    report(knownConnection(socket)?.receivingBody ? 'body_idle' : 'idle', socket);
     socket.destroy();
   });
 }

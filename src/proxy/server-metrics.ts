@@ -8,7 +8,7 @@ import type http2 from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Metrics } from '../telemetry/metrics.js';
 import type { PeerIdentity } from '../tls/peer.js';
-import { connectionOf } from './connection.js';
+import { connectionOf, knownConnection } from './connection.js';
 import type { ExchangeRecorder } from './exchanges.js';
 import { loggedPath, streamPath } from './forwarded-path.js';
 import { relayedBytes } from './h2/relayed-bytes.js';
@@ -62,7 +62,7 @@ export function trackRequests(server: http.Server, record: ExchangeRecorder, pee
   // Ahead of the listener's handler, which marks a connection closing when it refuses a request:
   // the refused request is recorded, the ones pipelined behind it (ignored) are not.
   server.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (connectionOf(req.socket).closing) return;
+    if (knownConnection(req.socket)?.closing) return;
     const startedAt = process.hrtime.bigint();
     const method = req.method ?? '';
     // Taken now: by the response's close the request may be detached from its socket.
