@@ -65,7 +65,10 @@ export function webhookHandler(
     // A client that goes away mid-body must not become an unhandled 'error'.
     req.on('error', () => undefined);
     if (req.method !== 'POST' || req.url?.split('?')[0] !== '/mutate') {
-      req.resume();
+      // Only the API server has business here, at /mutate. The body is read and dropped, each
+      // chunk counted (a flood of them is garbage too), until it ends or the request timeout cuts
+      // it; the connection is not closed under it, or a reset would lose the 404 on its way.
+      req.on('data', (chunk: Buffer) => bodyRead(chunk.length));
       res.writeHead(404, { 'content-type': 'text/plain' }).end('POST AdmissionReview v1 to /mutate\n');
       return;
     }

@@ -32,8 +32,8 @@ const provider: TlsProvider = {
   keepCurrent: () => () => undefined,
 };
 
-/** Each upgrade request the upstream saw: its path, the connection it came on, the client's serial. */
-const seen: { path: string; connection: number; serial: string }[] = [];
+/** Each upgrade request the upstream saw: its path, the connection it came on, the client's serial, whether the TLS session was resumed. */
+const seen: { path: string; connection: number; serial: string; resumed: boolean }[] = [];
 let upstream: https.Server;
 let port: number;
 
@@ -46,9 +46,15 @@ beforeAll(async () => {
   // keep-alive 426, as an app that does not speak WebSocket on a path does.
   upstream.on('request', (req, res) => {
     const socket = req.socket as tls.TLSSocket;
-    seen.push({ path: req.url ?? '', connection: ids.get(socket) ?? 0, serial: socket.getPeerCertificate().serialNumber });
+    seen.push({
+      path: req.url ?? '',
+      connection: ids.get(socket) ?? 0,
+      serial: socket.getPeerCertificate().serialNumber,
+      resumed: socket.isSessionReused(),
+    });
     const answer = () => res.writeHead(426, { connection: 'keep-alive', 'content-length': '0' }).end();
     if (req.url === '/slow') setTimeout(answer, 200);
+    else if (req.url === '/slow-close') setTimeout(() => res.writeHead(403, { connection: 'close', 'content-length': '0' }).end(), 300);
     else answer();
   });
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
@@ -110,5 +116,26 @@ it('does the same when the rotation comes while the refused upgrade is still in 
   await new Promise((r) => setTimeout(r, 100));
   expect(entries(agent.sockets).map(([name]) => name.replace(/.*:g/, 'g'))).toEqual([]);
   expect(entries(agent.freeSockets).map(([name]) => name.replace(/.*:g/, 'g'))).toEqual(['g2']);
+  agent.destroy();
+});
+
+it('gives an upgrade queued before the rotation a connection with the new certificate, never the old session', async () => {
+  current = 0;
+  seen.length = 0;
+  const agent = new MtlsAgent(provider, upstreamDescription, 5000);
+  // A first connection, so the agent has a TLS session of generation 1 cached.
+  expect(await upgradeRequest(agent, '/warm')).toBe(426);
+  // One socket per upstream: the next request waits in the agent's queue for the busy one.
+  agent.maxSockets = 1;
+  const busy = upgradeRequest(agent, '/slow-close');
+  await new Promise((r) => setTimeout(r, 50));
+  const queued = upgradeRequest(agent, '/queued');
+  current = 1; // the rotation, while /queued waits
+  expect(await busy).toBe(403);
+  expect(await queued).toBe(426);
+  const last = seen.find((s) => s.path === '/queued');
+  // A new connection (the busy one closed), made after the rotation: the new certificate, in full.
+  expect(last?.serial).toBe(serial(clients[1]?.cert ?? ''));
+  expect(last?.resumed).toBe(false);
   agent.destroy();
 });

@@ -62,8 +62,12 @@ export class MtlsAgent extends https.Agent {
   }
 
   override createConnection(options: tls.ConnectionOptions, callback?: (err: Error | null, socket: Duplex) => void): Duplex {
-    const dialOptions: tls.ConnectionOptions = { ...options, ...this.upstream.tlsOptions() };
-    // https.Agent's own createConnection adds TLS session resumption; reuse it.
+    // The current certificate always (tlsOptions), and a cached TLS session only for a request of
+    // the current generation: a request queued before a rotation gets its connection after it,
+    // under its old name, whose cached session would resume the old certificate's identity.
+    const current = (options as GenerationStamped)[GENERATION] === this.contexts.current().id;
+    const dialOptions: tls.ConnectionOptions = { ...options, ...this.upstream.tlsOptions(), ...(current ? {} : { session: undefined }) };
+    // https.Agent's own createConnection adds TLS session resumption (unless `session` is set); reuse it.
     const socket = (
       https.Agent.prototype as unknown as { createConnection: (o: tls.ConnectionOptions, cb?: unknown) => tls.TLSSocket }
     ).createConnection.call(this, dialOptions, callback);
