@@ -77,6 +77,16 @@ export function formatError(err: SidecarError): string {
     .join('\n');
 }
 
+/** Network error codes that mean the other end cannot be reached (an upstream, the app, Vault). */
+export const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+]);
+
 /** An error's message, for a line that quotes it; whatever was thrown. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

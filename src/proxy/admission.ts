@@ -6,7 +6,7 @@
 import type tls from 'node:tls';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { InboundListenerConfig } from '../config/schema/index.js';
-import { type ErrorCode, ErrorCodes } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import type { AuditLog } from '../telemetry/audit.js';
 import { handshakeFailureReason, type Metrics } from '../telemetry/metrics.js';
 import { AuthorizationPolicy, type RequestFacts } from '../tls/authorization.js';
@@ -14,6 +14,7 @@ import { keepServerCurrent, type TlsProvider } from '../tls/generation.js';
 import { nameOf, type PeerIdentity, peerIdentity } from '../tls/peer.js';
 import { type ConnectionGate, gateConnections, type PeerClass } from './connection-gate.js';
 import { loggedPath } from './forwarded-path.js';
+import type { ErrorAnswer } from './json-error.js';
 import type { ListenerDeps } from './listener-types.js';
 import { normalizeTarget } from './request-target.js';
 
@@ -184,7 +185,7 @@ export function refusal(
       listener: ctx.listener,
       remoteAddress,
       peer: who,
-      reason: request ? 'no_rule_matches_request' : 'no_rule_matches_peer',
+      reason: decision.denial,
       detail: decision.reason,
     },
     dryRun ? `authorization would deny this ${what} (dry run: let through)` : `authorization denied a ${what}`,
@@ -196,11 +197,8 @@ export function refusal(
     : `${who}: ${decision.reason}`;
 }
 
-export interface RequestRefusal {
-  readonly status: 400 | 403;
-  readonly code: ErrorCode;
-  readonly message: string;
-}
+/** Why a request is not forwarded: 400 (malformed) or 403 (no rule admits it). */
+export type RequestRefusal = ErrorAnswer<400 | 403>;
 
 /**
  * An HTTP request (http, h2 or an upgrade) on `socket`: its headers sound (`headerProblem`, found

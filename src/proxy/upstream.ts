@@ -8,11 +8,12 @@ import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { formatHostPort } from '../config/parse.js';
 import type { OutboundListenerConfig } from '../config/schema/index.js';
-import { type ErrorCode, ErrorCodes } from '../errors.js';
+import { type ErrorCode, ErrorCodes, UNREACHABLE_CODES } from '../errors.js';
 import { handshakeFailureReason } from '../telemetry/metrics.js';
+import type { ErrorAnswer } from './json-error.js';
 import type { ListenerDeps } from './listener-types.js';
 
-const NETWORK_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
+const NETWORK_ERRORS = UNREACHABLE_CODES;
 /** The connection was closed or reset under us (undici's code for a close; EOF: an h2 session's end). */
 const CLOSED_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'EOF']);
 /** HTTP/2: the stream or session was refused or reset after the connection was up. */
@@ -77,10 +78,8 @@ const CLOSED_AFTER_ACCEPT = {
     `${target} closed the connection mid-request (${detail}) after accepting it; it may have crashed or be restarting`,
 };
 
-export interface UpstreamFailure {
-  readonly code: ErrorCode;
-  readonly message: string;
-}
+/** A failed dial or request, classified: the listener's mode adds the status (502, or 504). */
+export type UpstreamFailure = Omit<ErrorAnswer, 'status'>;
 
 export interface Upstream {
   readonly targetText: string;

@@ -12,11 +12,15 @@ export interface RequestFacts {
   readonly path: string;
 }
 
-export interface Decision {
-  readonly allowed: boolean;
-  /** Why, for the audit log: the matching rule's index, or what no rule matched. */
-  readonly reason: string;
-}
+/** A decision, with its reason as data (`rule`, `denial`) and in words for the audit log (`reason`). */
+export type Decision =
+  | { readonly allowed: true /** The index of the allow rule that matched. */; readonly rule: number; readonly reason: string }
+  | {
+      readonly allowed: false;
+      /** No rule matches this request (methods, paths), or none matches the peer at all. */
+      readonly denial: 'no_rule_matches_request' | 'no_rule_matches_peer';
+      readonly reason: string;
+    };
 
 /** `*` is one segment (no `separator`), `**` anything; everything else is literal. */
 export function globToRegExp(glob: string, separator: '/' | '.' | ''): RegExp {
@@ -86,11 +90,10 @@ export class AuthorizationPolicy {
         if (rule.methods && !rule.methods.has(request.method.toUpperCase())) continue;
         if (rule.paths && !rule.paths.some((matches) => matches(request.path))) continue;
       }
-      return { allowed: true, reason: `allow[${index}]` };
+      return { allowed: true, rule: index, reason: `allow[${index}]` };
     }
-    return {
-      allowed: false,
-      reason: request ? `no allow rule matches ${request.method} ${request.path}` : 'no allow rule matches the peer',
-    };
+    return request
+      ? { allowed: false, denial: 'no_rule_matches_request', reason: `no allow rule matches ${request.method} ${request.path}` }
+      : { allowed: false, denial: 'no_rule_matches_peer', reason: 'no allow rule matches the peer' };
   }
 }

@@ -1,5 +1,5 @@
 /** Turns node-vault and network failures into SidecarErrors with a code, a next step and the reason as data. */
-import { ErrorCodes, type ErrorReason, SidecarError } from '../errors.js';
+import { ErrorCodes, type ErrorReason, SidecarError, UNREACHABLE_CODES } from '../errors.js';
 
 /** What a Vault call was: the short name its metrics carry (sidecar_vault_request_duration_seconds). */
 export type VaultOperation =
@@ -54,16 +54,8 @@ function isResponseError(err: unknown): err is VaultResponseError {
   );
 }
 
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-]);
+/** Vault cannot be reached: the common codes, and a connection reset or aborted before its answer. */
+const NETWORK_CODES: ReadonlySet<string> = new Set([...UNREACHABLE_CODES, 'ECONNRESET', 'ECONNABORTED']);
 
 export function vaultStatus(err: unknown): number | undefined {
   return isResponseError(err) ? err.response.statusCode : undefined;

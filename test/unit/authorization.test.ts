@@ -40,6 +40,7 @@ describe('AuthorizationPolicy', () => {
     expect(policy.decide(checkout).allowed).toBe(true);
     expect(policy.decide(peer({ uris: ['spiffe://cluster.local/ns/shop/sa/cart'] }))).toEqual({
       allowed: false,
+      denial: 'no_rule_matches_peer',
       reason: 'no allow rule matches the peer',
     });
   });
@@ -49,8 +50,8 @@ describe('AuthorizationPolicy', () => {
       allow: [{ spiffe: 'spiffe://cluster.local/ns/*/sa/checkout' }, { dns: '*.billing.svc', ou: 'finance' }, { cn: 'batch-*' }],
       dryRun: false,
     });
-    expect(policy.decide(checkout).reason).toBe('allow[0]');
-    expect(policy.decide(peer({ dnsNames: ['invoices.billing.svc'], organizationalUnits: ['finance'] })).reason).toBe('allow[1]');
+    expect(policy.decide(checkout)).toMatchObject({ allowed: true, rule: 0, reason: 'allow[0]' });
+    expect(policy.decide(peer({ dnsNames: ['invoices.billing.svc'], organizationalUnits: ['finance'] }))).toMatchObject({ rule: 1 });
     expect(policy.decide(peer({ dnsNames: ['invoices.billing.svc'], organizationalUnits: ['sales'] })).allowed).toBe(false);
     expect(policy.decide(peer({ commonNames: ['batch-nightly'] })).reason).toBe('allow[2]');
   });
@@ -63,6 +64,7 @@ describe('AuthorizationPolicy', () => {
     expect(policy.decide(checkout, { method: 'GET', path: '/api/orders/7' }).allowed).toBe(true);
     expect(policy.decide(checkout, { method: 'DELETE', path: '/api/orders/7' })).toEqual({
       allowed: false,
+      denial: 'no_rule_matches_request',
       reason: 'no allow rule matches DELETE /api/orders/7',
     });
     expect(policy.decide(checkout, { method: 'GET', path: '/admin' }).allowed).toBe(false);

@@ -8,7 +8,7 @@
  * and is guarded. A peer reset, a dead app or a cancelled call ends one stream.
  */
 import http2 from 'node:http2';
-import type { ErrorCode } from '../../errors.js';
+import type { ErrorAnswer } from '../json-error.js';
 import { IGNORE_BODY } from '../listener-types.js';
 import { answerHeadersTooLarge, answerStream, canRespond, forwardHeaders, resetIfOpen } from './h2-answers.js';
 import { refusedUnprocessed, sessionAccepted } from './h2-session.js';
@@ -29,11 +29,8 @@ function relayableStatus(headers: http2.IncomingHttpHeaders): boolean {
   return Number.isInteger(status) && status >= 200 && status <= 599;
 }
 
-export interface RelayFailure {
-  readonly status: number;
-  readonly code: ErrorCode;
-  readonly message: string;
-}
+/** What the client of a stream that could not be relayed is answered. */
+export type RelayFailure = ErrorAnswer;
 
 /**
  * How much of a request body is kept until the upstream answers, to send it again when the
