@@ -1,11 +1,3 @@
-/**
- * What the access log and audit lines say a request was for: the path, never a secret that
- * travels in a target (logs are kept and shipped far more widely than the app's traffic), and on
- * inbound listeners the normalized path that was authorized and forwarded, not the raw target.
- * A refused target is logged raw but for what `loggedPath` cuts.
- */
-import type http2 from 'node:http2';
-
 /** Paths longer than this are cut in the access log (a request head may hold 16 KiB of path). */
 const MAX_LOGGED_PATH = 2048;
 
@@ -32,16 +24,4 @@ export function loggedPath(target: string): string {
     if (at >= start) rest = rest.slice(0, start) + rest.slice(at + 1);
   }
   return rest.replace(PATH_PARAMETER, (param) => param.slice(0, param.startsWith(';') ? 1 : 3)).slice(0, MAX_LOGGED_PATH);
-}
-
-/** h2 streams admitted on an inbound listener: the path they were forwarded with (http mode rewrites req.url instead). */
-const forwarded = new WeakMap<http2.Http2Stream, string>();
-
-export function rememberForwardedPath(stream: http2.Http2Stream, target: string): void {
-  forwarded.set(stream, loggedPath(target));
-}
-
-/** The path to log for an h2 stream: as forwarded when it was admitted, else as the client sent it. */
-export function streamPath(stream: http2.Http2Stream, rawPath: string): string {
-  return forwarded.get(stream) ?? loggedPath(rawPath);
 }

@@ -9,6 +9,7 @@ import { peerIdentity } from '../tls/peer.js';
 import { deadlinesFor, watchInboundConnections } from './certificate-deadline.js';
 import { answerClientErrors } from './client-errors.js';
 import { exchangeRecorder } from './exchanges.js';
+import type { StreamLedger } from './h2/stream-ledger.js';
 import { applyHttpLimits, applyRawLimits, type ListenerLimits } from './limits.js';
 import type { Listener, ListenerDeps } from './listener-types.js';
 import { drainRawServer, drainServer, listenOn, trackSockets } from './server-lifecycle.js';
@@ -47,6 +48,8 @@ export interface ListenerHandleOptions {
   readonly logger: Logger;
   /** Runs after the drain: release upstream pools and sessions. */
   readonly afterDrain?: () => void;
+  /** h2 with the access log on: what the relay recorded of each stream (bytes, the path as forwarded). */
+  readonly streams?: StreamLedger | undefined;
 }
 
 /**
@@ -113,7 +116,7 @@ export function listenerHandle(opts: ListenerHandleOptions): Listener {
   } else {
     applyRawLimits(server, limits, capConnections, opts.kind === 'tcp');
     sockets = trackSockets(server);
-    if (opts.kind === 'h2') trackStreams(server as http2.Http2Server, record, peerOf);
+    if (opts.kind === 'h2') trackStreams(server as http2.Http2Server, record, peerOf, opts.streams);
     else trackTcpConnections(server, direction === 'inbound' ? 'secureConnection' : 'connection', record, peerOf);
   }
   let bound: AddressInfo | undefined;

@@ -10,8 +10,8 @@ import type { Metrics } from '../telemetry/metrics.js';
 import type { PeerIdentity } from '../tls/peer.js';
 import { connectionOf, knownConnection } from './connection.js';
 import type { ExchangeRecorder } from './exchanges.js';
-import { loggedPath, streamPath } from './forwarded-path.js';
-import { relayedBytes } from './h2/relayed-bytes.js';
+import { loggedPath } from './forwarded-path.js';
+import type { StreamLedger } from './h2/stream-ledger.js';
 
 /** Who is on the other end of a client connection (see Exchange.peer). */
 export type PeerOf = (socket: Socket) => PeerIdentity | string | undefined;
@@ -92,7 +92,13 @@ export function trackRequests(server: http.Server, record: ExchangeRecorder, pee
 }
 
 /** h2 mode: each stream when it closes. Bytes are the DATA relayed each way (HPACK-compressed heads are not counted). */
-export function trackStreams(server: http2.Http2Server | http2.Http2SecureServer, record: ExchangeRecorder, peerOf: PeerOf): void {
+export function trackStreams(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  record: ExchangeRecorder,
+  peerOf: PeerOf,
+  /** The listener's ledger (access log on): bytes relayed and the path as forwarded. */
+  ledger: StreamLedger | undefined,
+): void {
   server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
     const startedAt = process.hrtime.bigint();
     const method = String(headers[':method'] ?? '');
@@ -103,8 +109,10 @@ export function trackStreams(server: http2.Http2Server | http2.Http2SecureServer
     const rawPath = record.detailed ? String(headers[':path'] ?? '') : '';
     stream.once('close', () => {
       // As forwarded (inbound: normalized and authorized), known once the listener admitted it.
-      const path = record.detailed ? streamPath(stream, rawPath) : '';
-      const bytes = relayedBytes(stream);
+      const { path, ...bytes } =
+        record.detailed && ledger
+          ? ledger.read(stream, rawPath)
+          : { received: 0, sent: 0, path: record.detailed ? loggedPath(rawPath) : '' };
       const status = stream.headersSent ? Number(stream.sentHeaders[':status']) : 'aborted';
       record({
         remoteAddress,

@@ -12,8 +12,8 @@ import type { ErrorAnswer } from '../json-error.js';
 import { IGNORE_BODY } from '../listener-types.js';
 import { answerHeadersTooLarge, answerStream, canRespond, forwardHeaders, resetIfOpen } from './h2-answers.js';
 import { refusedUnprocessed, sessionAccepted } from './h2-session.js';
-import { countRelayedBytes } from './relayed-bytes.js';
 import { streamActive } from './stream-idle.js';
+import type { StreamEntry } from './stream-ledger.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM, NGHTTP2_FRAME_SIZE_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
 
@@ -65,13 +65,13 @@ export function relayStream(
   /** `accepted`: the upstream's server had accepted the connection (sessionAccepted). */
   onFailure: (err: Error & { code?: string }, accepted: boolean) => RelayFailure,
   options: {
-    /** Count the DATA bytes each way (relayedBytes): the listener's access log is on. */
-    readonly countBytes?: boolean | undefined;
+    /** Where the DATA bytes each way are counted (the listener's StreamLedger): its access log is on. */
+    readonly bytes?: StreamEntry | undefined;
     /** Told of each DATA chunk relayed, either way (ListenerDeps.bodyRelayed). */
     readonly bodyRelayed?: ((bytes: number) => void) | undefined;
   } = {},
 ): void {
-  const { countBytes = false, bodyRelayed = IGNORE_BODY } = options;
+  const { bytes, bodyRelayed = IGNORE_BODY } = options;
   let upstream: http2.ClientHttp2Stream | undefined;
   let upstreamSession: http2.ClientHttp2Session | undefined;
   let failed = false;
@@ -93,7 +93,6 @@ export function relayStream(
   };
   let headersTooLarge = false;
   let responded = false;
-  const bytes = countBytes ? countRelayedBytes(incoming) : undefined;
   // The body sent so far, while it may have to be sent again (no response yet, within REPLAY_LIMIT).
   let replay: Buffer[] | undefined = [];
   let replayBytes = 0;

@@ -11,13 +11,13 @@ import { ErrorCodes } from '../../errors.js';
 import { admitRequest, inboundMtls } from '../admission.js';
 import { callerHeaders, isCallerHeader } from '../caller-headers.js';
 import { connectionOf } from '../connection.js';
-import { rememberForwardedPath } from '../forwarded-path.js';
 import { type Listener, type ListenerDeps, listenerHandle } from '../listener.js';
 import { h2HostProblem } from '../request-host.js';
 import { answerStream, forwardHeaders } from './h2-answers.js';
 import { relayStream } from './h2-relay.js';
 import { guardH2Server, h2ServerOptions } from './h2-server-guards.js';
 import { H2Session, rootCause } from './h2-session.js';
+import { StreamLedger } from './stream-ledger.js';
 
 const dropFromRequest = (name: string) => name === 'host' || isCallerHeader(name);
 
@@ -34,6 +34,8 @@ function appFailureMessage(target: string, detail: string): string {
 
 export function createInboundH2Listener(config: InboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'inbound', mode: 'h2' });
+  // What the access log records of each stream, as only the relay knows it.
+  const streams = config.accessLog ? new StreamLedger() : undefined;
   const targetText = formatHostPort(config.target);
   const mtls = inboundMtls(config, deps);
   const app = new H2Session(`http://${targetText}`, () => ({}), { connectTimeoutMs: config.limits.connectTimeout * 1000 });
@@ -66,7 +68,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     const caller = callerHeaders(config, decision.peer, socket, clientAuthority, headers['x-forwarded-for']);
     const outgoing = forwardHeaders(headers, dropFromRequest, caller);
     outgoing[':path'] = decision.target;
-    if (config.accessLog) rememberForwardedPath(stream, decision.target);
+    streams?.forwardedWith(stream, decision.target);
     if (authority !== undefined) outgoing[':authority'] = authority;
     relayStream(
       stream,
@@ -83,7 +85,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
         );
         return { status: 502, code: ErrorCodes.APP_UNREACHABLE, message: appFailureMessage(targetText, detail) };
       },
-      { countBytes: config.accessLog, bodyRelayed: deps.bodyRelayed },
+      { bytes: streams?.entry(stream), bodyRelayed: deps.bodyRelayed },
     );
   });
   mtls.attach(server);
@@ -96,6 +98,7 @@ export function createInboundH2Listener(config: InboundListenerConfig, index: nu
     server,
     deps,
     logger: log,
+    streams,
     afterDrain: () => app.close(),
   });
 }

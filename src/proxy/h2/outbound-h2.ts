@@ -14,9 +14,12 @@ import { forwardHeaders } from './h2-answers.js';
 import { relayStream } from './h2-relay.js';
 import { guardH2Server, h2ServerOptions } from './h2-server-guards.js';
 import { H2Session } from './h2-session.js';
+import { StreamLedger } from './stream-ledger.js';
 
 export function createOutboundH2Listener(config: OutboundListenerConfig, index: number, deps: ListenerDeps): Listener {
   const log = deps.logger.child({ listener: config.name, direction: 'outbound', mode: 'h2' });
+  // What the access log records of each stream, as only the relay knows it.
+  const streams = config.accessLog ? new StreamLedger() : undefined;
   const upstream = upstreamFor(config, deps);
   // One session per TLS generation: after a rotation the next stream opens a session that presents the new certificate.
   const session = new H2Session(
@@ -54,7 +57,7 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
     outgoing[':authority'] = upstream.expectedName;
     outgoing[':scheme'] = 'https';
     relayStream(stream, outgoing, current, (err, accepted) => ({ status: 502, ...upstream.failed(err, accepted) }), {
-      countBytes: config.accessLog,
+      bytes: streams?.entry(stream),
       bodyRelayed: deps.bodyRelayed,
     });
   });
@@ -68,6 +71,7 @@ export function createOutboundH2Listener(config: OutboundListenerConfig, index: 
     server,
     deps,
     logger: log,
+    streams,
     afterDrain: () => session.close(),
   });
 }
