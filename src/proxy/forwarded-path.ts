@@ -1,3 +1,10 @@
+/**
+ * What the access log and audit lines say a request was for: the path, never a secret that
+ * travels in a target (logs are kept and shipped far more widely than the app's traffic), and on
+ * inbound listeners the normalized path that was authorized and forwarded, not the raw target.
+ * A refused target is logged raw but for what `loggedPath` cuts.
+ */
+
 /** Paths longer than this are cut in the access log (a request head may hold 16 KiB of path). */
 const MAX_LOGGED_PATH = 2048;
 

@@ -14,7 +14,12 @@ export interface RequestFacts {
 
 /** A decision, with its reason as data (`rule`, `denial`) and in words for the audit log (`reason`). */
 export type Decision =
-  | { readonly allowed: true /** The index of the allow rule that matched. */; readonly rule: number; readonly reason: string }
+  | {
+      readonly allowed: true;
+      /** The index of the allow rule that matched. */
+      readonly rule: number;
+      readonly reason: string;
+    }
   | {
       readonly allowed: false;
       /** No rule matches this request (methods, paths), or none matches the peer at all. */

@@ -20,8 +20,14 @@
  * until it fires. At the default 120 s, an app opening a session per call kept 12 MB per 5,000
  * calls, and a 256 Mi container was OOM-killed (issue 24, defect 14).
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
+
+/**
+ * http2.constants.NGHTTP2_NO_ERROR, written out: this module is reached from tcp mode too (the
+ * connection gate, the deadlines), and a value import of `node:http2` would load HTTP/2 there.
+ */
+const NGHTTP2_NO_ERROR = 0;
 
 /** Checks per idleTimeout: an idle session gets its GOAWAY between 1 and 1.25 idleTimeouts after its last stream. */
 const CHECKS_PER_TIMEOUT = 4;
@@ -51,7 +57,7 @@ export function closeSessionGracefully(session: http2.ServerHttp2Session, graceM
     return;
   }
   // Without a stream id, Node's goaway() names the last stream the session processed.
-  session.goaway(http2.constants.NGHTTP2_NO_ERROR);
+  session.goaway(NGHTTP2_NO_ERROR);
   setTimeout(() => {
     if (session.destroyed) return;
     session.close();
