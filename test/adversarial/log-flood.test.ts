@@ -5,13 +5,15 @@
  */
 import https from 'node:https';
 import { expect, it } from 'vitest';
-import { freePort } from '../support/ports.js';
+import { waitFor } from '../support/cli.js';
 import { startSidecarUnderAttack } from './harness.js';
 
 it('logs a bounded number of lines for 400 requests to a dead app and a dead upstream', async () => {
+  // Port 1: nothing listens there, and no other test can bind it in the meantime (a port that
+  // was free a moment ago can be taken by a parallel test: then nothing is "unreachable").
   const sidecar = await startSidecarUnderAttack({
-    inbound: [{ name: 'web', target: `127.0.0.1:${await freePort()}` }],
-    outbound: [{ name: 'out', target: `127.0.0.1:${await freePort()}`, serverName: 'localhost' }],
+    inbound: [{ name: 'web', target: '127.0.0.1:1' }],
+    outbound: [{ name: 'out', target: '127.0.0.1:1', serverName: 'localhost' }],
   });
   const agent = new https.Agent({
     keepAlive: true,
@@ -34,6 +36,12 @@ it('logs a bounded number of lines for 400 requests to a dead app and a dead ups
   );
   agent.destroy();
   expect(new Set([...statuses, ...outbound])).toEqual(new Set([502]));
+  // The sidecar's log lines reach us through a pipe: wait for the first of each.
+  await waitFor(
+    () => sidecar.logs('app_unreachable').length > 0 && sidecar.logs('upstream_unreachable').length > 0,
+    10_000,
+    'the unreachable lines',
+  );
   const appLines = sidecar.logs('app_unreachable');
   const upstreamLines = sidecar.logs('upstream_unreachable');
   // The default bucket: 20 at once, then 2 a second.
