@@ -56,7 +56,17 @@ class FlakyApp {
         stream.end('ok');
       }, roll * 3);
     });
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    // Back on the same port (the sidecar's target). While the app was down, a connection of a test
+    // running in parallel may have taken that port as its source port: wait for it to let go.
+    for (let attempt = 0; ; attempt++) {
+      const error = await new Promise<Error | undefined>((resolve) => {
+        server.once('error', resolve);
+        server.listen(this.port, '127.0.0.1', () => resolve(undefined));
+      });
+      if (!error) break;
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 100) throw error;
+      await new Promise((r) => setTimeout(r, 100));
+    }
     this.#server = server;
   }
 
